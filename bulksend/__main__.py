@@ -1,0 +1,5 @@
+"""``python -m bulksend``."""
+
+from bulksend.cli import main
+
+raise SystemExit(main())

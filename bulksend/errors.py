@@ -1,0 +1,96 @@
+"""The one exception tree of bulksend.
+
+Every error the project raises on purpose is a :class:`BulkSendError`. Messages name what went wrong
+and where (file, row, gateway code) and never carry a secret: the password and session id are never
+interpolated into a message, and :func:`redact` scrubs any that slip into text from outside (an
+exception raised by a library, a URL, a gateway answer echoed back).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from enum import Enum
+
+__all__ = [
+    "BulkSendError",
+    "ConfigError",
+    "ErrorClass",
+    "GatewayError",
+    "InputError",
+    "ProtocolError",
+    "redact",
+]
+
+_SECRET_PARAM = re.compile(r"(?i)\b(password|session_id|sessionid)=([^&\s'\"]+)")
+
+
+def redact(text: str, secrets: Iterable[str] = ()) -> str:
+    """Return ``text`` with every known secret and every ``password=``/``session_id=`` value masked."""
+    out = _SECRET_PARAM.sub(lambda m: f"{m.group(1)}=***", text)
+    for secret in secrets:
+        if secret:
+            out = out.replace(secret, "***")
+    return out
+
+
+class BulkSendError(Exception):
+    """Root of every error bulksend raises on purpose."""
+
+
+class ConfigError(BulkSendError):
+    """Settings are missing, contradictory or unsafe (bad profile, password in argv, ...)."""
+
+
+class InputError(BulkSendError):
+    """The recipient file, the text or another input cannot be used. Names file, row and reason."""
+
+    def __init__(self, message: str, *, path: str | None = None, row: int | None = None) -> None:
+        where = ""
+        if path is not None:
+            where = f"{path}"
+            if row is not None:
+                where += f", row {row}"
+            where += ": "
+        super().__init__(where + message)
+        self.path = path
+        self.row = row
+        self.reason = message
+
+
+class ProtocolError(BulkSendError):
+    """The gateway answered something this protocol does not allow. Quotes the offending line."""
+
+    MAX_QUOTE = 120
+
+    def __init__(self, message: str, line: str | None = None) -> None:
+        if line is not None:
+            quoted = line if len(line) <= self.MAX_QUOTE else line[: self.MAX_QUOTE] + "…"
+            message = f"{message}: {quoted!r}"
+        super().__init__(redact(message))
+        self.line = line
+
+
+class ErrorClass(str, Enum):
+    """What a sender must do about a gateway error code."""
+
+    FATAL = "fatal"  # stop the campaign: auth, frozen account, no credit, IP lockdown
+    RECIPIENT = "recipient"  # this number only; the rest of the batch is fine
+    TRANSIENT = "transient"  # the gateway did not process it: safe to retry with backoff
+    SESSION = "session"  # the session expired: re-authenticate and retry (not processed)
+    REQUEST = "request"  # our request is wrong: a bug or bad settings, stops the campaign
+    QUERY = "query"  # only meaningful for query calls (querymsg, delmsg, ...)
+
+
+class GatewayError(BulkSendError):
+    """The gateway refused a whole request with ``ERR: NNN, description``."""
+
+    def __init__(self, code: int, description: str, error_class: ErrorClass) -> None:
+        super().__init__(f"gateway error {code:03d} ({error_class.value}): {redact(description)}")
+        self.code = code
+        self.description = redact(description)
+        self.error_class = error_class
+
+    @property
+    def fatal(self) -> bool:
+        return self.error_class in (ErrorClass.FATAL, ErrorClass.REQUEST)
