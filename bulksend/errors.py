@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
-from enum import Enum
+from enum import StrEnum
+from threading import Lock
 
 __all__ = [
     "BulkSendError",
@@ -20,16 +21,29 @@ __all__ = [
     "InputError",
     "ProtocolError",
     "redact",
+    "register_secret",
 ]
 
 _SECRET_PARAM = re.compile(r"(?i)\b(password|session_id|sessionid)=([^&\s'\"]+)")
 
 
+_registered: set[str] = set()
+_registered_lock = Lock()
+
+
+def register_secret(secret: str) -> None:
+    """Remember a secret (password, session id) so that :func:`redact` masks it everywhere."""
+    if secret and len(secret) >= 4:
+        with _registered_lock:
+            _registered.add(secret)
+
+
 def redact(text: str, secrets: Iterable[str] = ()) -> str:
-    """Return ``text`` with every known secret and every ``password=``/``session_id=`` value masked."""
+    """Return ``text`` with every registered or given secret and every ``password=`` /
+    ``session_id=`` value masked as ``***``."""
     out = _SECRET_PARAM.sub(lambda m: f"{m.group(1)}=***", text)
-    for secret in secrets:
-        if secret:
+    for secret in (*_registered, *secrets):
+        if secret and secret in out:
             out = out.replace(secret, "***")
     return out
 
@@ -52,7 +66,7 @@ class InputError(BulkSendError):
             if row is not None:
                 where += f", row {row}"
             where += ": "
-        super().__init__(where + message)
+        super().__init__(redact(where + message))
         self.path = path
         self.row = row
         self.reason = message
@@ -71,7 +85,7 @@ class ProtocolError(BulkSendError):
         self.line = line
 
 
-class ErrorClass(str, Enum):
+class ErrorClass(StrEnum):
     """What a sender must do about a gateway error code."""
 
     FATAL = "fatal"  # stop the campaign: auth, frozen account, no credit, IP lockdown

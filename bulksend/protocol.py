@@ -1,0 +1,437 @@
+"""The Clickatell legacy HTTP API as pure functions: request forms in, answers parsed out. No I/O.
+
+What this module promises:
+
+* :class:`SendmsgTemplate` builds ``sendmsg`` bodies. Everything but ``to`` is encoded once per
+  campaign; a batch costs one ``join`` of its numbers. Secrets live only in the auth part, which the
+  caller supplies per request (so a renewed session id needs no new template) and which never reaches
+  a ``repr``.
+* :func:`parse_sendmsg` maps every answer line to its number by the ``To:`` value, never by
+  position. Numbers the answer leaves out, answers duplicated beyond what was asked and lines that
+  are neither ``ID:`` nor ``ERR:`` make those numbers :attr:`Verdict.UNKNOWN`, never accepted. A
+  whole-request ``ERR:`` comes back as a :class:`~bulksend.errors.GatewayError` with its class.
+* The other answers (``auth``, ``ping``, ``querymsg``, ``getmsgcharge``, ``getbalance``) parse to
+  plain values or raise :class:`~bulksend.errors.GatewayError` / :class:`~bulksend.errors.ProtocolError`.
+* :data:`ERROR_CODES` classifies every code the spec lists (see :class:`~bulksend.errors.ErrorClass`).
+
+Answers may use ``\\n`` or ``\\r\\n``, carry trailing blank lines, surrounding whitespace and lines
+in any order. Anything else is a :class:`~bulksend.errors.ProtocolError` quoting the line.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from enum import StrEnum
+from urllib.parse import quote_plus, urlencode
+
+from bulksend.errors import ErrorClass, GatewayError, ProtocolError
+
+__all__ = [
+    "ERROR_CODES",
+    "MAX_NUMBERS_GET",
+    "MAX_NUMBERS_POST",
+    "STATUS_CODES",
+    "Auth",
+    "MessageOptions",
+    "NumberResult",
+    "SendmsgAnswer",
+    "SendmsgTemplate",
+    "Verdict",
+    "classify",
+    "parse_auth",
+    "parse_getbalance",
+    "parse_getmsgcharge",
+    "parse_ping",
+    "parse_querymsg",
+    "parse_sendmsg",
+]
+
+MAX_NUMBERS_GET = 300
+MAX_NUMBERS_POST = 600
+
+ERROR_CODES: Mapping[int, tuple[str, ErrorClass]] = {
+    1: ("Authentication failed", ErrorClass.FATAL),
+    2: ("Unknown username or password", ErrorClass.FATAL),
+    3: ("Session ID expired", ErrorClass.SESSION),
+    4: ("Account frozen", ErrorClass.FATAL),
+    5: ("Missing session ID", ErrorClass.REQUEST),
+    7: ("IP lockdown violation", ErrorClass.FATAL),
+    101: ("Invalid or missing parameters", ErrorClass.REQUEST),
+    102: ("Invalid user data header", ErrorClass.REQUEST),
+    103: ("Unknown API message ID", ErrorClass.QUERY),
+    104: ("Unknown client message ID", ErrorClass.QUERY),
+    105: ("Invalid destination address", ErrorClass.RECIPIENT),
+    106: ("Invalid source address", ErrorClass.REQUEST),
+    107: ("Empty message", ErrorClass.REQUEST),
+    108: ("Invalid or missing API ID", ErrorClass.FATAL),
+    109: ("Missing message ID", ErrorClass.QUERY),
+    113: ("Maximum message parts exceeded", ErrorClass.REQUEST),
+    114: ("Cannot route message", ErrorClass.RECIPIENT),
+    115: ("Message expired", ErrorClass.RECIPIENT),
+    116: ("Invalid Unicode data", ErrorClass.REQUEST),
+    120: ("Invalid delivery time", ErrorClass.REQUEST),
+    121: ("Destination mobile number blocked", ErrorClass.RECIPIENT),
+    122: ("Destination mobile opted out", ErrorClass.RECIPIENT),
+    123: ("Invalid Sender ID", ErrorClass.REQUEST),
+    128: ("Number delisted", ErrorClass.RECIPIENT),
+    130: ("Maximum MT limit exceeded", ErrorClass.FATAL),
+    201: ("Invalid batch ID", ErrorClass.QUERY),
+    202: ("No batch template", ErrorClass.QUERY),
+    301: ("No credit left", ErrorClass.FATAL),
+    901: ("Internal error", ErrorClass.TRANSIENT),
+}
+
+STATUS_CODES: Mapping[str, tuple[str, str]] = {
+    "001": ("Message unknown", "unknown"),
+    "002": ("Message queued", "intermediate"),
+    "003": ("Delivered to gateway", "intermediate"),
+    "004": ("Received by recipient", "delivered"),
+    "005": ("Error with message", "error"),
+    "006": ("User cancelled message delivery", "final"),
+    "007": ("Error delivering message", "error"),
+    "008": ("OK", "intermediate"),
+    "009": ("Routing error", "error"),
+    "010": ("Message expired", "error"),
+    "011": ("Message queued for later delivery", "intermediate"),
+    "012": ("Out of credit", "error"),
+    "014": ("Maximum MT limit exceeded", "error"),
+}
+
+
+def classify(code: int, *, per_recipient: bool = False) -> ErrorClass:
+    """Class of a gateway error code. Unknown codes are fatal for a whole request (stopping is the
+    only safe reaction to an error we do not understand) and recipient-only on a ``To:`` line."""
+    known = ERROR_CODES.get(code)
+    if known is not None:
+        return known[1]
+    return ErrorClass.RECIPIENT if per_recipient else ErrorClass.FATAL
+
+
+# --------------------------------------------------------------------------------------------------
+# Requests
+
+
+@dataclass(frozen=True, slots=True)
+class Auth:
+    """How a request authenticates: a session id, or user + password + api_id. Never printed."""
+
+    api_id: str = ""
+    user: str = ""
+    password: str = field(default="", repr=False)
+    session_id: str = field(default="", repr=False)
+
+    def params(self) -> list[tuple[str, str]]:
+        if self.session_id:
+            return [("session_id", self.session_id)]
+        return [("api_id", self.api_id), ("user", self.user), ("password", self.password)]
+
+    def encoded(self) -> str:
+        """The auth part of a form body, already URL-encoded (``a=b&c=d``)."""
+        return urlencode(self.params())
+
+    def with_session(self, session_id: str) -> Auth:
+        return Auth(self.api_id, self.user, self.password, session_id)
+
+    def __repr__(self) -> str:
+        kind = "session" if self.session_id else f"user={self.user!r} api_id={self.api_id!r}"
+        return f"Auth({kind}, secrets hidden)"
+
+
+@dataclass(frozen=True, slots=True)
+class MessageOptions:
+    """Everything of a ``sendmsg`` request except auth and ``to``.
+
+    ``text`` is the wire text: the message itself, or its UCS-2 hex when ``unicode`` is set
+    (see :func:`bulksend.gsm.wire_text`). ``extra`` passes advanced parameters through verbatim.
+    """
+
+    text: str
+    sender: str | None = None
+    mo: bool = False
+    callback: int = 0
+    climsgid: str | None = None
+    unicode: bool = False
+    concat: int = 1
+    max_credits: float | None = None
+    deliv_time: int | None = None
+    scheduled_time: int | None = None
+    validity: int | None = None
+    escalate: int | None = None
+    queue: int | None = None
+    extra: tuple[tuple[str, str], ...] = ()
+
+    def params(self) -> list[tuple[str, str]]:
+        out: list[tuple[str, str]] = [("text", self.text)]
+        if self.sender:
+            out.append(("from", self.sender))
+        if self.mo:
+            out.append(("mo", "1"))
+        if self.callback:
+            out.append(("callback", str(self.callback)))
+        if self.climsgid:
+            out.append(("climsgid", self.climsgid))
+        if self.unicode:
+            out.append(("unicode", "1"))
+        if self.concat != 1:
+            out.append(("concat", str(self.concat)))
+        if self.max_credits is not None:
+            out.append(("max_credits", _number(self.max_credits)))
+        for name in ("deliv_time", "scheduled_time", "validity", "escalate", "queue"):
+            value = getattr(self, name)
+            if value is not None:
+                out.append((name, str(value)))
+        out.extend(self.extra)
+        return out
+
+    def validate(self) -> None:
+        """Raise :class:`ProtocolError` for a request the gateway would refuse outright."""
+        if not self.text:
+            raise ProtocolError("the message text is empty")
+        if not 0 <= self.callback <= 7:
+            raise ProtocolError(f"callback must be 0..7, not {self.callback}")
+        if self.concat < 1:
+            raise ProtocolError(f"concat must be at least 1, not {self.concat}")
+        if self.mo and not self.sender:
+            raise ProtocolError("mo=1 needs a sender (from)")
+        if self.climsgid is not None and (
+            len(self.climsgid) > 32 or not self.climsgid.isalnum() or not self.climsgid.isascii()
+        ):
+            raise ProtocolError("climsgid must be at most 32 alphanumeric characters")
+        if self.deliv_time is not None and not 0 <= self.deliv_time <= 10080:
+            raise ProtocolError(f"deliv_time must be 0..10080 minutes, not {self.deliv_time}")
+
+
+def _number(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else repr(float(value))
+
+
+class SendmsgTemplate:
+    """Builds ``sendmsg`` form bodies for one message; the per-batch cost is joining the numbers."""
+
+    __slots__ = ("_static", "options")
+
+    def __init__(self, options: MessageOptions) -> None:
+        options.validate()
+        self.options = options
+        self._static = urlencode(options.params())
+
+    def body(self, auth: Auth, numbers: Sequence[str]) -> bytes:
+        """The ``application/x-www-form-urlencoded`` body for a POST of ``numbers``."""
+        return f"{auth.encoded()}&{self._static}&to={'%2C'.join(numbers)}".encode("ascii")
+
+    def query(self, auth: Auth, numbers: Sequence[str]) -> str:
+        """The query string for a GET of ``numbers`` (at most :data:`MAX_NUMBERS_GET`)."""
+        if len(numbers) > MAX_NUMBERS_GET:
+            raise ProtocolError(
+                f"a GET carries at most {MAX_NUMBERS_GET} numbers, not {len(numbers)}"
+            )
+        return f"{auth.encoded()}&{self._static}&to={quote_plus(','.join(numbers))}"
+
+
+# --------------------------------------------------------------------------------------------------
+# Answers
+
+
+class Verdict(StrEnum):
+    ACCEPTED = "accepted"
+    REJECTED = "rejected"
+    UNKNOWN = "unknown"
+
+
+@dataclass(frozen=True, slots=True)
+class NumberResult:
+    """What the answer says about one requested number (one occurrence of it)."""
+
+    verdict: Verdict
+    api_msg_id: str = ""
+    code: int = 0
+    description: str = ""
+
+
+@dataclass(slots=True)
+class SendmsgAnswer:
+    """A parsed ``sendmsg`` answer.
+
+    ``error`` is set for a whole-request ``ERR:`` (then ``results`` is empty: nothing was
+    processed). Otherwise ``results[i]`` is the outcome for ``numbers[i]`` of the request, and
+    ``anomalies`` lists what did not fit (lines for numbers never asked, duplicates, junk).
+    """
+
+    results: list[NumberResult]
+    error: GatewayError | None = None
+    anomalies: list[str] = field(default_factory=list)
+
+
+_ID_LINE = re.compile(r"ID:\s*([0-9A-Za-z]{1,64})(?:\s+To:\s*(\+?\d{1,20}))?", re.IGNORECASE)
+_ERR_LINE = re.compile(
+    r"ERR:\s*(\d{1,3})\s*(?:,\s*(.*?))?(?:\s+To:\s*(\+?\d{1,20}))?", re.IGNORECASE
+)
+_MISSING = NumberResult(Verdict.UNKNOWN, description="number missing from the gateway's answer")
+
+
+def _lines(body: str) -> list[str]:
+    return [line.strip() for line in body.splitlines() if line.strip()]
+
+
+def _whole_error(line: str) -> GatewayError | None:
+    m = _ERR_LINE.fullmatch(line)
+    if m is None or m.group(3) is not None:
+        return None
+    code = int(m.group(1))
+    return GatewayError(code, m.group(2) or "", classify(code))
+
+
+def parse_sendmsg(body: str, numbers: Sequence[str]) -> SendmsgAnswer:
+    """Match a ``sendmsg`` answer to the requested ``numbers``.
+
+    Raises :class:`ProtocolError` only when the answer as a whole is not a sendmsg answer (empty, or
+    an HTML page). Individual odd lines become anomalies and leave their numbers ``UNKNOWN``.
+    """
+    lines = _lines(body)
+    if not lines:
+        raise ProtocolError("empty answer to sendmsg")
+    if len(lines) == 1:
+        whole = _whole_error(lines[0])
+        # A bare ERR line is a per-recipient error only for a one-number request with a code of the
+        # recipient class; for anything else it refuses the whole request.
+        if whole is not None and not (
+            len(numbers) == 1 and whole.error_class is ErrorClass.RECIPIENT
+        ):
+            return SendmsgAnswer([], error=whole)
+
+    parsed: list[tuple[str | None, NumberResult]] = []
+    anomalies: list[str] = []
+    for line in lines:
+        m = _ID_LINE.fullmatch(line)
+        if m is not None:
+            parsed.append((m.group(2), NumberResult(Verdict.ACCEPTED, api_msg_id=m.group(1))))
+            continue
+        m = _ERR_LINE.fullmatch(line)
+        if m is not None:
+            code = int(m.group(1))
+            parsed.append(
+                (
+                    m.group(3),
+                    NumberResult(Verdict.REJECTED, code=code, description=m.group(2) or ""),
+                )
+            )
+            continue
+        anomalies.append(f"unrecognised line: {_quote(line)}")
+
+    if not parsed:
+        raise ProtocolError("answer to sendmsg has no ID: or ERR: line", lines[0])
+
+    # Lines without To: are only meaningful when exactly one number was asked for.
+    if len(numbers) == 1 and len(parsed) == 1 and parsed[0][0] is None:
+        return SendmsgAnswer([parsed[0][1]], anomalies=anomalies)
+
+    wanted: dict[str, list[int]] = {}
+    for i, number in enumerate(numbers):
+        wanted.setdefault(number, []).append(i)
+    answered: dict[str, list[NumberResult]] = {}
+    for to, result in parsed:
+        if to is None:
+            anomalies.append(f"line without To: in a {len(numbers)}-number answer")
+            continue
+        to = to.lstrip("+")
+        if to not in wanted:
+            anomalies.append(f"answer for a number that was not requested: {to}")
+            continue
+        answered.setdefault(to, []).append(result)
+
+    results = [_MISSING] * len(numbers)
+    for number, positions in wanted.items():
+        got = answered.get(number)
+        if not got:
+            continue
+        if len(got) > len(positions):
+            # More answers than requests for this number: which one is real cannot be known.
+            ids = ";".join(r.api_msg_id for r in got if r.api_msg_id)
+            anomalies.append(f"{len(got)} answer lines for {number}, {len(positions)} requested")
+            dup = NumberResult(
+                Verdict.UNKNOWN,
+                description=f"number answered {len(got)} times"
+                + (f" (api ids {ids})" if ids else ""),
+            )
+            for i in positions:
+                results[i] = dup
+            continue
+        # The same number asked k times: the answers are interchangeable between its occurrences.
+        for i, result in zip(positions, got, strict=False):
+            results[i] = result
+    missing = sum(1 for r in results if r is _MISSING)
+    if missing:
+        anomalies.append(f"{missing} requested number(s) missing from the answer")
+    return SendmsgAnswer(results, anomalies=anomalies)
+
+
+def _quote(line: str, limit: int = 120) -> str:
+    return repr(line if len(line) <= limit else line[:limit] + "…")
+
+
+def _single_line(body: str, command: str) -> str:
+    lines = _lines(body)
+    if not lines:
+        raise ProtocolError(f"empty answer to {command}")
+    if len(lines) > 1:
+        raise ProtocolError(f"{command} answered {len(lines)} lines, expected one", lines[1])
+    line = lines[0]
+    whole = _whole_error(line)
+    if whole is not None:
+        raise whole
+    return line
+
+
+_OK = re.compile(r"OK:\s*(\S*)", re.IGNORECASE)
+
+
+def parse_auth(body: str) -> str:
+    """The session id from an ``auth`` answer (``OK: <session_id>``)."""
+    line = _single_line(body, "auth")
+    m = _OK.fullmatch(line)
+    if m is None or not m.group(1):
+        raise ProtocolError("auth answer is not 'OK: <session id>'", "OK: ***" if m else line)
+    return m.group(1)
+
+
+def parse_ping(body: str) -> None:
+    """Accept ``OK:`` (with or without a trailing session id)."""
+    line = _single_line(body, "ping")
+    if _OK.fullmatch(line) is None:
+        raise ProtocolError("ping answer is not 'OK:'", line)
+
+
+_QUERY = re.compile(r"ID:\s*([0-9A-Za-z]{1,64})\s+Status:\s*(\d{3})", re.IGNORECASE)
+_CHARGE = re.compile(
+    r"ID:\s*([0-9A-Za-z]{1,64})\s+Charge:\s*([0-9.]+)\s+Status:\s*(\d{3})", re.IGNORECASE
+)
+_CREDIT = re.compile(r"Credit:\s*(-?[0-9]+(?:\.[0-9]*)?)", re.IGNORECASE)
+
+
+def parse_querymsg(body: str) -> tuple[str, str]:
+    """``(api_msg_id, status)`` from ``ID: <id> Status: <NNN>``."""
+    line = _single_line(body, "querymsg")
+    m = _QUERY.fullmatch(line)
+    if m is None:
+        raise ProtocolError("querymsg answer is not 'ID: <id> Status: <NNN>'", line)
+    return m.group(1), m.group(2)
+
+
+def parse_getmsgcharge(body: str) -> tuple[str, float, str]:
+    """``(api_msg_id, charge, status)`` from ``ID: <id> Charge: <x> Status: <NNN>``."""
+    line = _single_line(body, "getmsgcharge")
+    m = _CHARGE.fullmatch(line)
+    if m is None:
+        raise ProtocolError("getmsgcharge answer is not 'ID: <id> Charge: <x> Status: <NNN>'", line)
+    return m.group(1), float(m.group(2)), m.group(3)
+
+
+def parse_getbalance(body: str) -> float:
+    """The balance from ``Credit: <float>``."""
+    line = _single_line(body, "getbalance")
+    m = _CREDIT.fullmatch(line)
+    if m is None:
+        raise ProtocolError("getbalance answer is not 'Credit: <number>'", line)
+    return float(m.group(1))
