@@ -1,0 +1,410 @@
+"""The gateway over aiohttp: one batch in, one outcome per number out, with the retry policy.
+
+The distinction this module exists for is *never sent* versus *maybe sent*:
+
+* **certainly not processed** — the TCP connect failed or timed out, HTTP 429/502/503/504, the
+  gateway answered ``ERR: 901`` (internal error) or ``ERR: 003`` (session expired: we log in again
+  first). These are retried with exponential backoff and jitter, honouring ``Retry-After``, within a
+  bounded number of attempts and a bounded total time (tenacity strategies, see :class:`RetryPolicy`);
+* **maybe processed** — the connection was lost or timed out after the request was written, an
+  HTTP status that does not say "not processed", an answer that is not a sendmsg answer. Never
+  retried: the batch's numbers come back :attr:`BatchStatus.UNKNOWN`;
+* **refused** — a whole-request ``ERR:`` of the fatal or request class (auth, frozen account, no
+  credit, IP lockdown, bad parameters): :attr:`BatchStatus.FATAL`, nothing was processed.
+
+Throttling is also flow control: every 429 halves the :class:`AdaptiveWindow` of batches allowed in
+flight and pauses new attempts for the ``Retry-After`` time; each success grows it back by one batch
+per window's worth of successes. ``rate`` is a hard cap in messages per second (aiolimiter).
+
+No secret appears in a message produced here: exceptions from aiohttp are reduced to their class
+and redacted text, and the session id is registered with :func:`bulksend.errors.register_secret`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from enum import StrEnum
+from types import TracebackType
+from typing import Literal
+
+import aiohttp
+from aiolimiter import AsyncLimiter
+from tenacity import (
+    AsyncRetrying,
+    RetryCallState,
+    retry_if_exception_type,
+    stop_after_attempt,
+    stop_after_delay,
+    wait_exponential_jitter,
+)
+
+from bulksend.errors import ErrorClass, GatewayError, ProtocolError, redact, register_secret
+from bulksend.protocol import (
+    MAX_NUMBERS_GET,
+    Auth,
+    NumberResult,
+    SendmsgTemplate,
+    Verdict,
+    parse_auth,
+    parse_sendmsg,
+)
+
+__all__ = [
+    "AdaptiveWindow",
+    "BatchOutcome",
+    "BatchStatus",
+    "ClientSettings",
+    "Gateway",
+    "RetryPolicy",
+]
+
+log = logging.getLogger("bulksend.client")
+
+_NOT_PROCESSED_HTTP = frozenset({429, 502, 503, 504})
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    """Bounded retries of what the gateway certainly did not process."""
+
+    max_attempts: int = 8
+    max_total_seconds: float = 300.0
+    initial_backoff: float = 0.5
+    max_backoff: float = 30.0
+    jitter: float = 0.5
+
+
+@dataclass(frozen=True, slots=True)
+class ClientSettings:
+    endpoint: str
+    auth: Auth
+    use_session: bool = False
+    method: Literal["post", "get"] = "post"
+    concurrency: int = 32
+    rate: float | None = None
+    connect_timeout: float = 10.0
+    read_timeout: float = 60.0
+    verify_tls: bool = True
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    user_agent: str = "bulksend"
+
+
+class BatchStatus(StrEnum):
+    ANSWERED = "answered"  # results holds one NumberResult per number
+    UNKNOWN = "unknown"  # maybe processed: every number's outcome is unknown
+    NOT_SENT = "not_sent"  # retries exhausted on certainly-not-processed failures
+    FATAL = "fatal"  # whole request refused for a campaign-wide reason
+
+
+@dataclass(slots=True)
+class BatchOutcome:
+    status: BatchStatus
+    results: list[NumberResult] = field(default_factory=list)
+    attempts: int = 1
+    reason: str = ""
+    error: GatewayError | None = None
+    anomalies: list[str] = field(default_factory=list)
+
+
+class _NotProcessed(Exception):
+    """An attempt the gateway certainly did not process: safe to retry."""
+
+    def __init__(self, reason: str, retry_after: float | None = None, throttled: bool = False):
+        super().__init__(reason)
+        self.reason = reason
+        self.retry_after = retry_after
+        self.throttled = throttled
+
+
+class _MaybeProcessed(Exception):
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class _Fatal(Exception):
+    """An HTTP answer that says our request is wrong (bad endpoint, forbidden): not processed."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+def _retry_after(value: str | None) -> float | None:
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        return None  # an HTTP date: fall back to our own backoff
+
+
+class _WaitHonouringRetryAfter:
+    """tenacity wait strategy: exponential backoff with jitter, but never less than Retry-After."""
+
+    def __init__(self, policy: RetryPolicy) -> None:
+        self._base = wait_exponential_jitter(
+            initial=policy.initial_backoff, max=policy.max_backoff, jitter=policy.jitter
+        )
+
+    def __call__(self, state: RetryCallState) -> float:
+        base = float(self._base(state))
+        exc = state.outcome.exception() if state.outcome is not None else None
+        retry_after = getattr(exc, "retry_after", None)
+        return max(base, retry_after) if retry_after is not None else base
+
+
+class AdaptiveWindow:
+    """How many batches may be in flight: AIMD on throttling, plus a pause for ``Retry-After``."""
+
+    def __init__(self, maximum: int) -> None:
+        self.maximum = maximum
+        self.limit = float(maximum)
+        self.in_flight = 0
+        self.paused_until = 0.0
+        self.throttled = 0
+        self._cond = asyncio.Condition()
+
+    async def __aenter__(self) -> None:
+        async with self._cond:
+            while True:
+                pause = self.paused_until - time.monotonic()
+                if pause > 0:
+                    # Sleep outside the lock so that others can register the same pause.
+                    self._cond.release()
+                    try:
+                        await asyncio.sleep(pause)
+                    finally:
+                        await self._cond.acquire()
+                    continue
+                if self.in_flight < max(1, int(self.limit)):
+                    self.in_flight += 1
+                    return
+                await self._cond.wait()
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        async with self._cond:
+            self.in_flight -= 1
+            self._cond.notify(1)
+
+    def throttle(self, retry_after: float | None) -> None:
+        self.throttled += 1
+        self.limit = max(1.0, self.limit / 2)
+        pause = retry_after if retry_after is not None else 1.0
+        self.paused_until = max(self.paused_until, time.monotonic() + pause)
+
+    def success(self) -> None:
+        if self.limit < self.maximum:
+            self.limit = min(float(self.maximum), self.limit + 1.0 / max(1.0, self.limit))
+
+
+class Gateway:
+    """One keep-alive connection pool to the gateway, shared by every batch of a campaign."""
+
+    def __init__(self, settings: ClientSettings, template: SendmsgTemplate) -> None:
+        self.settings = settings
+        self.template = template
+        self.auth = settings.auth
+        self.window = AdaptiveWindow(settings.concurrency)
+        self._limiter: AsyncLimiter | None = None
+        self._session: aiohttp.ClientSession | None = None
+        self._login_lock = asyncio.Lock()
+        self._session_generation = 0
+        base = settings.endpoint.rstrip("/")
+        self._send_url = f"{base}/http/sendmsg"
+        self._auth_url = f"{base}/http/auth"
+
+    def limiter_for(self, batch_size: int) -> None:
+        """Set up the ``rate`` cap so that one batch of ``batch_size`` fits in a bucket."""
+        rate = self.settings.rate
+        if rate:
+            period = max(1.0, batch_size / rate)
+            self._limiter = AsyncLimiter(rate * period, period)
+
+    async def __aenter__(self) -> Gateway:
+        s = self.settings
+        connector = aiohttp.TCPConnector(
+            limit=s.concurrency,
+            limit_per_host=s.concurrency,
+            ttl_dns_cache=300,
+            use_dns_cache=True,
+            ssl=True if s.verify_tls else False,
+            enable_cleanup_closed=True,
+        )
+        timeout = aiohttp.ClientTimeout(
+            total=None,
+            connect=s.connect_timeout,
+            sock_connect=s.connect_timeout,
+            sock_read=s.read_timeout,
+        )
+        self._session = aiohttp.ClientSession(
+            connector=connector,
+            timeout=timeout,
+            headers={"User-Agent": s.user_agent},
+            raise_for_status=False,
+            auto_decompress=True,
+        )
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    # -- auth --------------------------------------------------------------------------------------
+
+    async def login(self, *, stale_generation: int | None = None) -> None:
+        """Obtain a session id (``/http/auth``). Concurrent callers share one login: whoever finds
+        the generation already moved on since its failure just uses the new session."""
+        if not self.settings.use_session:
+            return
+        async with self._login_lock:
+            if stale_generation is not None and stale_generation != self._session_generation:
+                return
+            assert self._session is not None
+            form = self.settings.auth.params()
+            try:
+                async with self._session.post(self._auth_url, data=form) as resp:
+                    body = await resp.text()
+                    if resp.status != 200:
+                        raise GatewayError(
+                            0, f"HTTP {resp.status} from /http/auth", ErrorClass.FATAL
+                        )
+            except (aiohttp.ClientError, TimeoutError) as exc:
+                raise GatewayError(
+                    0, f"cannot log in: {_describe(exc)}", ErrorClass.FATAL
+                ) from None
+            session_id = parse_auth(body)
+            register_secret(session_id)
+            self.auth = self.settings.auth.with_session(session_id)
+            self._session_generation += 1
+            log.info("logged in; session renewed (generation %d)", self._session_generation)
+
+    # -- sending -----------------------------------------------------------------------------------
+
+    async def send(self, numbers: Sequence[str]) -> BatchOutcome:
+        """Send one batch and say what became of each number. Never raises for gateway trouble."""
+        policy = self.settings.retry
+        attempts = 0
+        retrying = AsyncRetrying(
+            stop=stop_after_attempt(policy.max_attempts)
+            | stop_after_delay(policy.max_total_seconds),
+            wait=_WaitHonouringRetryAfter(policy),
+            retry=retry_if_exception_type(_NotProcessed),
+            reraise=True,
+            before_sleep=self._before_sleep,
+        )
+        try:
+            async for attempt in retrying:
+                with attempt:
+                    attempts += 1
+                    outcome = await self._attempt(numbers)
+                    outcome.attempts = attempts
+                    return outcome
+        except _NotProcessed as exc:
+            return BatchOutcome(
+                BatchStatus.NOT_SENT,
+                attempts=attempts,
+                reason=f"gave up after {attempts} attempts: {exc.reason}",
+            )
+        except _MaybeProcessed as exc:
+            return BatchOutcome(BatchStatus.UNKNOWN, attempts=attempts, reason=exc.reason)
+        except _Fatal as exc:
+            error = GatewayError(0, exc.reason, ErrorClass.REQUEST)
+            return BatchOutcome(
+                BatchStatus.FATAL, attempts=attempts, reason=exc.reason, error=error
+            )
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _before_sleep(self, state: RetryCallState) -> None:
+        exc = state.outcome.exception() if state.outcome is not None else None
+        log.debug("retrying a batch after: %s", redact(str(exc)))
+
+    async def _attempt(self, numbers: Sequence[str]) -> BatchOutcome:
+        assert self._session is not None
+        if self._limiter is not None:
+            await self._limiter.acquire(len(numbers))
+        generation = self._session_generation
+        async with self.window:
+            text = await self._request(numbers)
+        try:
+            answer = parse_sendmsg(text, numbers)
+        except ProtocolError as exc:
+            raise _MaybeProcessed(f"unreadable answer: {exc}") from None
+        error = answer.error
+        if error is not None:
+            if error.error_class is ErrorClass.SESSION and self.settings.use_session:
+                await self.login(stale_generation=generation)
+                raise _NotProcessed(f"session expired (ERR {error.code:03d}); logged in again")
+            if error.error_class is ErrorClass.TRANSIENT:
+                raise _NotProcessed(f"ERR {error.code:03d}, {error.description}")
+            if error.error_class is ErrorClass.RECIPIENT:
+                # A bare recipient-class error for a whole multi-number request: every number.
+                result = NumberResult(
+                    Verdict.REJECTED, code=error.code, description=error.description
+                )
+                return BatchOutcome(BatchStatus.ANSWERED, [result] * len(numbers))
+            return BatchOutcome(BatchStatus.FATAL, reason=str(error), error=error)
+        self.window.success()
+        if answer.anomalies:
+            log.warning("gateway answer anomalies: %s", "; ".join(answer.anomalies[:5]))
+        return BatchOutcome(BatchStatus.ANSWERED, answer.results, anomalies=answer.anomalies)
+
+    async def _request(self, numbers: Sequence[str]) -> str:
+        assert self._session is not None
+        try:
+            if self.settings.method == "get":
+                if len(numbers) > MAX_NUMBERS_GET:
+                    raise ProtocolError(f"a GET carries at most {MAX_NUMBERS_GET} numbers")
+                url = f"{self._send_url}?{self.template.query(self.auth, numbers)}"
+                ctx = self._session.get(url)
+            else:
+                ctx = self._session.post(
+                    self._send_url,
+                    data=self.template.body(self.auth, numbers),
+                    headers={"Content-Type": "application/x-www-form-urlencoded"},
+                )
+            async with ctx as resp:
+                status = resp.status
+                if status in _NOT_PROCESSED_HTTP:
+                    retry_after = _retry_after(resp.headers.get("Retry-After"))
+                    if status == 429:
+                        self.window.throttle(retry_after)
+                    resp.release()
+                    raise _NotProcessed(
+                        f"HTTP {status}", retry_after=retry_after, throttled=status == 429
+                    )
+                body = await resp.read()
+                if status != 200:
+                    if status in (401, 403, 404, 405):
+                        raise _Fatal(f"HTTP {status} from {self._send_url}")
+                    raise _MaybeProcessed(f"HTTP {status}")
+                return body.decode("utf-8", errors="replace")
+        except aiohttp.ConnectionTimeoutError as exc:
+            raise _NotProcessed(f"connect timeout: {_describe(exc)}") from None
+        except aiohttp.ClientConnectorError as exc:
+            raise _NotProcessed(f"cannot connect: {_describe(exc)}") from None
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise _MaybeProcessed(
+                f"{_describe(exc)} after the request was sent; it may have been processed"
+            ) from None
+
+
+def _describe(exc: BaseException) -> str:
+    text = str(exc).strip()
+    name = type(exc).__name__
+    return redact(f"{name}: {text}" if text else name)

@@ -1,0 +1,481 @@
+"""The results file as the campaign's journal: intents before sending, outcomes after, resume state.
+
+Two files make the journal:
+
+* the **results file** (``--out``, the public contract): CSV with the header
+  ``row,to,status,api_msg_id,error_code,error,attempts,sent_at`` and one line per input row that
+  reached the sender, ``status`` being ``accepted``, ``rejected`` or ``unknown``;
+* the **intent log** (``<out>.journal``, private): a JSON header naming the campaign (a fingerprint of
+  the text, sender and message options), then one ``I <seq> <rows>`` line per batch, written *before*
+  the batch's request leaves, and ``D <seq>`` once its outcomes are in the results file.
+
+What it promises, after a ``kill -9`` at any moment (every write is a single unbuffered ``os.write``,
+so whatever returned from ``write`` is in the kernel; an ``fsync`` runs on a timer and at close for
+power loss):
+
+* rows present in the results file are done and are never sent again;
+* rows of a batch whose intent was written but whose outcome is not in the results file may have
+  been accepted by the gateway: :meth:`Journal.open` records them ``unknown`` (reason given) and
+  they are only re-sent with ``resend_unknown``;
+* everything else is pending and will be sent;
+* a torn last line (a write cut by the kill) is cut off before appending.
+
+Resume memory is a bitmap of done rows (one bit per row number) plus the counters; the results file
+is read once, streaming. Journal files are created with mode 0600.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import os
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+from bulksend.errors import ConfigError, InputError
+
+__all__ = [
+    "RESULTS_HEADER",
+    "Journal",
+    "ResultLine",
+    "RowBitmap",
+    "campaign_fingerprint",
+]
+
+RESULTS_HEADER = "row,to,status,api_msg_id,error_code,error,attempts,sent_at"
+_HEADER_FIELDS = RESULTS_HEADER.split(",")
+JOURNAL_VERSION = 1
+FILE_MODE = 0o600
+
+
+def campaign_fingerprint(**identity: object) -> str:
+    """A stable digest of what makes a campaign "the same campaign" (text, sender, options)."""
+    blob = json.dumps(identity, sort_keys=True, ensure_ascii=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
+class RowBitmap:
+    """A growable set of non-negative row numbers, one bit each (10 M rows: 1.25 MB)."""
+
+    __slots__ = ("_bits", "count")
+
+    def __init__(self) -> None:
+        self._bits = bytearray()
+        self.count = 0
+
+    def add(self, row: int) -> None:
+        byte, bit = row >> 3, 1 << (row & 7)
+        if byte >= len(self._bits):
+            self._bits.extend(bytes(max(byte + 1 - len(self._bits), len(self._bits) // 2 + 64)))
+        if not self._bits[byte] & bit:
+            self._bits[byte] |= bit
+            self.count += 1
+
+    def discard(self, row: int) -> None:
+        byte, bit = row >> 3, 1 << (row & 7)
+        if byte < len(self._bits) and self._bits[byte] & bit:
+            self._bits[byte] &= ~bit & 0xFF
+            self.count -= 1
+
+    def __contains__(self, row: object) -> bool:
+        if not isinstance(row, int) or row < 0:
+            return False
+        byte = row >> 3
+        return byte < len(self._bits) and bool(self._bits[byte] & (1 << (row & 7)))
+
+    def __len__(self) -> int:
+        return self.count
+
+    @property
+    def nbytes(self) -> int:
+        return len(self._bits)
+
+
+@dataclass(frozen=True, slots=True)
+class ResultLine:
+    """One line of the results file."""
+
+    row: int
+    to: str
+    status: str
+    api_msg_id: str = ""
+    error_code: int | None = None
+    error: str = ""
+    attempts: int = 1
+    sent_at: str = ""
+
+
+def _csv_field(text: str) -> str:
+    if not text:
+        return ""
+    if any(c in text for c in ',"\r\n'):
+        return '"' + text.replace('"', '""').replace("\r", " ").replace("\n", " ") + '"'
+    return text
+
+
+def _format(line: ResultLine) -> str:
+    code = "" if line.error_code is None else f"{line.error_code:03d}"
+    return (
+        f"{line.row},{line.to},{line.status},{line.api_msg_id},{code},"
+        f"{_csv_field(line.error)},{line.attempts},{line.sent_at}\n"
+    )
+
+
+def utc_now() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _compress(rows: Sequence[int]) -> str:
+    """``[1,2,3,7,9,10]`` -> ``1-3,7,9-10`` (rows of a batch are mostly consecutive)."""
+    parts: list[str] = []
+    start = prev = rows[0]
+    for r in rows[1:]:
+        if r == prev + 1:
+            prev = r
+            continue
+        parts.append(str(start) if start == prev else f"{start}-{prev}")
+        start = prev = r
+    parts.append(str(start) if start == prev else f"{start}-{prev}")
+    return ",".join(parts)
+
+
+def _expand(spec: str) -> Iterator[int]:
+    for part in spec.split(","):
+        if "-" in part:
+            a, b = part.split("-", 1)
+            yield from range(int(a), int(b) + 1)
+        elif part:
+            yield int(part)
+
+
+@dataclass
+class ResumeState:
+    """What an existing journal says: rows done, statuses counted, rows turned ``unknown``."""
+
+    done: RowBitmap = field(default_factory=RowBitmap)
+    counts: dict[str, int] = field(default_factory=dict)
+    recovered_unknown: int = 0
+    resent_unknown: int = 0
+    resumed: bool = False
+
+
+def _open_append(path: Path) -> int:
+    return os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, FILE_MODE)
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        written = os.write(fd, view)
+        view = view[written:]
+
+
+def _cut_torn_tail(path: Path) -> None:
+    """Drop a last line that has no newline (a write cut short by a kill)."""
+    size = path.stat().st_size
+    if size == 0:
+        return
+    with path.open("rb+") as f:
+        f.seek(size - 1)
+        if f.read(1) == b"\n":
+            return
+        block = 1 << 16
+        pos = size
+        while pos > 0:
+            start = max(0, pos - block)
+            f.seek(start)
+            chunk = f.read(pos - start)
+            nl = chunk.rfind(b"\n")
+            if nl >= 0:
+                f.truncate(start + nl + 1)
+                return
+            pos = start
+        f.truncate(0)
+
+
+class Journal:
+    """The results file plus its intent log. One owner (the campaign); not thread-safe."""
+
+    def __init__(
+        self, results_path: Path, *, fsync_interval: float = 1.0, compact_every: int = 2000
+    ) -> None:
+        self.results_path = results_path
+        self.intent_path = results_path.with_name(results_path.name + ".journal")
+        self.fsync_interval = fsync_interval
+        self.state = ResumeState()
+        self._results_fd = -1
+        self._intent_fd = -1
+        self._seq = 0
+        self._open_intents: dict[int, str] = {}
+        self._recovered: list[ResultLine] = []
+        self._since_compact = 0
+        self.compact_every = compact_every
+        self._last_fsync = time.monotonic()
+        self._dirty = False
+
+    # -- opening and resuming ----------------------------------------------------------------------
+
+    def open(
+        self,
+        fingerprint: str,
+        *,
+        describe: dict[str, object],
+        restart: bool = False,
+        resend_unknown: bool = False,
+    ) -> ResumeState:
+        """Open (creating or resuming) the journal for the campaign identified by ``fingerprint``.
+
+        Refuses a results file that belongs to another campaign (other text or sender) unless
+        ``restart``, which moves the old files aside (``.1``, ``.2``, ...) and never deletes.
+        """
+        parent = self.results_path.parent
+        if not parent.is_dir():
+            raise InputError(f"the output directory {parent} does not exist")
+        if self.results_path.is_dir():
+            raise InputError(f"the output path {self.results_path} is a directory")
+        exists = self.results_path.exists() and self.results_path.stat().st_size > 0
+        if exists and restart:
+            self._move_aside()
+            exists = False
+        if exists:
+            self._check_same_campaign(fingerprint)
+            self._resume(resend_unknown=resend_unknown)
+        else:
+            self._create(fingerprint, describe)
+        self._results_fd = _open_append(self.results_path)
+        self._intent_fd = _open_append(self.intent_path)
+        if self.state.resumed:
+            self._settle_recovered()
+        return self.state
+
+    def _move_aside(self) -> None:
+        n = 1
+        while (
+            self.results_path.with_name(f"{self.results_path.name}.{n}").exists()
+            or self.intent_path.with_name(f"{self.intent_path.name}.{n}").exists()
+        ):
+            n += 1
+        self.results_path.rename(self.results_path.with_name(f"{self.results_path.name}.{n}"))
+        if self.intent_path.exists():
+            self.intent_path.rename(self.intent_path.with_name(f"{self.intent_path.name}.{n}"))
+
+    def _create(self, fingerprint: str, describe: dict[str, object]) -> None:
+        header = {
+            "bulksend_journal": JOURNAL_VERSION,
+            "fingerprint": fingerprint,
+            "created": utc_now(),
+            **describe,
+        }
+        for path, first in (
+            (self.intent_path, json.dumps(header, sort_keys=True) + "\n"),
+            (self.results_path, RESULTS_HEADER + "\n"),
+        ):
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, FILE_MODE)
+            try:
+                os.fchmod(fd, FILE_MODE)
+                _write_all(fd, first.encode())
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+
+    def _check_same_campaign(self, fingerprint: str) -> None:
+        try:
+            with self.intent_path.open("r", encoding="utf-8") as f:
+                header = json.loads(f.readline())
+        except FileNotFoundError:
+            raise ConfigError(
+                f"{self.results_path} exists but its journal {self.intent_path.name} is missing, "
+                "so it cannot be resumed safely; use --restart to move it aside and start over, "
+                "or --out to write elsewhere"
+            ) from None
+        except (ValueError, UnicodeDecodeError):
+            raise ConfigError(f"{self.intent_path} is not a bulksend journal") from None
+        if not isinstance(header, dict) or header.get("fingerprint") != fingerprint:
+            raise ConfigError(
+                f"{self.results_path} belongs to another campaign (different text, sender or "
+                "message options); rerun with the same settings to resume, or pass --restart to "
+                "move the old results aside and start a new campaign"
+            )
+
+    def _resume(self, *, resend_unknown: bool) -> None:
+        state = self.state
+        state.resumed = True
+        _cut_torn_tail(self.results_path)
+        _cut_torn_tail(self.intent_path)
+        unknown_rows: list[int] = []
+        with self.results_path.open("r", encoding="utf-8", newline="") as f:
+            reader = csv.reader(f)
+            header = next(reader, None)
+            if header != _HEADER_FIELDS:
+                raise ConfigError(f"{self.results_path} is not a bulksend results file")
+            for record in reader:
+                if len(record) != len(_HEADER_FIELDS) or not record[0].isdigit():
+                    continue
+                row = int(record[0])
+                status = record[2]
+                if resend_unknown and status == "unknown":
+                    state.resent_unknown += 1
+                    unknown_rows.append(row)
+                    continue
+                state.done.add(row)
+                state.counts[status] = state.counts.get(status, 0) + 1
+        if unknown_rows:
+            self._rewrite_without(set(unknown_rows))
+
+        # Intents without a matching result: those batches may have been processed.
+        pending: dict[int, str] = {}
+        with self.intent_path.open("r", encoding="utf-8") as f:
+            f.readline()
+            for line in f:
+                kind, _, rest = line.rstrip("\n").partition(" ")
+                if kind == "I":
+                    seq_text, _, spec = rest.partition(" ")
+                    pending[int(seq_text)] = spec
+                elif kind == "D":
+                    pending.pop(int(rest), None)
+                    self._seq = max(self._seq, int(rest))
+                elif kind == "S":
+                    self._seq = max(self._seq, int(rest))
+        now = utc_now()
+        for seq, spec in pending.items():
+            self._seq = max(self._seq, seq)
+            rows_spec, _, numbers = spec.partition(" ")
+            rows = list(_expand(rows_spec))
+            msisdns = numbers.split(",") if numbers else []
+            if len(msisdns) != len(rows):
+                msisdns = [""] * len(rows)
+            for row, msisdn in zip(rows, msisdns, strict=True):
+                if row in state.done:
+                    continue
+                self._recovered.append(
+                    ResultLine(
+                        row,
+                        msisdn,
+                        "unknown",
+                        error="in flight when a previous run stopped; may have been sent",
+                        attempts=1,
+                        sent_at=now,
+                    )
+                )
+
+    def _rewrite_without(self, rows: set[int]) -> None:
+        tmp = self.results_path.with_name(self.results_path.name + ".tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, FILE_MODE)
+        with (
+            os.fdopen(fd, "w", encoding="utf-8", newline="") as out,
+            self.results_path.open("r", encoding="utf-8", newline="") as src,
+        ):
+            out.write(src.readline())
+            for line in src:
+                head = line.split(",", 1)[0]
+                if head.isdigit() and int(head) in rows:
+                    continue
+                out.write(line)
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(tmp, self.results_path)
+
+    def _settle_recovered(self) -> None:
+        """Record ``unknown`` the rows of batches a previous run left in flight."""
+        lines = self._recovered
+        if lines:
+            self.write_results(lines)
+            for line in lines:
+                self.state.done.add(line.row)
+            self.state.counts["unknown"] = self.state.counts.get("unknown", 0) + len(lines)
+            self.state.recovered_unknown += len(lines)
+        self._recovered = []
+        self.compact()
+
+    def compact(self) -> None:
+        """Rewrite the intent log as its header plus the intents still open (atomic replace)."""
+        with self.intent_path.open("r", encoding="utf-8") as f:
+            header = f.readline()
+        body = [header, f"S {self._seq}\n", *self._open_intents.values()]
+        tmp = self.intent_path.with_name(self.intent_path.name + ".tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, FILE_MODE)
+        try:
+            _write_all(fd, "".join(body).encode())
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        if self._intent_fd >= 0:
+            os.close(self._intent_fd)
+        os.replace(tmp, self.intent_path)
+        self._intent_fd = _open_append(self.intent_path)
+        self._since_compact = 0
+
+    # -- the hot path ------------------------------------------------------------------------------
+
+    def intend(self, rows: Sequence[int], msisdns: Sequence[str]) -> int:
+        """Record that a batch is about to be sent; returns its sequence number.
+
+        Must return before the request is written to the network. The line carries the numbers
+        too, so that a later run can write complete ``unknown`` lines without the input file.
+        """
+        self._seq += 1
+        line = f"I {self._seq} {_compress(rows)} {','.join(msisdns)}\n"
+        _write_all(self._intent_fd, line.encode())
+        self._open_intents[self._seq] = line
+        self._dirty = True
+        return self._seq
+
+    def _settle(self, seq: int) -> None:
+        self._open_intents.pop(seq, None)
+        _write_all(self._intent_fd, f"D {seq}\n".encode())
+        self._since_compact += 1
+        if self._since_compact >= self.compact_every:
+            self.compact()
+
+    def abandon(self, seq: int) -> None:
+        """The batch was certainly not processed (e.g. a fatal whole-request error): its rows stay
+        pending for a later run."""
+        self._settle(seq)
+
+    def complete(self, seq: int, lines: Iterable[ResultLine]) -> None:
+        """Record a batch's outcomes (one write) and settle its intent."""
+        self.write_results(lines)
+        self._settle(seq)
+
+    def write_results(self, lines: Iterable[ResultLine]) -> None:
+        data = "".join(map(_format, lines)).encode("utf-8")
+        if data:
+            _write_all(self._results_fd, data)
+            self._dirty = True
+
+    def fsync_due(self) -> bool:
+        return self._dirty and time.monotonic() - self._last_fsync >= self.fsync_interval
+
+    def fsync(self) -> None:
+        """Push both files to stable storage (the campaign calls this on a timer, off the loop)."""
+        self._last_fsync = time.monotonic()
+        self._dirty = False
+        for fd in (self._results_fd, self._intent_fd):
+            if fd >= 0:
+                os.fsync(fd)
+
+    @property
+    def in_flight(self) -> int:
+        return len(self._open_intents)
+
+    def close(self) -> None:
+        """fsync and close. Open intents stay in the log: a later run records them ``unknown``."""
+        try:
+            if self._intent_fd >= 0:
+                self.compact()
+            self.fsync()
+        finally:
+            for fd in (self._results_fd, self._intent_fd):
+                if fd >= 0:
+                    os.close(fd)
+            self._results_fd = self._intent_fd = -1
+
+
+def read_results(path: Path) -> Iterator[dict[str, str]]:
+    """Stream the results file as dicts (for reports and tests)."""
+    with path.open("r", encoding="utf-8", newline="") as f:
+        yield from csv.DictReader(f)
