@@ -1,0 +1,582 @@
+"""A campaign: source -> 600-number batches -> bounded pool of senders -> journal.
+
+One owner per stage, bounded queues between them:
+
+* the **producer** streams the recipient file (:class:`~bulksend.source.RecipientSource`), writes
+  rejects, skips rows the journal already holds and cuts batches; it runs at most
+  ``concurrency * 2`` batches ahead of the senders, so memory stays flat;
+* ``concurrency`` **senders** each take a batch, record its intent in the journal, send it
+  (:class:`~bulksend.client.Gateway`, which owns retries) and record every number's outcome;
+* a **ticker** pushes progress snapshots and fsyncs the journal on a timer.
+
+Stopping: a fatal gateway answer, a gateway that stays unavailable after its retries, SIGINT or
+SIGTERM stop the producer; batches already in flight finish and are recorded, queued batches are
+left pending for a resume. A second SIGINT cancels everything at once; the journal's open intents
+then make the next run record those batches ``unknown`` instead of re-sending them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import csv
+import json
+import logging
+import os
+import signal
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiofiles.os
+
+from bulksend import gsm
+from bulksend.client import BatchOutcome, BatchStatus, ClientSettings, Gateway, RetryPolicy
+from bulksend.config import CampaignSettings
+from bulksend.errors import ErrorClass, GatewayError, InputError, redact
+from bulksend.journal import FILE_MODE, Journal, ResultLine, campaign_fingerprint, utc_now
+from bulksend.numbers import NumberPolicy
+from bulksend.protocol import Auth, MessageOptions, SendmsgTemplate, Verdict, classify
+from bulksend.source import RecipientSource
+
+__all__ = [
+    "EXIT_FATAL",
+    "EXIT_INPUT",
+    "EXIT_OK",
+    "Campaign",
+    "CampaignSummary",
+    "Snapshot",
+    "run_campaign",
+    "run_campaign_async",
+]
+
+log = logging.getLogger("bulksend.campaign")
+
+EXIT_OK = 0
+EXIT_INPUT = 1
+EXIT_FATAL = 2
+EXIT_SIGINT = 130
+EXIT_SIGTERM = 143
+
+
+@dataclass(frozen=True, slots=True)
+class Batch:
+    rows: list[int]
+    msisdns: list[str]
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """Counters at one moment, for progress displays."""
+
+    elapsed: float
+    rows_read: int
+    valid: int
+    input_rejected: int
+    skipped: int
+    sent: int
+    accepted: int
+    rejected: int
+    unknown: int
+    in_flight: int
+    rate: float
+    fraction_read: float | None
+    done: bool = False
+
+
+@dataclass
+class CampaignSummary:
+    """What happened, for people (the CLI's table) and machines (``--summary-json``)."""
+
+    input_path: str
+    results_path: str
+    rejects_path: str
+    dry_run: bool = False
+    encoding: str = ""
+    parts: int = 0
+    rows: int = 0
+    valid: int = 0
+    duplicates: int = 0
+    input_rejected: int = 0
+    input_rejected_by_reason: dict[str, int] = field(default_factory=dict)
+    accepted: int = 0
+    rejected: int = 0
+    rejected_by_code: dict[str, int] = field(default_factory=dict)
+    unknown: int = 0
+    pending: int = 0
+    previously_done: int = 0
+    recovered_unknown: int = 0
+    resumed: bool = False
+    batches: int = 0
+    requests: int = 0
+    throttled: int = 0
+    credits_estimate: int = 0
+    elapsed_seconds: float = 0.0
+    messages_per_second: float = 0.0
+    stopped: str = ""
+    exit_code: int = EXIT_OK
+
+    def to_json(self) -> str:
+        return redact(json.dumps(asdict(self), indent=2, sort_keys=True))
+
+
+class _Stop(Exception):
+    pass
+
+
+class Campaign:
+    """One run of a campaign. Build it, ``await run()``, read the summary."""
+
+    def __init__(
+        self,
+        settings: CampaignSettings,
+        *,
+        on_progress: Callable[[Snapshot], None] | None = None,
+        progress_interval: float = 0.5,
+    ) -> None:
+        self.settings = settings
+        self.on_progress = on_progress
+        self.progress_interval = progress_interval
+        self.shape = gsm.analyse(settings.text, settings.unicode)
+        if self.shape.parts > settings.max_parts:
+            raise InputError(
+                f"the text needs {self.shape.parts} parts ({self.shape.units} "
+                f"{'septets' if self.shape.encoding is gsm.Encoding.GSM7 else 'UCS-2 units'}), "
+                f"more than --max-parts {settings.max_parts}"
+            )
+        self.options = MessageOptions(
+            text=gsm.wire_text(settings.text, self.shape.encoding),
+            sender=settings.sender,
+            mo=settings.mo,
+            callback=settings.callback,
+            unicode=self.shape.encoding is gsm.Encoding.UCS2,
+            concat=self.shape.parts,
+        )
+        self.template = SendmsgTemplate(self.options)
+        self.summary = CampaignSummary(
+            input_path=str(settings.input_path),
+            results_path=str(settings.results_path),
+            rejects_path=str(settings.rejects_path),
+            dry_run=settings.dry_run,
+            encoding=self.shape.encoding.value,
+            parts=self.shape.parts,
+        )
+        self.source = RecipientSource(
+            settings.input_path,
+            column=settings.column,
+            policy=NumberPolicy(default_country=settings.default_country, strict=settings.strict),
+            dedupe=settings.dedupe,
+        )
+        self._stop_reason = ""
+        self._exit_code = EXIT_OK
+        self._stopping = asyncio.Event()
+        self._started = 0.0
+        self._sent = 0
+        self._in_flight = 0
+        self._skipped = 0
+        self._abandoned = 0
+        self._bytes_total = 0
+        self._rejected_codes: Counter[str] = Counter()
+        self._counts: Counter[str] = Counter()
+
+    # -- public ------------------------------------------------------------------------------------
+
+    def fingerprint(self) -> str:
+        s = self.settings
+        return campaign_fingerprint(
+            text=s.text,
+            sender=s.sender,
+            mo=s.mo,
+            callback=s.callback,
+            encoding=self.shape.encoding.value,
+        )
+
+    def stop(self, reason: str, exit_code: int) -> None:
+        """Stop reading and sending new batches; in-flight batches finish."""
+        if not self._stopping.is_set():
+            self._stop_reason = reason
+            self._exit_code = exit_code
+            self._stopping.set()
+
+    async def run(self) -> CampaignSummary:
+        self._started = time.monotonic()
+        try:
+            self._bytes_total = os.stat(self.settings.input_path).st_size
+        except OSError:
+            self._bytes_total = 0
+        if self.settings.dry_run:
+            await self._dry_run()
+        else:
+            await self._send_campaign()
+        return self._finish()
+
+    # -- dry run -----------------------------------------------------------------------------------
+
+    async def _dry_run(self) -> None:
+        for _block in self.source.blocks():
+            await asyncio.sleep(0)
+        self._fill_source_stats()
+        size = self.settings.effective_batch_size
+        self.summary.batches = -(-self.summary.valid // size) if self.summary.valid else 0
+        self.summary.pending = self.summary.valid
+
+    # -- the real thing ----------------------------------------------------------------------------
+
+    async def _send_campaign(self) -> None:
+        s = self.settings
+        journal = Journal(s.results_path, fsync_interval=s.fsync_interval)
+        state = journal.open(
+            self.fingerprint(),
+            describe={
+                "input": str(Path(s.input_path).resolve()),
+                "encoding": self.shape.encoding.value,
+                "parts": self.shape.parts,
+                "sender": s.sender or "",
+            },
+            restart=s.restart,
+            resend_unknown=s.resend_unknown,
+        )
+        self.summary.resumed = state.resumed
+        self.summary.previously_done = len(state.done) - state.recovered_unknown
+        self.summary.recovered_unknown = state.recovered_unknown
+        self._counts.update(state.counts)
+        if state.recovered_unknown:
+            log.warning(
+                "%d rows were in flight when a previous run stopped; recorded as unknown "
+                "(use --resend-unknown on a later run to send them again)",
+                state.recovered_unknown,
+            )
+        client_settings = ClientSettings(
+            endpoint=s.endpoint,
+            auth=Auth(api_id=s.api_id, user=s.user, password=s.password),
+            use_session=s.auth == "session",
+            method=s.method,
+            concurrency=s.concurrency,
+            rate=s.rate,
+            connect_timeout=s.connect_timeout,
+            read_timeout=s.read_timeout,
+            verify_tls=not s.insecure,
+            retry=RetryPolicy(max_attempts=s.retry_attempts, max_total_seconds=s.retry_max_seconds),
+        )
+        rejects_fd = os.open(s.rejects_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, FILE_MODE)
+        queue: asyncio.Queue[Batch | None] = asyncio.Queue(maxsize=max(2, s.concurrency * 2))
+        try:
+            with open(rejects_fd, "w", encoding="utf-8", newline="") as rejects_file:
+                rejects = csv.writer(rejects_file, lineterminator="\n")
+                rejects.writerow(["row", "raw", "reason"])
+                async with Gateway(client_settings, self.template) as gateway:
+                    gateway.limiter_for(s.effective_batch_size)
+                    await self._login(gateway)
+                    with self._signals():
+                        await self._pipeline(gateway, journal, queue, rejects, state.done)
+                rejects_file.flush()
+                os.fsync(rejects_file.fileno())
+        finally:
+            journal.close()
+        self.summary.throttled = gateway.window.throttled
+
+    async def _login(self, gateway: Gateway) -> None:
+        if self.settings.auth != "session":
+            return
+        try:
+            await gateway.login()
+        except GatewayError as exc:
+            self.stop(f"cannot log in: {exc}", EXIT_FATAL)
+
+    async def _pipeline(
+        self,
+        gateway: Gateway,
+        journal: Journal,
+        queue: asyncio.Queue[Batch | None],
+        rejects: Any,
+        done: Any,
+    ) -> None:
+        s = self.settings
+        producer = asyncio.create_task(self._produce(queue, rejects, done), name="producer")
+        senders = [
+            asyncio.create_task(self._sender(gateway, journal, queue), name=f"sender-{i}")
+            for i in range(s.concurrency)
+        ]
+        ticker = asyncio.create_task(self._tick(journal), name="ticker")
+        self._tasks = [producer, *senders]
+        try:
+            await producer
+            for _ in senders:
+                await queue.put(None)
+            await asyncio.gather(*senders)
+        except asyncio.CancelledError:
+            for task in (producer, *senders):
+                task.cancel()
+            await asyncio.gather(producer, *senders, return_exceptions=True)
+            raise
+        finally:
+            ticker.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await ticker
+            self._emit(journal, done=True)
+
+    async def _produce(self, queue: asyncio.Queue[Batch | None], rejects: Any, done: Any) -> None:
+        size = self.settings.effective_batch_size
+        rows: list[int] = []
+        msisdns: list[str] = []
+        check_done = len(done) > 0
+        for block in self.source.blocks():
+            if block.rejects:
+                rejects.writerows((r.row, r.raw, r.reason) for r in block.rejects)
+            if check_done:
+                for row, msisdn in zip(block.rows, block.msisdns, strict=True):
+                    if row in done:
+                        self._skipped += 1
+                        continue
+                    rows.append(row)
+                    msisdns.append(msisdn)
+            else:
+                rows.extend(block.rows)
+                msisdns.extend(block.msisdns)
+            while len(rows) >= size:
+                if self._stopping.is_set():
+                    return
+                await queue.put(Batch(rows[:size], msisdns[:size]))
+                del rows[:size], msisdns[:size]
+            if self._stopping.is_set():
+                return
+            await asyncio.sleep(0)
+        if rows and not self._stopping.is_set():
+            await queue.put(Batch(rows, msisdns))
+
+    async def _sender(
+        self, gateway: Gateway, journal: Journal, queue: asyncio.Queue[Batch | None]
+    ) -> None:
+        while True:
+            batch = await queue.get()
+            if batch is None:
+                return
+            if self._stopping.is_set():
+                self._abandoned += len(batch.rows)
+                continue
+            seq = journal.intend(batch.rows, batch.msisdns)
+            self._in_flight += 1
+            try:
+                outcome = await gateway.send(batch.msisdns)
+            finally:
+                self._in_flight -= 1
+            self.summary.batches += 1
+            self.summary.requests += outcome.attempts
+            self._record(journal, seq, batch, outcome)
+
+    def _record(self, journal: Journal, seq: int, batch: Batch, outcome: BatchOutcome) -> None:
+        now = utc_now()
+        attempts = outcome.attempts
+        if outcome.status is BatchStatus.ANSWERED:
+            lines: list[ResultLine] = []
+            held_back = 0
+            stop_for: str | None = None
+            for row, msisdn, result in zip(batch.rows, batch.msisdns, outcome.results, strict=True):
+                if result.verdict is Verdict.ACCEPTED:
+                    lines.append(
+                        ResultLine(
+                            row, msisdn, "accepted", result.api_msg_id, None, "", attempts, now
+                        )
+                    )
+                elif result.verdict is Verdict.REJECTED:
+                    klass = classify(result.code, per_recipient=True)
+                    if klass is ErrorClass.RECIPIENT:
+                        lines.append(
+                            ResultLine(
+                                row,
+                                msisdn,
+                                "rejected",
+                                "",
+                                result.code,
+                                result.description,
+                                attempts,
+                                now,
+                            )
+                        )
+                        self._rejected_codes[f"{result.code:03d}"] += 1
+                    else:
+                        # Not this number's fault (no credit, auth...): nothing was sent to it.
+                        held_back += 1
+                        stop_for = (
+                            f"gateway error {result.code:03d} ({klass.value}): {result.description}"
+                        )
+                else:
+                    lines.append(
+                        ResultLine(
+                            row, msisdn, "unknown", "", None, result.description, attempts, now
+                        )
+                    )
+            for line in lines:
+                self._counts[line.status] += 1
+            self._sent += len(lines)
+            journal.complete(seq, lines)
+            if held_back:
+                self._abandoned += held_back
+                self.stop(redact(stop_for or "gateway error"), EXIT_FATAL)
+            return
+        if outcome.status is BatchStatus.UNKNOWN:
+            reason = outcome.reason or "no answer"
+            lines = [
+                ResultLine(row, msisdn, "unknown", "", None, reason, attempts, now)
+                for row, msisdn in zip(batch.rows, batch.msisdns, strict=True)
+            ]
+            self._counts["unknown"] += len(lines)
+            self._sent += len(lines)
+            journal.complete(seq, lines)
+            log.warning("a batch of %d may or may not have been sent: %s", len(lines), reason)
+            return
+        # NOT_SENT or FATAL: nothing was processed; the rows stay pending for a resume.
+        journal.abandon(seq)
+        self._abandoned += len(batch.rows)
+        if outcome.status is BatchStatus.FATAL:
+            self.stop(redact(outcome.reason), EXIT_FATAL)
+        else:
+            self.stop(f"the gateway kept failing: {redact(outcome.reason)}", EXIT_FATAL)
+
+    async def _tick(self, journal: Journal) -> None:
+        fsync = aiofiles.os.wrap(_fsync_quietly)
+        while True:
+            await asyncio.sleep(self.progress_interval)
+            self._emit(journal)
+            if journal.fsync_due():
+                await fsync(journal.fds())
+
+    def _emit(self, journal: Journal | None, done: bool = False) -> None:
+        if self.on_progress is None:
+            return
+        self.on_progress(self.snapshot(done=done))
+
+    def snapshot(self, done: bool = False) -> Snapshot:
+        elapsed = max(1e-9, time.monotonic() - self._started)
+        stats = self.source.stats
+        rejected_input = sum(stats.rejected.values()) + stats.duplicates
+        fraction = None
+        pos = getattr(self.source, "bytes_read", None)
+        if pos is not None and self._bytes_total:
+            fraction = min(1.0, pos / self._bytes_total)
+        return Snapshot(
+            elapsed=elapsed,
+            rows_read=stats.rows,
+            valid=stats.valid,
+            input_rejected=rejected_input,
+            skipped=self._skipped,
+            sent=self._sent,
+            accepted=self._counts["accepted"],
+            rejected=self._counts["rejected"],
+            unknown=self._counts["unknown"],
+            in_flight=self._in_flight,
+            rate=self._sent / elapsed,
+            fraction_read=fraction,
+            done=done,
+        )
+
+    @contextlib.contextmanager
+    def _signals(self) -> Any:
+        if not self.settings.install_signal_handlers:
+            yield
+            return
+        loop = asyncio.get_running_loop()
+        main = asyncio.current_task()
+        presses = {"n": 0}
+
+        def on_signal(signum: int) -> None:
+            presses["n"] += 1
+            code = EXIT_SIGINT if signum == signal.SIGINT else EXIT_SIGTERM
+            if presses["n"] == 1:
+                log.warning(
+                    "%s: finishing the batches in flight, then stopping "
+                    "(press Ctrl-C again to abort at once)",
+                    signal.Signals(signum).name,
+                )
+                self.stop(f"interrupted by {signal.Signals(signum).name}", code)
+            else:
+                self._stop_reason = f"aborted by a second {signal.Signals(signum).name}"
+                self._exit_code = code
+                if main is not None:
+                    main.cancel()
+
+        installed = []
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            try:
+                loop.add_signal_handler(signum, on_signal, signum)
+                installed.append(signum)
+            except (NotImplementedError, RuntimeError, ValueError):
+                pass
+        try:
+            yield
+        finally:
+            for signum in installed:
+                loop.remove_signal_handler(signum)
+
+    # -- summary -----------------------------------------------------------------------------------
+
+    def _fill_source_stats(self) -> None:
+        stats = self.source.stats
+        self.summary.rows = stats.rows
+        self.summary.valid = stats.valid
+        self.summary.duplicates = stats.duplicates
+        by_reason = dict(stats.rejected)
+        if stats.duplicates:
+            by_reason["duplicate"] = stats.duplicates
+        self.summary.input_rejected = sum(stats.rejected.values()) + stats.duplicates
+        self.summary.input_rejected_by_reason = by_reason
+        self.summary.credits_estimate = stats.valid * self.shape.parts
+
+    def _finish(self) -> CampaignSummary:
+        summary = self.summary
+        self._fill_source_stats()
+        if not summary.dry_run:
+            summary.accepted = self._counts["accepted"]
+            summary.rejected = self._counts["rejected"]
+            summary.unknown = self._counts["unknown"]
+            summary.rejected_by_code = dict(self._rejected_codes)
+            summary.pending = max(
+                0, summary.valid - summary.accepted - summary.rejected - summary.unknown
+            )
+        elapsed = time.monotonic() - self._started
+        summary.elapsed_seconds = round(elapsed, 3)
+        summary.messages_per_second = round(self._sent / elapsed, 1) if elapsed > 0 else 0.0
+        summary.stopped = self._stop_reason
+        summary.exit_code = self._exit_code
+        if summary.exit_code == EXIT_OK and summary.pending and not summary.dry_run:
+            summary.exit_code = EXIT_FATAL
+            summary.stopped = summary.stopped or f"{summary.pending} rows left pending"
+        return summary
+
+
+def _fsync_quietly(fds: tuple[int, ...]) -> None:
+    for fd in fds:
+        with contextlib.suppress(OSError):
+            os.fsync(fd)
+
+
+async def run_campaign_async(
+    settings: CampaignSettings, *, on_progress: Callable[[Snapshot], None] | None = None
+) -> CampaignSummary:
+    """Run a campaign on the current event loop and return its summary.
+
+    Raises :class:`~bulksend.errors.InputError` / :class:`~bulksend.errors.ConfigError` for inputs
+    that cannot be used; gateway trouble is reported in the summary (``exit_code``, ``stopped``).
+    """
+    campaign = Campaign(settings, on_progress=on_progress)
+    try:
+        return await campaign.run()
+    except asyncio.CancelledError:
+        if campaign._exit_code in (EXIT_SIGINT, EXIT_SIGTERM):
+            return campaign._finish()
+        raise
+
+
+def run_campaign(
+    settings: CampaignSettings, *, on_progress: Callable[[Snapshot], None] | None = None
+) -> CampaignSummary:
+    """Run a campaign to the end on a fresh event loop (uvloop where available)."""
+    coro = run_campaign_async(settings, on_progress=on_progress)
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - Windows
+        return asyncio.run(coro)
+    return uvloop.run(coro)

@@ -1,0 +1,257 @@
+"""The ``bulksend`` command: parses arguments, builds settings, calls the Python API. No logic of
+its own beyond turning errors into messages and exit codes (never a traceback, never a secret)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from bulksend import __version__
+from bulksend.errors import BulkSendError, ConfigError, GatewayError, InputError, redact
+
+__all__ = ["main"]
+
+log = logging.getLogger("bulksend")
+
+EXIT_USAGE = 1
+
+
+class _RedactingFilter(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.msg = redact(record.getMessage())
+        record.args = None
+        if record.exc_info and record.exc_info[1] is not None:
+            record.exc_text = redact(logging.Formatter().formatException(record.exc_info))
+            record.exc_info = None
+        return True
+
+
+def _setup_logging(debug: bool) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("bulksend: %(levelname)s: %(message)s"))
+    handler.addFilter(_RedactingFilter())
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(logging.DEBUG if debug else logging.WARNING)
+    logging.getLogger("bulksend").setLevel(logging.DEBUG if debug else logging.INFO)
+    if not debug:
+        logging.getLogger("bulksend.client").setLevel(logging.WARNING)
+
+    def show_warning(
+        message: Warning | str,
+        category: type[Warning],
+        filename: str,
+        lineno: int,
+        file: Any = None,
+        line: str | None = None,
+    ) -> None:
+        sys.stderr.write(f"bulksend: warning: {redact(str(message))}\n")
+
+    warnings.showwarning = show_warning
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> Any:
+        self.print_usage(sys.stderr)
+        sys.stderr.write(f"{self.prog}: error: {redact(message)}\n")
+        raise SystemExit(EXIT_USAGE)
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+    return value
+
+
+def _column(text: str) -> str | int:
+    return int(text) if text.isdigit() else text
+
+
+def _add_send_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("file", type=Path, help="recipient file: CSV or one number per line")
+    p.add_argument("--text", required=True, help="the message (one text for every recipient)")
+    p.add_argument(
+        "--config", type=Path, help="TOML config file (see config/bulksend.example.toml)"
+    )
+    p.add_argument("--profile", help="profile of the config file to use")
+    p.add_argument("--endpoint", help="gateway base URL [https://api.clickatell.com]")
+    p.add_argument("--user", help="Clickatell user (or BULKSEND_USER)")
+    p.add_argument("--api-id", dest="api_id", help="Clickatell API id (or BULKSEND_API_ID)")
+    p.add_argument("--auth", choices=["password", "session"], help="auth per request or session")
+    p.add_argument("--from", dest="sender", help="sender id or two-way number")
+    p.add_argument("--mo", action="store_true", default=None, help="send from a two-way number")
+    p.add_argument("--column", type=_column, help="column NAME or 0-based INDEX [auto]")
+    p.add_argument("--out", type=Path, help="results file [FILE.results.csv beside the input]")
+    p.add_argument("--concurrency", type=_positive_int, help="batches in flight [32]")
+    p.add_argument(
+        "--batch-size", type=_positive_int, help="numbers per request [600; 300 for GET]"
+    )
+    p.add_argument("--method", choices=["post", "get"], help="HTTP method [post]")
+    p.add_argument("--rate", type=float, help="hard cap in messages per second [unlimited]")
+    p.add_argument("--unicode", choices=["auto", "on", "off"], help="UCS-2 encoding [auto]")
+    p.add_argument("--max-parts", type=_positive_int, help="refuse texts needing more parts [3]")
+    p.add_argument("--callback", type=int, choices=range(8), help="delivery callbacks 0..7 [0]")
+    p.add_argument("--default-country", help="region for national numbers, e.g. ZA, GB")
+    p.add_argument("--strict", action="store_true", default=None, help="full numbering-plan check")
+    p.add_argument("--no-dedupe", dest="dedupe", action="store_false", default=None)
+    p.add_argument("--resend-unknown", action="store_true", default=None)
+    p.add_argument("--restart", action="store_true", default=None, help="move old results aside")
+    p.add_argument("--summary-json", type=Path, help="also write the summary as JSON here")
+    p.add_argument("--no-progress", dest="progress", action="store_const", const="off")
+    p.add_argument("--insecure", action="store_true", default=None, help="skip TLS verification")
+    p.add_argument("--dry-run", action="store_true", default=None, help="count only; no network")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="bulksend", description="Fast, resumable SMS campaigns over Clickatell.")
+    parser.add_argument("--version", action="version", version=f"bulksend {__version__}")
+    parser.add_argument("--debug", action="store_true", help="verbose logs (secrets redacted)")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    send = sub.add_parser("send", help="run a campaign")
+    _add_send_arguments(send)
+
+    demo = sub.add_parser("demo", help="a campaign against the embedded simulator")
+    demo.add_argument("--recipients", type=_positive_int, default=100_000)
+    demo.add_argument("--dir", type=Path, default=Path("bulksend-demo"))
+    demo.add_argument("--no-progress", dest="progress", action="store_const", const="off")
+    demo.add_argument("--latency", type=float, default=0.08)
+    demo.add_argument("--jitter", type=float, default=0.04)
+    demo.add_argument("--concurrency", type=_positive_int, default=32)
+
+    simulate = sub.add_parser("simulate", help="run the Clickatell HTTP API simulator")
+    from bulksend.simulator import cli as sim_cli
+
+    sim_cli.add_arguments(simulate)
+    return parser
+
+
+def _refuse_password_in_argv(argv: Sequence[str]) -> None:
+    for arg in argv:
+        if arg == "--password" or arg.startswith("--password="):
+            raise ConfigError(
+                "the password is never taken from the command line (other users can read it in "
+                "the process list and shell history); set BULKSEND_PASSWORD, or name a variable "
+                "with password_env in the config file"
+            )
+
+
+def _cmd_send(args: argparse.Namespace) -> int:
+    from bulksend.campaign import run_campaign
+    from bulksend.config import load_settings
+    from bulksend.progress import make_progress, print_summary
+
+    cli = {
+        key: getattr(args, key, None)
+        for key in [
+            "endpoint",
+            "user",
+            "api_id",
+            "auth",
+            "sender",
+            "mo",
+            "column",
+            "out",
+            "concurrency",
+            "batch_size",
+            "method",
+            "rate",
+            "unicode",
+            "max_parts",
+            "callback",
+            "default_country",
+            "strict",
+            "dedupe",
+            "resend_unknown",
+            "restart",
+            "summary_json",
+            "progress",
+            "insecure",
+            "dry_run",
+        ]
+    }
+    cli["input_path"] = args.file
+    cli["text"] = args.text
+    settings = load_settings(
+        cli, config_path=args.config, profile=args.profile, prompt_password=True
+    )
+    if not settings.dry_run and not settings.password:
+        raise ConfigError("no password: set BULKSEND_PASSWORD, or password_env in the config file")
+    if settings.method == "get" and not settings.dry_run:
+        log.warning("--method get puts the credentials in the URL; prefer post")
+    progress = None if settings.dry_run else make_progress(settings.progress)
+    try:
+        summary = run_campaign(settings, on_progress=progress)
+    finally:
+        if progress is not None:
+            progress.close()
+    print_summary(summary)
+    if settings.summary_json is not None:
+        settings.summary_json.write_text(summary.to_json() + "\n", encoding="utf-8")
+    if summary.stopped and summary.exit_code:
+        sys.stderr.write(f"bulksend: stopped: {summary.stopped}\n")
+    return summary.exit_code
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from bulksend.demo import run_demo
+
+    return run_demo(
+        recipients=args.recipients,
+        directory=args.dir,
+        progress=args.progress or "auto",
+        latency=args.latency,
+        jitter=args.jitter,
+        concurrency=args.concurrency,
+    )
+
+
+def _cmd_simulate(args: argparse.Namespace) -> int:
+    from bulksend.simulator import cli as sim_cli
+
+    return sim_cli.run(args)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv
+    _setup_logging(debug)
+    try:
+        _refuse_password_in_argv(argv)
+        args = build_parser().parse_args(argv)
+        if args.command == "send":
+            return _cmd_send(args)
+        if args.command == "demo":
+            return _cmd_demo(args)
+        if args.command == "simulate":
+            return _cmd_simulate(args)
+        raise ConfigError(f"unknown command {args.command!r}")  # pragma: no cover
+    except GatewayError as exc:
+        sys.stderr.write(f"bulksend: error: {exc}\n")
+        return 2
+    except (InputError, ConfigError, BulkSendError) as exc:
+        sys.stderr.write(f"bulksend: error: {redact(str(exc))}\n")
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        sys.stderr.write("bulksend: interrupted\n")
+        return 130
+    except OSError as exc:
+        sys.stderr.write(f"bulksend: error: {redact(str(exc))}\n")
+        return EXIT_USAGE
+    except Exception as exc:
+        if debug:
+            log.exception("unexpected error")
+        sys.stderr.write(
+            f"bulksend: internal error: {type(exc).__name__}: {redact(str(exc))} "
+            "(rerun with --debug for details; the journal is safe to resume)\n"
+        )
+        return 70

@@ -1,0 +1,317 @@
+"""Settings: TOML profiles + ``BULKSEND_*`` environment + command line -> one frozen object.
+
+Precedence, highest first: command line, environment, the chosen config profile, the file's
+top-level keys, built-in defaults. The core never reads the environment or files itself: everything
+it needs is in :class:`CampaignSettings`, built here at the edge.
+
+The password is never taken from the command line. It comes from ``BULKSEND_PASSWORD``, from the
+environment variable a profile names in ``password_env`` (preferred in files), from ``password`` in
+the config file (a warning if the file is readable by others), or from an interactive prompt. Every
+secret is registered for redaction as soon as it is read.
+"""
+
+from __future__ import annotations
+
+import getpass
+import os
+import stat
+import sys
+import tomllib
+import warnings
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any, Literal
+
+from bulksend.errors import ConfigError, register_secret
+
+__all__ = [
+    "DEFAULT_ENDPOINT",
+    "CampaignSettings",
+    "load_settings",
+]
+
+DEFAULT_ENDPOINT = "https://api.clickatell.com"
+
+# Keys a config file (top level or a [profile.NAME] table) may hold, with their types.
+_KEYS: dict[str, type | tuple[type, ...]] = {
+    "endpoint": str,
+    "user": str,
+    "api_id": (str, int),
+    "password": str,
+    "password_env": str,
+    "auth": str,
+    "from": (str, int),
+    "mo": bool,
+    "column": (str, int),
+    "concurrency": int,
+    "batch_size": int,
+    "method": str,
+    "rate": (int, float),
+    "unicode": str,
+    "max_parts": int,
+    "callback": int,
+    "default_country": str,
+    "strict": bool,
+    "dedupe": bool,
+    "connect_timeout": (int, float),
+    "read_timeout": (int, float),
+    "retry_attempts": int,
+    "retry_max_seconds": (int, float),
+    "fsync_interval": (int, float),
+    "insecure": bool,
+}
+
+_ENV = {
+    "BULKSEND_ENDPOINT": "endpoint",
+    "BULKSEND_USER": "user",
+    "BULKSEND_API_ID": "api_id",
+    "BULKSEND_FROM": "sender",
+    "BULKSEND_CONCURRENCY": "concurrency",
+    "BULKSEND_RATE": "rate",
+    "BULKSEND_AUTH": "auth",
+}
+
+
+@dataclass(frozen=True)
+class CampaignSettings:
+    """Everything a campaign needs; built by :func:`load_settings` or directly by library users."""
+
+    input_path: Path
+    text: str
+    endpoint: str = DEFAULT_ENDPOINT
+    user: str = ""
+    api_id: str = ""
+    password: str = field(default="", repr=False)
+    auth: Literal["password", "session"] = "password"
+    sender: str | None = None
+    mo: bool = False
+    out: Path | None = None
+    column: str | int | None = None
+    concurrency: int = 32
+    batch_size: int | None = None
+    method: Literal["post", "get"] = "post"
+    rate: float | None = None
+    unicode: Literal["auto", "on", "off"] = "auto"
+    max_parts: int = 3
+    callback: int = 0
+    default_country: str | None = None
+    strict: bool = False
+    dedupe: bool = True
+    resend_unknown: bool = False
+    restart: bool = False
+    dry_run: bool = False
+    summary_json: Path | None = None
+    progress: Literal["auto", "on", "off"] = "auto"
+    insecure: bool = False
+    connect_timeout: float = 10.0
+    read_timeout: float = 60.0
+    retry_attempts: int = 8
+    retry_max_seconds: float = 300.0
+    fsync_interval: float = 1.0
+    install_signal_handlers: bool = True
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "input_path", Path(self.input_path))
+        if self.password:
+            register_secret(self.password)
+        if self.method not in ("post", "get"):
+            raise ConfigError(f"--method must be post or get, not {self.method!r}")
+        if self.auth not in ("password", "session"):
+            raise ConfigError(f"auth must be 'password' or 'session', not {self.auth!r}")
+        if self.unicode not in ("auto", "on", "off"):
+            raise ConfigError(f"--unicode must be auto, on or off, not {self.unicode!r}")
+        limit = 300 if self.method == "get" else 600
+        if self.batch_size is not None and not 1 <= self.batch_size <= limit:
+            raise ConfigError(
+                f"--batch-size must be 1..{limit} with --method {self.method}, not {self.batch_size}"
+            )
+        if self.concurrency < 1 or self.concurrency > 1024:
+            raise ConfigError(f"--concurrency must be 1..1024, not {self.concurrency}")
+        if self.rate is not None and self.rate <= 0:
+            raise ConfigError(f"--rate must be positive, not {self.rate}")
+        if not 1 <= self.max_parts <= 10:
+            raise ConfigError(f"--max-parts must be 1..10, not {self.max_parts}")
+        if not 0 <= self.callback <= 7:
+            raise ConfigError(f"--callback must be 0..7, not {self.callback}")
+        if not self.endpoint.startswith(("http://", "https://")):
+            raise ConfigError(f"--endpoint must be an http(s) URL, not {self.endpoint!r}")
+
+    @property
+    def effective_batch_size(self) -> int:
+        if self.batch_size is not None:
+            return self.batch_size
+        return 300 if self.method == "get" else 600
+
+    @property
+    def results_path(self) -> Path:
+        if self.out is not None:
+            return Path(self.out)
+        return self.input_path.with_name(self.input_path.stem + ".results.csv")
+
+    @property
+    def rejects_path(self) -> Path:
+        results = self.results_path
+        name = results.name
+        if name.endswith(".results.csv"):
+            return results.with_name(name[: -len(".results.csv")] + ".rejects.csv")
+        return results.with_name(results.stem + ".rejects.csv")
+
+    def __repr__(self) -> str:
+        shown = ", ".join(
+            f"{f.name}={getattr(self, f.name)!r}" for f in fields(self) if f.name != "password"
+        )
+        return f"CampaignSettings({shown}, password=***)"
+
+
+def _read_config(path: Path) -> dict[str, Any]:
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise ConfigError(f"config file {path} not found") from None
+    except IsADirectoryError:
+        raise ConfigError(f"config file {path} is a directory") from None
+    except PermissionError:
+        raise ConfigError(f"config file {path} is not readable") from None
+    try:
+        return tomllib.loads(raw.decode("utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
+
+
+def _check_keys(table: Mapping[str, Any], where: str) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in table.items():
+        if key == "profile":
+            continue
+        expected = _KEYS.get(key)
+        if expected is None:
+            raise ConfigError(f"{where}: unknown key {key!r} (see config/bulksend.example.toml)")
+        if not isinstance(value, expected) or (
+            isinstance(value, bool) and expected in (int, float)
+        ):
+            raise ConfigError(f"{where}: {key} has the wrong type ({type(value).__name__})")
+        out[key] = value
+    return out
+
+
+def _profile_values(path: Path, profile: str | None) -> tuple[dict[str, Any], bool]:
+    """Top-level keys overlaid with ``[profile.NAME]``; also says whether a password is in it."""
+    data = _read_config(path)
+    values = _check_keys(data, str(path))
+    profiles = data.get("profile", {})
+    if not isinstance(profiles, dict):
+        raise ConfigError(f"{path}: [profile] must be a table of profiles")
+    if profile is not None:
+        chosen = profiles.get(profile)
+        if not isinstance(chosen, dict):
+            names = ", ".join(sorted(profiles)) or "none"
+            raise ConfigError(f"{path}: no profile {profile!r} (profiles: {names})")
+        values.update(_check_keys(chosen, f"{path} [profile.{profile}]"))
+    has_password = "password" in values
+    return values, has_password
+
+
+def _warn_if_readable(path: Path) -> None:
+    try:
+        mode = path.stat().st_mode
+    except OSError:
+        return
+    if mode & (stat.S_IRGRP | stat.S_IROTH):
+        warnings.warn(
+            f"{path} holds a password and other users can read it; "
+            f"run 'chmod 600 {path}' or use password_env instead",
+            stacklevel=3,
+        )
+
+
+_COERCE: dict[str, Any] = {
+    "concurrency": int,
+    "batch_size": int,
+    "rate": float,
+    "max_parts": int,
+    "callback": int,
+    "connect_timeout": float,
+    "read_timeout": float,
+    "retry_attempts": int,
+    "retry_max_seconds": float,
+    "fsync_interval": float,
+}
+
+
+def load_settings(
+    cli: Mapping[str, Any],
+    *,
+    env: Mapping[str, str] | None = None,
+    config_path: str | os.PathLike[str] | None = None,
+    profile: str | None = None,
+    prompt_password: bool = False,
+) -> CampaignSettings:
+    """Merge the sources into :class:`CampaignSettings`.
+
+    ``cli`` holds the command-line values that were given (``None`` means not given), under the
+    field names of :class:`CampaignSettings` (``from`` is ``sender``).
+    """
+    env = os.environ if env is None else env
+    merged: dict[str, Any] = {}
+    path = config_path or env.get("BULKSEND_CONFIG") or None
+    password_env: str | None = None
+    if path is not None:
+        values, has_password = _profile_values(Path(path), profile or env.get("BULKSEND_PROFILE"))
+        if has_password:
+            _warn_if_readable(Path(path))
+        password_env = values.pop("password_env", None)
+        if "from" in values:
+            values["sender"] = values.pop("from")
+        merged.update(values)
+    elif profile is not None:
+        raise ConfigError("--profile needs --config PATH (or BULKSEND_CONFIG)")
+
+    for var, key in _ENV.items():
+        if env.get(var):
+            merged[key] = env[var]
+    for key, value in cli.items():
+        if value is not None:
+            merged[key] = value
+
+    if merged.get("sender") is not None:
+        merged["sender"] = str(merged["sender"])
+    if "api_id" in merged:
+        merged["api_id"] = str(merged["api_id"])
+    for key, convert in _COERCE.items():
+        if key in merged and merged[key] is not None:
+            try:
+                merged[key] = convert(merged[key])
+            except (TypeError, ValueError):
+                raise ConfigError(f"{key} must be a number, not {merged[key]!r}") from None
+
+    password = env.get("BULKSEND_PASSWORD") or ""
+    if not password and password_env:
+        password = env.get(password_env, "")
+        if not password:
+            raise ConfigError(
+                f"the config names password_env = {password_env!r} but that variable is not set"
+            )
+    if not password:
+        password = str(merged.get("password") or "")
+    merged.pop("password", None)
+    if not password and prompt_password and not merged.get("dry_run") and sys.stdin.isatty():
+        password = getpass.getpass("Clickatell password: ")
+    if password:
+        register_secret(password)
+
+    if "input_path" not in merged or "text" not in merged:
+        raise ConfigError("a campaign needs an input file and --text")
+    known = {f.name for f in fields(CampaignSettings)}
+    unknown = set(merged) - known
+    if unknown:
+        raise ConfigError(f"unknown settings: {', '.join(sorted(unknown))}")
+    settings = CampaignSettings(password=password, **merged)
+    if settings.insecure:
+        warnings.warn("TLS certificate verification is OFF (--insecure)", stacklevel=2)
+    return settings
+
+
+def with_overrides(settings: CampaignSettings, **changes: Any) -> CampaignSettings:
+    """A copy of ``settings`` with ``changes`` (validated again)."""
+    return replace(settings, **changes)

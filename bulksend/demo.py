@@ -1,0 +1,110 @@
+"""``bulksend demo``: a sample file, the embedded simulator on a free loopback port, a campaign.
+
+Needs no credentials and no network: the simulator listens on 127.0.0.1 with its documented demo
+credentials, with realistic latency and a few numbers it refuses per recipient.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from pathlib import Path
+
+from bulksend.campaign import CampaignSummary, run_campaign_async
+from bulksend.config import CampaignSettings
+from bulksend.progress import make_progress, print_summary
+from bulksend.simulator import DEFAULT_API_ID, DEFAULT_PASSWORD, DEFAULT_USER, Faults, Simulator
+
+__all__ = ["run_demo", "write_sample"]
+
+DEMO_TEXT = "Hello from bulksend! Your order has shipped. Reply STOP to opt out."
+
+
+def write_sample(path: Path, recipients: int, seed: int = 7) -> None:
+    """A CSV with a header, a name column, and ~1% invalid and ~1% duplicate numbers."""
+    rng = random.Random(seed)
+    prefixes = ("2782", "2783", "2784", "2772", "4477", "4479", "1202", "3161")
+    lines = ["name,phone\n"]
+    seen: list[str] = []
+    for i in range(recipients):
+        roll = rng.random()
+        if roll < 0.005:
+            number = rng.choice(["12345", "2.78212E+11", "=+27821234567", "not a number", ""])
+        elif roll < 0.015 and seen:
+            number = rng.choice(seen)
+        else:
+            prefix = rng.choice(prefixes)
+            number = "+" + prefix + f"{rng.randrange(10**7):07d}"
+            if len(seen) < 1000:
+                seen.append(number)
+        lines.append(f"Customer {i},{number}\n")
+    path.write_text("".join(lines), encoding="utf-8")
+
+
+async def _demo(
+    *,
+    recipients: int,
+    directory: Path,
+    progress: str,
+    latency: float,
+    jitter: float,
+    concurrency: int,
+) -> CampaignSummary:
+    directory.mkdir(parents=True, exist_ok=True)
+    sample = directory / f"recipients-{recipients}.csv"
+    write_sample(sample, recipients)
+    faults = Faults(latency=latency, jitter=jitter, reject_suffixes=("13", "666"))
+    async with Simulator(
+        user=DEFAULT_USER, password=DEFAULT_PASSWORD, api_id=DEFAULT_API_ID, faults=faults
+    ) as sim:
+        print(
+            f"simulator listening on {sim.url} (latency {latency * 1000:.0f} ms ± {jitter * 1000:.0f})"
+        )
+        print(f"sending to {sample} ({recipients:,} rows)")
+        settings = CampaignSettings(
+            input_path=sample,
+            text=DEMO_TEXT,
+            endpoint=sim.url,
+            user=DEFAULT_USER,
+            api_id=DEFAULT_API_ID,
+            password=DEFAULT_PASSWORD,
+            concurrency=concurrency,
+            restart=True,
+            progress=progress,  # type: ignore[arg-type]
+        )
+        reporter = make_progress(progress)
+        try:
+            summary = await run_campaign_async(settings, on_progress=reporter)
+        finally:
+            if reporter is not None:
+                reporter.close()
+        print(f"the simulator's ledger holds {len(sim.ledger):,} accepted messages")
+    return summary
+
+
+def run_demo(
+    *,
+    recipients: int = 100_000,
+    directory: Path = Path("bulksend-demo"),
+    progress: str = "auto",
+    latency: float = 0.08,
+    jitter: float = 0.04,
+    concurrency: int = 32,
+) -> int:
+    coro = _demo(
+        recipients=recipients,
+        directory=directory,
+        progress=progress,
+        latency=latency,
+        jitter=jitter,
+        concurrency=concurrency,
+    )
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover
+        summary = asyncio.run(coro)
+    else:
+        summary = uvloop.run(coro)
+    print_summary(summary)
+    print(f"results: {summary.results_path}\nrejects: {summary.rejects_path}")
+    return summary.exit_code

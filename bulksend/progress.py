@@ -1,0 +1,159 @@
+"""Progress for people: a live rich display on a terminal, plain periodic lines otherwise,
+and the end-of-campaign summary table. Fed by :class:`~bulksend.campaign.Snapshot` events; owns no
+campaign state."""
+
+from __future__ import annotations
+
+import sys
+import time
+from typing import TextIO
+
+from rich.console import Console
+from rich.live import Live
+from rich.table import Table
+
+from bulksend.campaign import CampaignSummary, Snapshot
+
+__all__ = ["PlainProgress", "RichProgress", "make_progress", "print_summary"]
+
+
+def _eta(snap: Snapshot) -> str:
+    if snap.fraction_read is None or snap.fraction_read <= 0 or snap.done:
+        return "-"
+    remaining = snap.elapsed * (1 - snap.fraction_read) / snap.fraction_read
+    if remaining < 1:
+        return "<1s"
+    minutes, seconds = divmod(int(remaining), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{seconds:02d}s"
+
+
+class PlainProgress:
+    """One log line every ``interval`` seconds (and a last one at the end), for logs and pipes."""
+
+    def __init__(self, stream: TextIO | None = None, interval: float = 5.0) -> None:
+        self.stream = stream or sys.stderr
+        self.interval = interval
+        self._last = 0.0
+
+    def __call__(self, snap: Snapshot) -> None:
+        now = time.monotonic()
+        if not snap.done and now - self._last < self.interval:
+            return
+        self._last = now
+        self.stream.write(
+            f"[bulksend] {snap.elapsed:7.1f}s read={snap.rows_read} sent={snap.sent} "
+            f"accepted={snap.accepted} rejected={snap.rejected + snap.input_rejected} "
+            f"unknown={snap.unknown} in_flight={snap.in_flight} rate={snap.rate:.0f}/s "
+            f"eta={_eta(snap)}\n"
+        )
+        self.stream.flush()
+
+    def close(self) -> None:
+        pass
+
+
+class RichProgress:
+    """A live table on the terminal, refreshed from snapshots."""
+
+    def __init__(self, console: Console | None = None) -> None:
+        self.console = console or Console(stderr=True)
+        self._live = Live(console=self.console, refresh_per_second=4, transient=False)
+        self._started = False
+
+    def _render(self, snap: Snapshot) -> Table:
+        table = Table.grid(padding=(0, 2))
+        for _ in range(6):
+            table.add_column(justify="right")
+        pct = f"{snap.fraction_read * 100:5.1f}%" if snap.fraction_read is not None else ""
+        table.add_row(
+            "[bold]read[/]",
+            f"{snap.rows_read:,}",
+            "[bold]sent[/]",
+            f"{snap.sent:,}",
+            "[bold]rate[/]",
+            f"{snap.rate:,.0f} msg/s",
+        )
+        table.add_row(
+            "[green]accepted[/]",
+            f"{snap.accepted:,}",
+            "[red]rejected[/]",
+            f"{snap.rejected:,} (+{snap.input_rejected:,} input)",
+            "[bold]ETA[/]",
+            f"{_eta(snap)} {pct}",
+        )
+        table.add_row(
+            "[yellow]unknown[/]",
+            f"{snap.unknown:,}",
+            "in flight",
+            f"{snap.in_flight}",
+            "skipped (done)",
+            f"{snap.skipped:,}",
+        )
+        return table
+
+    def __call__(self, snap: Snapshot) -> None:
+        if not self._started:
+            self._live.start()
+            self._started = True
+        self._live.update(self._render(snap))
+
+    def close(self) -> None:
+        if self._started:
+            self._live.stop()
+
+
+def make_progress(mode: str, stream: TextIO | None = None) -> PlainProgress | RichProgress | None:
+    """``on``/``auto`` on a TTY: rich; ``auto`` otherwise: plain lines; ``off``: nothing."""
+    stream = stream or sys.stderr
+    if mode == "off":
+        return None
+    if stream.isatty():
+        return RichProgress(Console(file=stream))
+    return PlainProgress(stream)
+
+
+def print_summary(summary: CampaignSummary, console: Console | None = None) -> None:
+    console = console or Console()
+    table = Table(title="bulksend dry run" if summary.dry_run else "bulksend campaign")
+    table.add_column("", style="bold")
+    table.add_column("", justify="right")
+    rows: list[tuple[str, str]] = [
+        ("input rows", f"{summary.rows:,}"),
+        ("valid numbers", f"{summary.valid:,}"),
+        ("rejected before sending", f"{summary.input_rejected:,}"),
+    ]
+    for reason, count in sorted(summary.input_rejected_by_reason.items(), key=lambda kv: -kv[1]):
+        rows.append((f"  {reason}", f"{count:,}"))
+    rows.append(("message", f"{summary.encoding}, {summary.parts} part(s)"))
+    if summary.dry_run:
+        rows += [
+            ("batches", f"{summary.batches:,}"),
+            ("credits (1 per part)", f"{summary.credits_estimate:,}"),
+        ]
+    else:
+        rows += [
+            ("accepted", f"{summary.accepted:,}"),
+            ("rejected by the gateway", f"{summary.rejected:,}"),
+        ]
+        for code, count in sorted(summary.rejected_by_code.items()):
+            rows.append((f"  ERR {code}", f"{count:,}"))
+        rows += [
+            ("unknown (maybe sent)", f"{summary.unknown:,}"),
+            ("pending (not sent yet)", f"{summary.pending:,}"),
+        ]
+        if summary.resumed:
+            rows.append(("done by earlier runs", f"{summary.previously_done:,}"))
+        rows += [
+            ("requests", f"{summary.requests:,}"),
+            ("throttled answers", f"{summary.throttled:,}"),
+            ("elapsed", f"{summary.elapsed_seconds:.1f} s"),
+            ("rate", f"{summary.messages_per_second:,.0f} msg/s"),
+            ("results", summary.results_path),
+            ("rejects", summary.rejects_path),
+        ]
+    if summary.stopped:
+        rows.append(("stopped", summary.stopped))
+    for name, value in rows:
+        table.add_row(name, value)
+    console.print(table)
