@@ -226,8 +226,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     debug = "--debug" in argv
     _setup_logging(debug)
     try:
-        _refuse_password_in_argv(argv)
         args = build_parser().parse_args(argv)
+        if args.command != "simulate":
+            _refuse_password_in_argv(argv)
         if args.command == "send":
             return _cmd_send(args)
         if args.command == "demo":

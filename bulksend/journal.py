@@ -450,6 +450,12 @@ class Journal:
     def fsync_due(self) -> bool:
         return self._dirty and time.monotonic() - self._last_fsync >= self.fsync_interval
 
+    def fds(self) -> tuple[int, ...]:
+        """The open file descriptors, for an fsync off the event loop; marks them synced."""
+        self._last_fsync = time.monotonic()
+        self._dirty = False
+        return tuple(fd for fd in (self._results_fd, self._intent_fd) if fd >= 0)
+
     def fsync(self) -> None:
         """Push both files to stable storage (the campaign calls this on a timer, off the loop)."""
         self._last_fsync = time.monotonic()

@@ -1,0 +1,35 @@
+"""A faithful local copy of Clickatell's legacy HTTP API, for tests, demos and benchmarks.
+
+The public surface: :class:`Simulator` (the server and its account), :class:`Faults` (every knob,
+mutable while it runs), :class:`Ledger` / :class:`LedgerEntry` (what was accepted) and
+:func:`read_ledger` (a ledger CSV written by a simulator process). ``cli.py`` wires them to
+``bulksend simulate``. Nothing here imports bulksend's client side.
+"""
+
+from bulksend.simulator.app import (
+    DEFAULT_API_ID,
+    DEFAULT_PASSWORD,
+    DEFAULT_USER,
+    MAX_NUMBERS_GET,
+    MAX_NUMBERS_POST,
+    Simulator,
+    SimulatorStats,
+)
+from bulksend.simulator.faults import Fault, Faults
+from bulksend.simulator.ledger import AcceptedBatch, Ledger, LedgerEntry, read_ledger
+
+__all__ = [
+    "DEFAULT_API_ID",
+    "DEFAULT_PASSWORD",
+    "DEFAULT_USER",
+    "MAX_NUMBERS_GET",
+    "MAX_NUMBERS_POST",
+    "AcceptedBatch",
+    "Fault",
+    "Faults",
+    "Ledger",
+    "LedgerEntry",
+    "Simulator",
+    "SimulatorStats",
+    "read_ledger",
+]

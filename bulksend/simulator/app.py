@@ -1,0 +1,631 @@
+"""The simulated gateway: Clickatell's legacy HTTP API served by aiohttp, with faults on demand.
+
+:class:`Simulator` owns the server's life cycle, the account (credentials, sessions, credit through
+:class:`~bulksend.simulator.faults.Faults`), the :class:`~bulksend.simulator.ledger.Ledger` and the
+request handlers. It imports nothing of bulksend's client side, so it checks the client
+independently; of ours it uses only ``bulksend.gsm`` (part counting, UCS-2 hex).
+
+Wire behaviour (``/work/shared/clickatell-http-api.md``): every command is ``/http/<command>``,
+GET or POST (``application/x-www-form-urlencoded``; multipart is accepted too); API answers are
+``text/plain`` with HTTP 200, errors as ``ERR: NNN, description``. Single-line answers carry no
+trailing newline; the multi-recipient ``sendmsg`` answer ends each line with ``\\n``. Commands:
+``auth``, ``ping``, ``sendmsg``, ``querymsg``, ``getmsgcharge``, ``getbalance``; anything else is a
+plain 404 and other methods a 405.
+
+One request, in this order:
+
+1. Faults (only on ``faults.commands``, default ``sendmsg``): one draw decides drop-before, 503 or
+   901 (nothing processed), drop-after (processed, answer lost) or nothing; the delay
+   (``latency ± jitter``) is waited after processing and before answering or dropping.
+2. Authentication (``sendmsg``, ``querymsg``, ``getmsgcharge``, ``getbalance``): a non-empty
+   ``session_id`` is used alone (unknown or idle longer than ``session_ttl`` → 003; every use
+   extends it); otherwise, if any of ``api_id``/``user``/``password`` is given, ``api_id`` must match
+   (else 108), then ``user`` and ``password`` (else 001); with none of them → 005. Sessions are not
+   tied to a password: :meth:`Simulator.set_credentials` leaves live sessions alive, like a real
+   password change; call :meth:`Simulator.expire_sessions` for a revocation.
+3. ``sendmsg`` parameters, whole-request errors, first match wins. Where the documentation names no
+   code, these are the choices (conventions of this simulator):
+
+   * ``to`` missing or empty → 101; more than 300 numbers on GET or 600 on POST → 101 (the request
+     is malformed as a whole; 105 is a per-number code and 113 is about message parts);
+   * ``text`` missing → 101; empty (also after UCS-2 decoding) → 107;
+   * ``unicode`` other than ``0``/``1`` → 101; ``unicode=1`` with bad hex → 116;
+   * ``concat`` not an integer ≥ 1 → 101; parts above ``concat`` (capped at the documented
+     maximum 3) → 113; ``max_credits`` not a number → 101, below the message's cost (its parts)
+     → 113, the same "this message is too long for what you allowed" refusal;
+   * ``callback``/``msg_callback`` not 0–7 → 101; ``climsgid`` not 1–32 ASCII letters/digits → 101;
+   * ``deliv_time`` not an integer in 0–10080 → 120; ``scheduled_time`` not a unix time at most
+     7 days ahead → 120;
+   * ``mo`` other than ``0``/``1`` → 101; ``from`` neither 1–16 digits nor 1–11 ASCII letters,
+     digits or spaces, or missing with ``mo=1`` → 106.
+
+   ``validity``, ``escalate``, ``queue``, ``req_feat``, ``msg_type``, ``udh`` and ``binary`` are
+   accepted and ignored.
+4. Per number (commas split, spaces around numbers ignored, empty items skipped): not 8–15 digits,
+   or starting with ``0`` (so no ``00`` prefix; no country code starts with 0), or with ``+``
+   → 105; matching ``reject_prefixes``/``reject_suffixes`` → ``reject_code`` (default 114).
+   Duplicated numbers are separate messages, as on the real gateway.
+5. Throttle: the accepted numbers are taken from the ``throttle_mps`` bucket; too many → HTTP 429
+   with ``Retry-After`` (whole seconds ≥ 1), nothing processed.
+6. Credit: each accepted message costs its parts; a balance that cannot pay for the whole request
+   → 301, nothing processed.
+7. Accept: ids from the ledger (written and flushed first), then the answer: exactly one number in
+   the request → ``ID: <id>`` or ``ERR: NNN, ...`` with no ``To:``; two or more → one line per
+   number in request order, ``ID: <id> To: <number>`` or ``ERR: NNN, ... To: <number>``.
+
+Speed: form bodies are parsed by hand from the raw bytes (``to`` is split without unquoting each
+number), numbers are checked with ``isdigit``/``len``/``startswith`` in comprehensions, answers are
+built with one ``join``, and nothing is logged per request unless the access log is asked for (it
+logs method and path, never the query, so never a password).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import asdict, dataclass, field
+from types import TracebackType
+from typing import NamedTuple
+from urllib.parse import unquote_plus
+
+from aiohttp import web
+from aiohttp.abc import AbstractAccessLogger
+from aiohttp.log import access_logger
+
+from bulksend.gsm import Encoding, decode_ucs2_hex, part_count
+from bulksend.simulator.codes import err
+from bulksend.simulator.faults import Fault, Faults, retry_after_header
+from bulksend.simulator.ledger import Ledger
+
+__all__ = [
+    "DEFAULT_API_ID",
+    "DEFAULT_PASSWORD",
+    "DEFAULT_USER",
+    "MAX_NUMBERS_GET",
+    "MAX_NUMBERS_POST",
+    "Simulator",
+    "SimulatorStats",
+]
+
+DEFAULT_USER = "bulksend"
+DEFAULT_PASSWORD = "bulksend-demo"
+DEFAULT_API_ID = "3000001"
+
+MAX_NUMBERS_GET = 300
+MAX_NUMBERS_POST = 600
+MAX_CONCAT = 3
+MAX_DELIV_TIME_MINUTES = 10080
+MAX_SCHEDULE_AHEAD_SECONDS = 7 * 24 * 3600
+UNLIMITED_CREDIT = 1_000_000_000.0
+"""What ``getbalance`` reports for an account without a credit limit."""
+
+_SESSION_PRUNE_AT = 4096
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+Params = dict[str, str]
+Answer = str | web.Response  # a text answer (HTTP 200), or an HTTP-level refusal (429)
+Process = Callable[[Params, bool], Answer]
+
+
+@dataclass(slots=True)
+class SimulatorStats:
+    """Counters since start. Each request lands in exactly one of the outcome counters."""
+
+    requests: int = 0
+    """Every request to an ``/http/<command>`` route."""
+    answered: int = 0
+    """Processed and answered normally (including ``ERR:`` answers)."""
+    http_503: int = 0
+    http_429: int = 0
+    err_901: int = 0
+    dropped_before: int = 0
+    dropped_after: int = 0
+    refused: int = 0
+    """``sendmsg`` requests refused as a whole (a single ``ERR:`` answer)."""
+    recipients: int = 0
+    """Numbers in processed ``sendmsg`` requests (accepted + rejected)."""
+    accepted: int = 0
+    """Messages accepted (in the ledger)."""
+    rejected: int = 0
+    """Numbers refused with a per-recipient error."""
+
+    @property
+    def processed(self) -> int:
+        """Requests the gateway acted on, whether or not the answer arrived."""
+        return self.answered + self.dropped_after
+
+    def as_dict(self) -> dict[str, int]:
+        return asdict(self)
+
+
+@dataclass(slots=True)
+class _Credentials:
+    user: str
+    password: str = field(repr=False)
+    api_id: str
+
+
+class _SendRequest(NamedTuple):
+    numbers: list[str]
+    text: str
+    parts: int
+    climsgid: str
+    sender: str
+    callback: int
+
+
+class _PathOnlyAccessLogger(AbstractAccessLogger):
+    """Method, path, status and time: never the query string, which may hold a password."""
+
+    def log(self, request: web.BaseRequest, response: web.StreamResponse, time: float) -> None:
+        self.logger.info(
+            '%s "%s %s" %s %.6f',
+            request.remote,
+            request.method,
+            request.path,
+            response.status,
+            time,
+        )
+
+
+class Simulator:
+    """The fake gateway; ``async with Simulator() as sim:`` serves it on ``sim.url``."""
+
+    def __init__(
+        self,
+        user: str = DEFAULT_USER,
+        password: str = DEFAULT_PASSWORD,
+        api_id: str = DEFAULT_API_ID,
+        faults: Faults | None = None,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        ledger_path: str | os.PathLike[str] | None = None,
+        *,
+        access_log: bool = False,
+        shutdown_timeout: float = 2.0,
+    ) -> None:
+        self.faults = faults if faults is not None else Faults()
+        self.ledger = Ledger()
+        self.stats = SimulatorStats()
+        self._credentials = _Credentials(user, password, api_id)
+        self._sessions: dict[str, float] = {}  # session id -> monotonic time of last use
+        self._host = host
+        self._port = port
+        self._ledger_path = ledger_path
+        self._access_log = access_log
+        self._shutdown_timeout = shutdown_timeout
+        self._runner: web.AppRunner | None = None
+        self._bound_port: int | None = None
+        self._started_before = False
+
+    def __repr__(self) -> str:
+        where = self.url if self._runner is not None else "stopped"
+        return f"<Simulator {where} user={self._credentials.user!r} {self.faults!r}>"
+
+    # -- life cycle ----------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Open the ledger file (if any) and start serving; ``port=0`` picks a free port."""
+        if self._runner is not None:
+            raise RuntimeError("the simulator is already running")
+        if self._ledger_path is not None:
+            self.ledger.open(self._ledger_path, append=self._started_before)
+        runner = web.AppRunner(
+            self.make_app(),
+            handle_signals=False,
+            shutdown_timeout=self._shutdown_timeout,
+            access_log_class=_PathOnlyAccessLogger,
+            access_log=access_logger if self._access_log else None,
+        )
+        await runner.setup()
+        try:
+            site = web.TCPSite(runner, self._host, self._port, backlog=1024)
+            await site.start()
+        except BaseException:
+            await runner.cleanup()
+            self.ledger.close()
+            raise
+        self._runner = runner
+        self._bound_port = int(runner.addresses[0][1])
+        self._started_before = True
+
+    async def stop(self) -> None:
+        """Stop serving (in-flight requests get ``shutdown_timeout`` seconds), close the ledger."""
+        runner, self._runner = self._runner, None
+        try:
+            if runner is not None:
+                await runner.cleanup()
+        finally:
+            self.ledger.close()
+
+    async def __aenter__(self) -> Simulator:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.stop()
+
+    @property
+    def port(self) -> int:
+        """The TCP port served on (the real one when constructed with ``port=0``)."""
+        if self._bound_port is None:
+            raise RuntimeError("the simulator has not been started")
+        return self._bound_port
+
+    @property
+    def url(self) -> str:
+        """Base URL of the gateway, e.g. ``http://127.0.0.1:54321`` (no trailing slash)."""
+        host = f"[{self._host}]" if ":" in self._host else self._host
+        return f"http://{host}:{self.port}"
+
+    # -- account controls ----------------------------------------------------------------------
+
+    def set_credentials(
+        self, user: str | None = None, password: str | None = None, api_id: str | None = None
+    ) -> None:
+        """Change the account's credentials; ``None`` keeps a value. Sessions stay valid."""
+        if user is not None:
+            self._credentials.user = user
+        if password is not None:
+            self._credentials.password = password
+        if api_id is not None:
+            self._credentials.api_id = api_id
+
+    def expire_sessions(self) -> None:
+        """Forget every session: the next call with any session id answers ``ERR: 003``."""
+        self._sessions.clear()
+
+    # -- HTTP ----------------------------------------------------------------------------------
+
+    def make_app(self) -> web.Application:
+        """The aiohttp application (for embedding; :meth:`start` serves it itself)."""
+        app = web.Application()
+        commands: dict[str, Process] = {
+            "auth": self._auth,
+            "ping": self._ping,
+            "sendmsg": self._sendmsg,
+            "querymsg": self._querymsg,
+            "getmsgcharge": self._getmsgcharge,
+            "getbalance": self._getbalance,
+        }
+        for command, process in commands.items():
+            handler = self._handler(command, process)
+            app.router.add_route("GET", f"/http/{command}", handler)
+            app.router.add_route("POST", f"/http/{command}", handler)
+        return app
+
+    def _handler(self, command: str, process: Process) -> Handler:
+        stats = self.stats
+
+        async def handle(request: web.Request) -> web.StreamResponse:
+            stats.requests += 1
+            faults = self.faults
+            fault, delay = Fault.NONE, 0.0
+            if command in faults.commands:
+                fault, delay = faults.draw(), faults.delay()
+            answer: Answer | None = None
+            if fault is Fault.NONE or fault is Fault.DROP_AFTER:
+                params = await _read_params(request)
+                answer = process(params, request.method == "POST")
+            if delay > 0.0:
+                await asyncio.sleep(delay)
+            if fault is Fault.NONE:
+                if isinstance(answer, str):
+                    stats.answered += 1
+                    return web.Response(text=answer)
+                stats.http_429 += 1
+                assert answer is not None
+                return answer
+            if fault is Fault.HTTP_503:
+                stats.http_503 += 1
+                return web.Response(
+                    status=503, text="503: Service Unavailable", headers={"Retry-After": "1"}
+                )
+            if fault is Fault.ERR_901:
+                stats.err_901 += 1
+                return web.Response(text=err(901))
+            if fault is Fault.DROP_BEFORE:
+                stats.dropped_before += 1
+            else:
+                stats.dropped_after += 1
+            return _abort(request)
+
+        return handle
+
+    # -- commands ------------------------------------------------------------------------------
+
+    def _auth(self, params: Params, is_post: bool) -> Answer:
+        credentials = self._credentials
+        if params.get("api_id") != credentials.api_id:
+            return err(108)
+        if params.get("user") != credentials.user or params.get("password") != credentials.password:
+            return err(1)
+        session_id = os.urandom(16).hex()
+        sessions = self._sessions
+        now = time.monotonic()
+        if len(sessions) >= _SESSION_PRUNE_AT:
+            ttl = self.faults.session_ttl
+            for stale in [sid for sid, last in sessions.items() if now - last > ttl]:
+                del sessions[stale]
+        sessions[session_id] = now
+        return "OK: " + session_id
+
+    def _ping(self, params: Params, is_post: bool) -> Answer:
+        session_id = params.get("session_id")
+        if not session_id:
+            return err(5)
+        if not self._touch(session_id):
+            return err(3)
+        return "OK:"
+
+    def _touch(self, session_id: str) -> bool:
+        """Extend a live session; False (and forget it) if unknown or idle past the TTL."""
+        sessions = self._sessions
+        last = sessions.get(session_id)
+        now = time.monotonic()
+        if last is None or now - last > self.faults.session_ttl:
+            sessions.pop(session_id, None)
+            return False
+        sessions[session_id] = now
+        return True
+
+    def _authenticate(self, params: Params) -> str | None:
+        """None when the call may proceed, else the ``ERR:`` line that refuses it."""
+        session_id = params.get("session_id")
+        if session_id:
+            return None if self._touch(session_id) else err(3)
+        api_id, user, password = params.get("api_id"), params.get("user"), params.get("password")
+        if api_id is None and user is None and password is None:
+            return err(5)
+        credentials = self._credentials
+        if api_id != credentials.api_id:
+            return err(108)
+        if user != credentials.user or password != credentials.password:
+            return err(1)
+        return None
+
+    def _sendmsg(self, params: Params, is_post: bool) -> Answer:
+        stats = self.stats
+        refusal = self._authenticate(params)
+        if refusal is not None:
+            stats.refused += 1
+            return refusal
+        parsed = _parse_sendmsg(params, is_post)
+        if isinstance(parsed, int):
+            stats.refused += 1
+            return err(parsed)
+        numbers = parsed.numbers
+        faults = self.faults
+        prefixes, suffixes = faults.reject_prefixes, faults.reject_suffixes
+        valid = [8 <= len(n) <= 15 and n.isdigit() and n[0] != "0" for n in numbers]
+        blocked = (
+            [
+                bool((prefixes and n.startswith(prefixes)) or (suffixes and n.endswith(suffixes)))
+                for n in numbers
+            ]
+            if prefixes or suffixes
+            else None
+        )
+        clean = all(valid) and (blocked is None or not any(blocked))
+        if clean:
+            accepted = numbers
+        elif blocked is None:
+            accepted = [n for n, ok in zip(numbers, valid, strict=True) if ok]
+        else:
+            accepted = [
+                n for n, ok, no in zip(numbers, valid, blocked, strict=True) if ok and not no
+            ]
+        wait = faults.admit(len(accepted))
+        if wait > 0.0:
+            return web.Response(
+                status=429,
+                text="429: Too Many Requests",
+                headers={"Retry-After": retry_after_header(wait)},
+            )
+        if not faults.charge(len(accepted) * parsed.parts):
+            stats.refused += 1
+            return err(301)
+        stats.recipients += len(numbers)
+        stats.accepted += len(accepted)
+        stats.rejected += len(numbers) - len(accepted)
+        ids = self.ledger.accept(
+            accepted,
+            parsed.text,
+            climsgid=parsed.climsgid,
+            parts=parsed.parts,
+            sender=parsed.sender,
+            callback=parsed.callback,
+        )
+        if len(numbers) == 1:
+            return "ID: " + ids[0] if ids else err(105 if not valid[0] else faults.reject_code)
+        if clean:
+            return "".join([f"ID: {i} To: {n}\n" for i, n in zip(ids, numbers, strict=True)])
+        bad_number, rejected = err(105) + " To: ", err(faults.reject_code) + " To: "
+        next_id = iter(ids).__next__
+        lines: list[str] = []
+        for index, number in enumerate(numbers):
+            if not valid[index]:
+                lines.append(f"{bad_number}{number}\n")
+            elif blocked is not None and blocked[index]:
+                lines.append(f"{rejected}{number}\n")
+            else:
+                lines.append(f"ID: {next_id()} To: {number}\n")
+        return "".join(lines)
+
+    def _query_target(self, params: Params) -> tuple[str | None, str]:
+        """(api_msg_id, "") for the message a query names, or (None, the refusing ERR line)."""
+        refusal = self._authenticate(params)
+        if refusal is not None:
+            return None, refusal
+        api_msg_id = params.get("apimsgid")
+        if api_msg_id:
+            entry = self.ledger.find(api_msg_id)
+            return (None, err(103)) if entry is None else (entry.api_msg_id, "")
+        climsgid = params.get("climsgid")
+        if climsgid:
+            entry = self.ledger.find_by_climsgid(climsgid)
+            return (None, err(104)) if entry is None else (entry.api_msg_id, "")
+        return None, err(109)
+
+    def _querymsg(self, params: Params, is_post: bool) -> Answer:
+        api_msg_id, refusal = self._query_target(params)
+        if api_msg_id is None:
+            return refusal
+        return f"ID: {api_msg_id} Status: {self.ledger.status(api_msg_id)}"
+
+    def _getmsgcharge(self, params: Params, is_post: bool) -> Answer:
+        api_msg_id, refusal = self._query_target(params)
+        if api_msg_id is None:
+            return refusal
+        entry = self.ledger.find(api_msg_id)
+        assert entry is not None
+        charge = float(entry.parts)
+        return f"ID: {api_msg_id} Charge: {charge} Status: {self.ledger.status(api_msg_id)}"
+
+    def _getbalance(self, params: Params, is_post: bool) -> Answer:
+        refusal = self._authenticate(params)
+        if refusal is not None:
+            return refusal
+        credit = self.faults.credit
+        return f"Credit: {UNLIMITED_CREDIT if credit is None else credit:.3f}"
+
+
+# -- pure helpers ------------------------------------------------------------------------------
+
+
+def _abort(request: web.Request) -> web.Response:
+    """Abort the connection; aiohttp then fails to write the returned response and moves on."""
+    transport = request.transport
+    if transport is not None:
+        transport.abort()
+    return web.Response(status=500)
+
+
+async def _read_params(request: web.Request) -> Params:
+    """Form parameters of the body (POST) and of the query string; the body wins, then the
+    first occurrence of a name. Names are lowercased."""
+    params: Params = {}
+    if request.method == "POST" and request.body_exists:
+        if request.headers.get("Content-Type", "").startswith("multipart/"):
+            form = await request.post()
+            for name, value in form.items():
+                if isinstance(value, str):
+                    params.setdefault(name.lower(), value)
+        else:
+            body = await request.read()
+            _parse_form(body.decode("utf-8", "replace"), params)
+    query = request.rel_url.raw_query_string
+    if query:
+        _parse_form(query, params)
+    return params
+
+
+def _parse_form(data: str, into: Params) -> None:
+    """Parse ``application/x-www-form-urlencoded`` into ``into`` without overwriting names."""
+    for pair in data.split("&"):
+        name, _, value = pair.partition("=")
+        if "%" in name or "+" in name:
+            name = unquote_plus(name)
+        name = name.lower()
+        if not name or name in into:
+            continue
+        if "%" in value or "+" in value:
+            if name == "to":  # thousands of %2C: replace them in C, unquote only what remains
+                value = value.replace("%2C", ",").replace("%2c", ",")
+                if "%" in value or "+" in value:
+                    value = unquote_plus(value)
+            else:
+                value = unquote_plus(value)
+        into[name] = value
+
+
+def _int_param(value: str | None, default: int) -> int | None:
+    """The integer a parameter holds (``default`` when absent or empty), None if not one."""
+    if not value:
+        return default
+    value = value.strip()
+    if not value.isdigit() or not value.isascii():
+        return None
+    return int(value)
+
+
+def _parse_sendmsg(params: Params, is_post: bool) -> _SendRequest | int:
+    """The request's numbers and message, or the whole-request error code (app docstring, 3.)."""
+    to = params.get("to")
+    if not to:
+        return 101
+    numbers = to.split(",")
+    if " " in to:
+        numbers = [n.strip() for n in numbers]
+    if "" in numbers:
+        numbers = [n for n in numbers if n]
+    if not numbers or len(numbers) > (MAX_NUMBERS_POST if is_post else MAX_NUMBERS_GET):
+        return 101
+
+    text = params.get("text")
+    if text is None:
+        return 101
+    unicode = params.get("unicode", "")
+    if unicode == "1":
+        try:
+            text = decode_ucs2_hex(text)
+        except ValueError:
+            return 116
+        encoding = Encoding.UCS2
+    elif unicode in ("", "0"):
+        encoding = Encoding.GSM7
+    else:
+        return 101
+    if not text:
+        return 107
+
+    concat = _int_param(params.get("concat"), 1)
+    if concat is None or concat < 1:
+        return 101
+    parts = part_count(text, encoding)
+    if parts > min(concat, MAX_CONCAT):
+        return 113
+    max_credits = params.get("max_credits")
+    if max_credits:
+        try:
+            allowed = float(max_credits)
+        except ValueError:
+            return 101
+        if parts > allowed:
+            return 113
+
+    callback = _int_param(params.get("callback") or params.get("msg_callback"), 0)
+    if callback is None or callback > 7:
+        return 101
+    climsgid = params.get("climsgid", "")
+    if climsgid and not (len(climsgid) <= 32 and climsgid.isascii() and climsgid.isalnum()):
+        return 101
+
+    deliv_time = _int_param(params.get("deliv_time"), 0)
+    if deliv_time is None or deliv_time > MAX_DELIV_TIME_MINUTES:
+        return 120
+    scheduled = params.get("scheduled_time")
+    if scheduled:
+        when = _int_param(scheduled, 0)
+        if when is None or when > time.time() + MAX_SCHEDULE_AHEAD_SECONDS:
+            return 120
+
+    mo = params.get("mo", "")
+    if mo not in ("", "0", "1"):
+        return 101
+    sender = params.get("from", "")
+    if sender:
+        digits = sender.isdigit() and sender.isascii() and len(sender) <= 16
+        alpha = len(sender) <= 11 and sender.isascii() and sender.replace(" ", "").isalnum()
+        if not (digits or alpha):
+            return 106
+    elif mo == "1":
+        return 106
+    return _SendRequest(numbers, text, parts, climsgid, sender, callback)

@@ -1,0 +1,218 @@
+"""``bulksend simulate``: the simulator as a server process, for demos and benchmarks.
+
+A thin layer over :class:`~bulksend.simulator.app.Simulator`: :func:`add_arguments` declares one
+flag per knob of :class:`~bulksend.simulator.faults.Faults` plus where to listen and the account,
+:func:`run` serves until SIGTERM or SIGINT. Promises, relied on by tests and benchmarks:
+
+* once listening, exactly one line goes to stdout, flushed:
+  ``bulksend simulator listening on http://HOST:PORT`` (the real port when ``--port 0``);
+* SIGTERM/SIGINT stop it cleanly (in-flight requests finish, the ledger is flushed and closed) and
+  the exit status is 0; a port that cannot be bound exits 1 with the reason on stderr;
+* nothing is logged per request unless ``--access-log`` (method and path only, never a password);
+  a one-line summary of the counters goes to stderr on exit;
+* uvloop drives the event loop when it is installed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import sys
+from collections.abc import Callable
+
+from bulksend.simulator.app import DEFAULT_API_ID, DEFAULT_PASSWORD, DEFAULT_USER, Simulator
+from bulksend.simulator.codes import RECIPIENT_CODES
+from bulksend.simulator.faults import COMMANDS, Faults
+
+__all__ = ["LISTENING", "add_arguments", "faults_from_args", "run"]
+
+LISTENING = "bulksend simulator listening on "
+"""The start of the one line printed once the server listens; the URL follows."""
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Declare the ``simulate`` flags on ``parser``."""
+    where = parser.add_argument_group("server")
+    where.add_argument("--host", default="127.0.0.1", help="address to listen on [%(default)s]")
+    where.add_argument(
+        "--port", type=int, default=0, help="TCP port; 0 picks a free one [%(default)s]"
+    )
+    where.add_argument(
+        "--ledger",
+        metavar="FILE",
+        help="write every accepted message to this CSV (to,api_msg_id,climsgid,parts,time,text)",
+    )
+    where.add_argument(
+        "--access-log",
+        action="store_true",
+        help="log each request (method and path) to stderr; off by default for speed",
+    )
+
+    account = parser.add_argument_group("account")
+    account.add_argument("--user", default=DEFAULT_USER, help="account user name [%(default)s]")
+    account.add_argument(
+        "--password", default=DEFAULT_PASSWORD, help="account password [%(default)s]"
+    )
+    account.add_argument("--api-id", default=DEFAULT_API_ID, help="account API id [%(default)s]")
+    account.add_argument(
+        "--credit",
+        type=float,
+        default=None,
+        help="credit balance, one credit per message part; ERR 301 when spent [unlimited]",
+    )
+    account.add_argument(
+        "--session-ttl",
+        type=float,
+        default=900.0,
+        metavar="SECONDS",
+        help="idle seconds before a session id answers ERR 003 [%(default)s]",
+    )
+
+    faults = parser.add_argument_group("faults and load")
+    faults.add_argument(
+        "--latency", type=float, default=0.0, metavar="SECONDS", help="added delay [0]"
+    )
+    faults.add_argument(
+        "--jitter",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="uniform +/- spread around --latency, never below 0 [0]",
+    )
+    faults.add_argument(
+        "--http-503-rate",
+        type=float,
+        default=0.0,
+        metavar="P",
+        help="share of requests answered HTTP 503, unprocessed [0]",
+    )
+    faults.add_argument(
+        "--err-901-rate",
+        type=float,
+        default=0.0,
+        metavar="P",
+        help="share of requests answered ERR 901, unprocessed [0]",
+    )
+    faults.add_argument(
+        "--drop-before-rate",
+        type=float,
+        default=0.0,
+        metavar="P",
+        help="share of connections aborted before processing [0]",
+    )
+    faults.add_argument(
+        "--drop-after-rate",
+        type=float,
+        default=0.0,
+        metavar="P",
+        help="share of requests processed, then their connection aborted (maybe sent) [0]",
+    )
+    faults.add_argument(
+        "--throttle",
+        type=float,
+        default=None,
+        metavar="MPS",
+        help="messages per second allowed; more gets HTTP 429 + Retry-After [unlimited]",
+    )
+    faults.add_argument(
+        "--reject-prefix",
+        action="append",
+        default=[],
+        metavar="DIGITS",
+        help="refuse numbers starting with DIGITS, per recipient (repeatable)",
+    )
+    faults.add_argument(
+        "--reject-suffix",
+        action="append",
+        default=[],
+        metavar="DIGITS",
+        help="refuse numbers ending with DIGITS, per recipient (repeatable)",
+    )
+    faults.add_argument(
+        "--reject-code",
+        type=int,
+        default=114,
+        choices=sorted(RECIPIENT_CODES),
+        help="error code for rejected numbers [%(default)s]",
+    )
+    faults.add_argument(
+        "--fault-command",
+        action="append",
+        choices=sorted(COMMANDS),
+        metavar="COMMAND",
+        help="command that latency, 503, 901 and drops apply to (repeatable) [sendmsg]",
+    )
+    faults.add_argument("--seed", type=int, default=None, help="seed for reproducible faults")
+
+
+def faults_from_args(args: argparse.Namespace) -> Faults:
+    """The :class:`Faults` the parsed flags describe (ValueError for an out-of-range value)."""
+    return Faults(
+        latency=args.latency,
+        jitter=args.jitter,
+        http_503_rate=args.http_503_rate,
+        err_901_rate=args.err_901_rate,
+        drop_before_rate=args.drop_before_rate,
+        drop_after_rate=args.drop_after_rate,
+        throttle_mps=args.throttle,
+        credit=args.credit,
+        reject_prefixes=tuple(args.reject_prefix),
+        reject_suffixes=tuple(args.reject_suffix),
+        reject_code=args.reject_code,
+        session_ttl=args.session_ttl,
+        seed=args.seed,
+        commands=frozenset(args.fault_command or ["sendmsg"]),
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    """Serve until SIGTERM/SIGINT; the process exit status."""
+    try:
+        faults = faults_from_args(args)
+    except ValueError as exc:
+        print(f"bulksend simulate: {exc}", file=sys.stderr)
+        return 1
+    if args.access_log:
+        logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(message)s")
+    simulator = Simulator(
+        user=args.user,
+        password=args.password,
+        api_id=args.api_id,
+        faults=faults,
+        host=args.host,
+        port=args.port,
+        ledger_path=args.ledger,
+        access_log=args.access_log,
+    )
+    with asyncio.Runner(loop_factory=_loop_factory()) as runner:
+        return runner.run(_serve(simulator))
+
+
+async def _serve(simulator: Simulator) -> int:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    try:
+        await simulator.start()
+    except OSError as exc:
+        print(f"bulksend simulate: cannot listen: {exc}", file=sys.stderr)
+        return 1
+    try:
+        print(f"{LISTENING}{simulator.url}", flush=True)
+        await stop.wait()
+    finally:
+        await simulator.stop()
+    counters = " ".join(f"{name}={value}" for name, value in simulator.stats.as_dict().items())
+    print(f"bulksend simulator stopped: {counters}", file=sys.stderr, flush=True)
+    return 0
+
+
+def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - uvloop is a dependency except on Windows
+        return None
+    return uvloop.new_event_loop

@@ -1,0 +1,247 @@
+"""The simulator's fault and load knobs, and the small strategies that apply them per request.
+
+:class:`Faults` is one mutable dataclass: every knob is a constructor argument, a CLI flag
+(``cli.py``) and an attribute tests may change while a campaign runs (``sim.faults.http_503_rate =
+0.5``). Assignments are validated and normalised (a list of prefixes becomes a tuple), so a bad
+value fails at the line that set it, not inside a request handler.
+
+Per request, on the commands named in :attr:`Faults.commands` (``sendmsg`` by default):
+
+* :meth:`Faults.draw` makes exactly one draw from the seeded generator and returns one
+  :class:`Fault`. The rates are bands laid end to end in the order ``drop_before``, ``503``,
+  ``901``, ``drop_after``: each is the exact probability of its fault as long as they sum to at
+  most 1 (past 1 the later bands shrink). With the same ``seed`` and the same sequence of requests
+  the same faults come out.
+* :meth:`Faults.delay` is ``latency`` plus a uniform jitter in ``[-jitter, +jitter]``, never
+  negative.
+* :meth:`Faults.admit` is the ``throttle_mps`` token bucket, counted in messages (recipients), not
+  requests: the bucket holds one second's worth, a request is admitted when the bucket holds its
+  size (or is full, for a request larger than one second's worth, which then leaves a debt), and a
+  refused request gets the seconds until it would be admitted. Over any window of ``T`` seconds at
+  most ``throttle_mps * (T + 1)`` messages get through, plus one oversized request. Changing
+  ``throttle_mps`` refills the bucket.
+* :meth:`Faults.charge` takes credits from ``credit``, which is the live balance (``None`` is
+  unlimited): the simulator charges it as messages are accepted, and a test may set it at any time
+  to top up or drain the account. A request that cannot be paid for in full is not charged at all.
+
+``reject_prefixes`` / ``reject_suffixes`` / ``reject_code`` and ``session_ttl`` are read by the
+handlers directly; see ``app.py`` for where in a request each knob applies.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from enum import Enum
+
+from bulksend.simulator.codes import RECIPIENT_CODES
+
+__all__ = ["COMMANDS", "Fault", "Faults", "retry_after_header"]
+
+COMMANDS: frozenset[str] = frozenset(
+    {"auth", "ping", "sendmsg", "querymsg", "getmsgcharge", "getbalance"}
+)
+"""The commands the simulator serves under ``/http/``; faults may apply to any of them."""
+
+
+class Fault(Enum):
+    """What happens to one request before (or instead of) its normal answer."""
+
+    NONE = "none"
+    DROP_BEFORE = "dropped_before"  # connection aborted, request not processed
+    HTTP_503 = "http_503"  # HTTP 503 + Retry-After, not processed
+    ERR_901 = "err_901"  # ERR: 901, not processed
+    DROP_AFTER = "dropped_after"  # processed, then the connection is aborted: "maybe sent"
+
+
+def _number(value: object) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise TypeError(f"expected a number, got {value!r}")
+    return float(value)
+
+
+def _rate(value: object) -> float:
+    rate = _number(value)
+    if not 0.0 <= rate <= 1.0:
+        raise ValueError(f"a fault rate must be within [0, 1], got {value!r}")
+    return rate
+
+
+def _non_negative(value: object) -> float:
+    number = _number(value)
+    if not number >= 0.0:  # also refuses NaN
+        raise ValueError(f"expected a number >= 0, got {value!r}")
+    return number
+
+
+def _positive(value: object) -> float:
+    number = _number(value)
+    if not number > 0.0:
+        raise ValueError(f"expected a number > 0, got {value!r}")
+    return number
+
+
+def _optional(check: Callable[[object], float]) -> Callable[[object], float | None]:
+    return lambda value: None if value is None else check(value)
+
+
+def _strings(value: object) -> tuple[str, ...]:
+    if isinstance(value, str):
+        return (value,)
+    if not isinstance(value, Iterable):
+        raise TypeError(f"expected strings, got {value!r}")
+    return tuple(str(item) for item in value)
+
+
+def _digit_strings(value: object) -> tuple[str, ...]:
+    out = _strings(value)
+    for item in out:
+        if not (item.isdigit() and item.isascii()):
+            raise ValueError(f"a reject prefix/suffix must be digits, got {item!r}")
+    return out
+
+
+def _reject_code(value: object) -> int:
+    if value not in RECIPIENT_CODES or not isinstance(value, int):
+        raise ValueError(f"reject_code must be one of {sorted(RECIPIENT_CODES)}, got {value!r}")
+    return value
+
+
+def _seed(value: object) -> int | None:
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
+        raise TypeError(f"a seed is an int or None, got {value!r}")
+    return value
+
+
+def _commands(value: object) -> frozenset[str]:
+    out = frozenset(_strings(value))
+    unknown = out - COMMANDS
+    if unknown:
+        raise ValueError(f"unknown command(s) {sorted(unknown)}; known: {sorted(COMMANDS)}")
+    return out
+
+
+_CHECKS: dict[str, Callable[[object], object]] = {
+    "latency": _non_negative,
+    "jitter": _non_negative,
+    "http_503_rate": _rate,
+    "err_901_rate": _rate,
+    "drop_before_rate": _rate,
+    "drop_after_rate": _rate,
+    "throttle_mps": _optional(_positive),
+    "credit": _optional(_non_negative),
+    "reject_prefixes": _digit_strings,
+    "reject_suffixes": _digit_strings,
+    "reject_code": _reject_code,
+    "session_ttl": _positive,
+    "seed": _seed,
+    "commands": _commands,
+}
+
+
+@dataclass(slots=True, eq=False)
+class Faults:
+    """Every knob of the simulator; mutable and validated on every assignment."""
+
+    latency: float = 0.0
+    """Seconds added before answering (on :attr:`commands`)."""
+    jitter: float = 0.0
+    """Uniform ``±jitter`` seconds around ``latency``; the delay is never negative."""
+    http_503_rate: float = 0.0
+    """Probability of HTTP 503 with ``Retry-After: 1``, request not processed."""
+    err_901_rate: float = 0.0
+    """Probability of ``ERR: 901, Internal error - please retry``, request not processed."""
+    drop_before_rate: float = 0.0
+    """Probability of aborting the connection without processing the request."""
+    drop_after_rate: float = 0.0
+    """Probability of processing the request, then aborting the connection (answer lost)."""
+    throttle_mps: float | None = None
+    """Messages (recipients) per second allowed through; over it: HTTP 429 + Retry-After."""
+    credit: float | None = None
+    """Live credit balance (``None``: unlimited); one credit per message part."""
+    reject_prefixes: tuple[str, ...] = ()
+    """Numbers starting with one of these are refused with :attr:`reject_code`."""
+    reject_suffixes: tuple[str, ...] = ()
+    """Numbers ending with one of these are refused with :attr:`reject_code`."""
+    reject_code: int = 114
+    """Per-recipient error for rejected numbers: one of ``codes.RECIPIENT_CODES``."""
+    session_ttl: float = 900.0
+    """Seconds of inactivity after which a session id answers ``ERR: 003``."""
+    seed: int | None = None
+    """Seed of the fault generator (``None``: fresh randomness); setting it re-seeds."""
+    commands: frozenset[str] = frozenset({"sendmsg"})
+    """Commands that latency, 503, 901 and drops apply to."""
+
+    _rng: random.Random = field(init=False, repr=False)
+    _tokens: float = field(init=False, repr=False, default=0.0)
+    _stamp: float = field(init=False, repr=False, default=0.0)
+
+    def __setattr__(self, name: str, value: object) -> None:
+        check = _CHECKS.get(name)
+        if check is not None:
+            value = check(value)
+        object.__setattr__(self, name, value)
+        if name == "seed":
+            object.__setattr__(self, "_rng", random.Random(self.seed))
+        elif name == "throttle_mps":
+            self._refill()
+
+    def _refill(self) -> None:
+        object.__setattr__(self, "_tokens", self.throttle_mps or 0.0)
+        object.__setattr__(self, "_stamp", time.monotonic())
+
+    def draw(self) -> Fault:
+        """One draw: which fault, if any, hits this request (see the module docstring)."""
+        u = self._rng.random()
+        edge = self.drop_before_rate
+        if u < edge:
+            return Fault.DROP_BEFORE
+        edge += self.http_503_rate
+        if u < edge:
+            return Fault.HTTP_503
+        edge += self.err_901_rate
+        if u < edge:
+            return Fault.ERR_901
+        edge += self.drop_after_rate
+        if u < edge:
+            return Fault.DROP_AFTER
+        return Fault.NONE
+
+    def delay(self) -> float:
+        """Seconds to wait before answering: ``latency ± jitter``, never negative."""
+        if self.jitter:
+            return max(0.0, self.latency + self._rng.uniform(-self.jitter, self.jitter))
+        return self.latency
+
+    def admit(self, messages: int) -> float:
+        """Take ``messages`` from the throttle bucket: 0.0 if admitted, else seconds to wait."""
+        rate = self.throttle_mps
+        if rate is None or messages <= 0:
+            return 0.0
+        now = time.monotonic()
+        tokens = min(rate, self._tokens + (now - self._stamp) * rate)
+        object.__setattr__(self, "_stamp", now)
+        need = min(float(messages), rate)
+        if tokens >= need:
+            object.__setattr__(self, "_tokens", tokens - messages)
+            return 0.0
+        object.__setattr__(self, "_tokens", tokens)
+        return (need - tokens) / rate
+
+    def charge(self, credits: float) -> bool:
+        """Take ``credits`` from the balance if it covers them all; False (nothing taken) if not."""
+        balance = self.credit
+        if balance is None:
+            return True
+        if credits > balance:
+            return False
+        object.__setattr__(self, "credit", balance - credits)
+        return True
+
+
+def retry_after_header(seconds: float) -> str:
+    """The ``Retry-After`` value for a wait: whole seconds, at least 1."""
+    return str(max(1, math.ceil(seconds)))

@@ -1,0 +1,262 @@
+"""The ledger: every message the simulator accepted, the proof that nothing was lost or sent twice.
+
+The ledger owns the API message ids. :meth:`Ledger.accept` issues one id per accepted message and
+records the request as one batch, so the cost per message is an id and a few bytes (the numbers
+are kept as one comma-joined string): a benchmark can push tens of millions of messages through a
+simulator process without it swelling.
+
+Message ids are 32 lowercase hex characters: a random 16-hex prefix per ledger, then a 64-bit
+serial multiplied by an odd constant modulo 2**64 and XORed with a random key. That map is a
+bijection, so ids are unique per ledger without any set, look random, and invert to their serial,
+which is how :meth:`Ledger.find` answers ``querymsg`` with no index at all.
+
+Promises:
+
+* ``len(ledger)`` is the number of accepted messages; :attr:`Ledger.entries`, :meth:`by_number`,
+  :meth:`count_for` and iteration give :class:`LedgerEntry` rows in acceptance order (built lazily
+  and incrementally, so asking costs nothing on the hot path).
+* With a file open (:meth:`Ledger.open`), every accepted message is written as a CSV row
+  ``to,api_msg_id,climsgid,parts,time,text`` (text always quoted) and the file is flushed to the
+  operating system before :meth:`accept` returns, that is before the answer is sent: a simulator
+  process killed at any moment leaves every message it accepted in the file. :func:`read_ledger`
+  reads it back.
+* :attr:`Ledger.listeners` are called with an :class:`AcceptedBatch` after each accepted request
+  (the hook for delivery receipts); :meth:`status` is each message's status, ``003`` until
+  :meth:`set_status` moves it on.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import time
+from bisect import bisect_right
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, NamedTuple
+
+from bulksend.simulator.codes import STATUS_DELIVERED_TO_GATEWAY
+
+__all__ = ["CSV_HEADER", "AcceptedBatch", "Ledger", "LedgerEntry", "read_ledger"]
+
+CSV_HEADER = "to,api_msg_id,climsgid,parts,time,text"
+
+_MASK = (1 << 64) - 1
+_SCRAMBLE = 0x9E3779B97F4A7C15  # odd, so multiplication modulo 2**64 is a bijection
+_UNSCRAMBLE = pow(_SCRAMBLE, -1, 1 << 64)
+
+
+class LedgerEntry(NamedTuple):
+    """One accepted message, in the column order of the ledger CSV."""
+
+    to: str
+    api_msg_id: str
+    climsgid: str
+    parts: int
+    time: float
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class AcceptedBatch:
+    """The messages one request got accepted, as ledger listeners receive them."""
+
+    numbers: list[str]
+    api_msg_ids: list[str]
+    text: str
+    climsgid: str
+    parts: int
+    time: float
+    sender: str
+    callback: int
+
+
+class _Batch(NamedTuple):
+    first_serial: int
+    numbers: str  # comma-joined
+    size: int
+    text: str
+    climsgid: str
+    parts: int
+    time: float
+    sender: str
+    callback: int
+
+
+class Ledger:
+    """Accepted messages of one simulator, in memory and optionally in a CSV file."""
+
+    def __init__(self) -> None:
+        self._prefix = os.urandom(8).hex()
+        self._key = int.from_bytes(os.urandom(8))
+        self._next_serial = 0
+        self._batches: list[_Batch] = []
+        self._starts: list[int] = []
+        self._count = 0
+        self._statuses: dict[str, str] = {}
+        self._file: IO[str] | None = None
+        self._entries: list[LedgerEntry] = []
+        self._by_number: dict[str, list[LedgerEntry]] = {}
+        self._materialized = 0  # batches already expanded into _entries
+        self.listeners: list[Callable[[AcceptedBatch], None]] = []
+
+    # -- writing -------------------------------------------------------------------------------
+
+    def open(self, path: str | os.PathLike[str], *, append: bool = False) -> None:
+        """Write every accepted message to the CSV file ``path`` from now on."""
+        self.close()
+        target = Path(path)
+        fresh = not append or not target.exists() or target.stat().st_size == 0
+        handle = target.open(
+            "a" if append else "w",
+            encoding="utf-8",
+            errors="backslashreplace",
+            newline="",
+        )
+        if fresh:
+            handle.write(CSV_HEADER + "\n")
+            handle.flush()
+        self._file = handle
+
+    def close(self) -> None:
+        """Flush and close the CSV file, if one is open."""
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+
+    def accept(
+        self,
+        numbers: list[str],
+        text: str,
+        *,
+        climsgid: str = "",
+        parts: int = 1,
+        sender: str = "",
+        callback: int = 0,
+    ) -> list[str]:
+        """Record one message per number (same text), return their new API message ids."""
+        start = self._next_serial
+        count = len(numbers)
+        self._next_serial = start + count
+        prefix, key = self._prefix, self._key
+        ids = [
+            f"{prefix}{((serial * _SCRAMBLE) & _MASK) ^ key:016x}"
+            for serial in range(start, start + count)
+        ]
+        now = time.time()
+        self._batches.append(
+            _Batch(start, ",".join(numbers), count, text, climsgid, parts, now, sender, callback)
+        )
+        self._starts.append(start)
+        self._count += count
+        if self._file is not None:
+            quoted = '"' + text.replace('"', '""') + '"'
+            tail = f",{climsgid},{parts},{now:.6f},{quoted}\n"
+            self._file.write("".join([f"{n},{i}{tail}" for n, i in zip(numbers, ids, strict=True)]))
+            self._file.flush()
+        if self.listeners:
+            batch = AcceptedBatch(numbers, ids, text, climsgid, parts, now, sender, callback)
+            for listener in self.listeners:
+                listener(batch)
+        return ids
+
+    # -- reading -------------------------------------------------------------------------------
+
+    def __len__(self) -> int:
+        return self._count
+
+    def __iter__(self) -> Iterator[LedgerEntry]:
+        return iter(self.entries)
+
+    @property
+    def entries(self) -> list[LedgerEntry]:
+        """Every accepted message in acceptance order (a fresh list)."""
+        self._materialize()
+        return list(self._entries)
+
+    def by_number(self) -> dict[str, list[LedgerEntry]]:
+        """Accepted messages grouped by destination number."""
+        self._materialize()
+        return {number: list(rows) for number, rows in self._by_number.items()}
+
+    def count_for(self, to: str) -> int:
+        """How many messages were accepted for number ``to``."""
+        self._materialize()
+        return len(self._by_number.get(to, ()))
+
+    def find(self, api_msg_id: str) -> LedgerEntry | None:
+        """The message with this API id, or None; O(log batches), no index kept."""
+        api_msg_id = api_msg_id.lower()
+        if len(api_msg_id) != 32 or not api_msg_id.startswith(self._prefix):
+            return None
+        try:
+            scrambled = int(api_msg_id[16:], 16)
+        except ValueError:
+            return None
+        serial = ((scrambled ^ self._key) * _UNSCRAMBLE) & _MASK
+        if serial >= self._next_serial:
+            return None
+        batch = self._batches[bisect_right(self._starts, serial) - 1]
+        return self._entry(batch, serial - batch.first_serial, batch.numbers.split(","))
+
+    def find_by_climsgid(self, climsgid: str) -> LedgerEntry | None:
+        """The first message of the latest request sent with this client message id, or None."""
+        if not climsgid:
+            return None
+        for batch in reversed(self._batches):
+            if batch.climsgid == climsgid:
+                return self._entry(batch, 0, batch.numbers.split(","))
+        return None
+
+    def status(self, api_msg_id: str) -> str:
+        """The message's status code (three digits): ``003`` until set otherwise."""
+        return self._statuses.get(api_msg_id, STATUS_DELIVERED_TO_GATEWAY)
+
+    def set_status(self, api_msg_id: str, status: str) -> None:
+        """Move a message to a new status (for delivery receipts)."""
+        self._statuses[api_msg_id] = status
+
+    def _api_msg_id(self, serial: int) -> str:
+        return f"{self._prefix}{((serial * _SCRAMBLE) & _MASK) ^ self._key:016x}"
+
+    def _entry(self, batch: _Batch, offset: int, numbers: list[str]) -> LedgerEntry:
+        return LedgerEntry(
+            numbers[offset],
+            self._api_msg_id(batch.first_serial + offset),
+            batch.climsgid,
+            batch.parts,
+            batch.time,
+            batch.text,
+        )
+
+    def _materialize(self) -> None:
+        by_number = self._by_number
+        for batch in self._batches[self._materialized :]:
+            numbers = batch.numbers.split(",")
+            for offset in range(batch.size):
+                entry = self._entry(batch, offset, numbers)
+                self._entries.append(entry)
+                by_number.setdefault(entry.to, []).append(entry)
+        self._materialized = len(self._batches)
+
+
+def read_ledger(path: str | os.PathLike[str]) -> list[LedgerEntry]:
+    """Read a ledger CSV written by :meth:`Ledger.open`; a torn last row is skipped."""
+    entries: list[LedgerEntry] = []
+    with Path(path).open(encoding="utf-8", newline="") as handle:
+        reader = csv.reader(handle)
+        header = next(reader, None)
+        if header is not None and ",".join(header) != CSV_HEADER:
+            raise ValueError(f"{path}: not a simulator ledger (header {header!r})")
+        for row in reader:
+            if len(row) != 6:
+                continue
+            to, api_msg_id, climsgid, parts, stamp, text = row
+            try:
+                entries.append(
+                    LedgerEntry(to, api_msg_id, climsgid, int(parts), float(stamp), text)
+                )
+            except ValueError:
+                continue
+    return entries
