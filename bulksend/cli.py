@@ -226,9 +226,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     debug = "--debug" in argv
     _setup_logging(debug)
     try:
-        args = build_parser().parse_args(argv)
-        if args.command != "simulate":
+        command = next((a for a in argv if not a.startswith("-")), "")
+        if command != "simulate":
             _refuse_password_in_argv(argv)
+        args = build_parser().parse_args(argv)
         if args.command == "send":
             return _cmd_send(args)
         if args.command == "demo":
