@@ -1,4 +1,14 @@
-"""bulksend: fast, resumable SMS campaigns over Clickatell's HTTP API."""
+"""bulksend: fast, resumable SMS campaigns over Clickatell's HTTP API.
+
+The public API: :func:`run_campaign` / :func:`run_campaign_async` with :class:`CampaignSettings`
+(or :func:`load_settings` for config files and the environment), returning a
+:class:`CampaignSummary`; the :class:`~bulksend.simulator.Simulator`; the error tree rooted at
+:class:`BulkSendError`. Heavy modules load on first use, so ``import bulksend`` stays cheap.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
 
 from bulksend.errors import (
     BulkSendError,
@@ -11,28 +21,52 @@ from bulksend.errors import (
 
 __version__ = "0.1.0"
 
-from bulksend.campaign import (  # noqa: E402
-    Campaign,
-    CampaignSummary,
-    Snapshot,
-    run_campaign,
-    run_campaign_async,
-)
-from bulksend.config import CampaignSettings, load_settings  # noqa: E402
+if TYPE_CHECKING:
+    from bulksend.campaign import (
+        Campaign,
+        CampaignSummary,
+        Snapshot,
+        run_campaign,
+        run_campaign_async,
+    )
+    from bulksend.config import CampaignSettings, load_settings
+    from bulksend.simulator import Simulator
+
+_LAZY = {
+    "Campaign": "bulksend.campaign",
+    "CampaignSummary": "bulksend.campaign",
+    "Snapshot": "bulksend.campaign",
+    "run_campaign": "bulksend.campaign",
+    "run_campaign_async": "bulksend.campaign",
+    "CampaignSettings": "bulksend.config",
+    "load_settings": "bulksend.config",
+    "Simulator": "bulksend.simulator",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'bulksend' has no attribute {name!r}")
+    import importlib
+
+    return getattr(importlib.import_module(module), name)
+
 
 __all__ = [
     "BulkSendError",
     "Campaign",
     "CampaignSettings",
     "CampaignSummary",
-    "Snapshot",
-    "load_settings",
-    "run_campaign",
-    "run_campaign_async",
     "ConfigError",
     "ErrorClass",
     "GatewayError",
     "InputError",
     "ProtocolError",
+    "Simulator",
+    "Snapshot",
     "__version__",
+    "load_settings",
+    "run_campaign",
+    "run_campaign_async",
 ]

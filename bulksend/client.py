@@ -148,7 +148,7 @@ class _WaitHonouringRetryAfter:
 
     def __init__(self, policy: RetryPolicy) -> None:
         self._base = wait_exponential_jitter(
-            initial=policy.initial_backoff, max=policy.max_backoff, jitter=policy.jitter
+            multiplier=policy.initial_backoff, max=policy.max_backoff, jitter=policy.jitter
         )
 
     def __call__(self, state: RetryCallState) -> float:
