@@ -19,7 +19,6 @@ import asyncio
 import json
 import os
 import random
-import statistics
 import subprocess
 import sys
 import time
@@ -172,7 +171,8 @@ async def measure(args: argparse.Namespace) -> list[Run]:
                     f"{run.sim_cpu_share:.0%}",
                     file=sys.stderr,
                 )
-            medians.append(statistics.median_low(sorted(runs, key=lambda r: r.recipients_per_s)))
+            ranked = sorted(runs, key=lambda r: r.recipients_per_s)
+            medians.append(ranked[(len(ranked) - 1) // 2])  # the median run (the lower one if even)
         return medians
     finally:
         process.terminate()
@@ -188,10 +188,8 @@ def main() -> int:
     parser.add_argument("--json", metavar="FILE", help="also write the medians as JSON")
     args = parser.parse_args()
 
-    if uvloop is not None:
-        medians = uvloop.run(measure(args))
-    else:  # pragma: no cover
-        medians = asyncio.run(measure(args))
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop if uvloop else None) as runner:
+        medians = runner.run(measure(args))
 
     print(f"simulator capacity, {args.batch} numbers per POST, median of {args.runs} runs:")
     print("| concurrency | recipients/s | requests/s | simulator CPU |")
@@ -203,7 +201,11 @@ def main() -> int:
         )
     if args.json:
         rows = [
-            {**asdict(run), "recipients_per_s": run.recipients_per_s, "requests_per_s": run.requests_per_s}
+            {
+                **asdict(run),
+                "recipients_per_s": run.recipients_per_s,
+                "requests_per_s": run.requests_per_s,
+            }
             for run in medians
         ]
         Path(args.json).write_text(json.dumps(rows, indent=2) + "\n")

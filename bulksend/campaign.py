@@ -554,14 +554,17 @@ def _fsync_quietly(fds: tuple[int, ...]) -> None:
 
 
 async def run_campaign_async(
-    settings: CampaignSettings, *, on_progress: Callable[[Snapshot], None] | None = None
+    settings: CampaignSettings,
+    *,
+    on_progress: Callable[[Snapshot], None] | None = None,
+    progress_interval: float = 0.5,
 ) -> CampaignSummary:
     """Run a campaign on the current event loop and return its summary.
 
     Raises :class:`~bulksend.errors.InputError` / :class:`~bulksend.errors.ConfigError` for inputs
     that cannot be used; gateway trouble is reported in the summary (``exit_code``, ``stopped``).
     """
-    campaign = Campaign(settings, on_progress=on_progress)
+    campaign = Campaign(settings, on_progress=on_progress, progress_interval=progress_interval)
     try:
         return await campaign.run()
     except asyncio.CancelledError:

@@ -338,18 +338,27 @@ class Gateway:
         assert self._session is not None
         if self._limiter is not None:
             await self._limiter.acquire(len(numbers))
-        generation = self._session_generation
-        async with self.window:
-            text = await self._request(numbers)
-        try:
-            answer = parse_sendmsg(text, numbers)
-        except ProtocolError as exc:
-            raise _MaybeProcessed(f"unreadable answer: {exc}") from None
-        error = answer.error
-        if error is not None:
+        # An expired session is renewed and the batch resent at once (it was not processed):
+        # backing off first could outlive a short session timeout again.
+        for renewal in range(3):
+            generation = self._session_generation
+            async with self.window:
+                text = await self._request(numbers)
+            try:
+                answer = parse_sendmsg(text, numbers)
+            except ProtocolError as exc:
+                raise _MaybeProcessed(f"unreadable answer: {exc}") from None
+            error = answer.error
+            if error is None:
+                break
             if error.error_class is ErrorClass.SESSION and self.settings.use_session:
-                await self.login(stale_generation=generation)
-                raise _NotProcessed(f"session expired (ERR {error.code:03d}); logged in again")
+                try:
+                    await self.login(stale_generation=generation)
+                except GatewayError as exc:
+                    return BatchOutcome(BatchStatus.FATAL, reason=str(exc), error=exc)
+                if renewal < 2:
+                    continue
+                raise _NotProcessed(f"session expired (ERR {error.code:03d}) again after login")
             if error.error_class is ErrorClass.TRANSIENT:
                 raise _NotProcessed(f"ERR {error.code:03d}, {error.description}")
             if error.error_class is ErrorClass.RECIPIENT:

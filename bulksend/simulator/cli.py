@@ -10,6 +10,8 @@ flag per knob of :class:`~bulksend.simulator.faults.Faults` plus where to listen
   the exit status is 0; a port that cannot be bound exits 1 with the reason on stderr;
 * nothing is logged per request unless ``--access-log`` (method and path only, never a password);
   a one-line summary of the counters goes to stderr on exit;
+* the in-memory ledger keeps no numbers (``querymsg`` still works), so memory stays flat at
+  millions of messages; the full record is the ``--ledger`` file;
 * uvloop drives the event loop when it is installed.
 """
 
@@ -60,6 +62,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--credit",
         type=float,
         default=None,
+        metavar="N",
         help="credit balance, one credit per message part; ERR 301 when spent [unlimited]",
     )
     account.add_argument(
@@ -72,7 +75,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
     faults = parser.add_argument_group("faults and load")
     faults.add_argument(
-        "--latency", type=float, default=0.0, metavar="SECONDS", help="added delay [0]"
+        "--latency", type=float, default=0.0, metavar="SECONDS", help="delay before answering [0]"
     )
     faults.add_argument(
         "--jitter",
@@ -142,7 +145,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="append",
         choices=sorted(COMMANDS),
         metavar="COMMAND",
-        help="command that latency, 503, 901 and drops apply to (repeatable) [sendmsg]",
+        help=f"command that latency, 503, 901 and drops apply to (repeatable; one of "
+        f"{', '.join(sorted(COMMANDS))}) [sendmsg]",
     )
     faults.add_argument("--seed", type=int, default=None, help="seed for reproducible faults")
 
@@ -185,6 +189,7 @@ def run(args: argparse.Namespace) -> int:
         port=args.port,
         ledger_path=args.ledger,
         access_log=args.access_log,
+        keep_numbers=False,  # nobody can read them here; the record is the --ledger file
     )
     with asyncio.Runner(loop_factory=_loop_factory()) as runner:
         return runner.run(_serve(simulator))

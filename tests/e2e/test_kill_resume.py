@@ -1,0 +1,108 @@
+"""kill -9 a running `bulksend send`, rerun the same command, and prove from the simulator's ledger
+that nothing was sent twice and every accepted ID is in the results."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from bulksend.simulator import DEFAULT_API_ID, DEFAULT_PASSWORD, DEFAULT_USER, read_ledger
+from tests.e2e.support import read_results, write_numbers
+
+
+def _start_simulator(ledger: Path, *extra: str) -> tuple[subprocess.Popen[str], str]:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "bulksend", "simulate", "--ledger", str(ledger), *extra],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdout is not None
+    line = proc.stdout.readline()
+    assert "listening on" in line, line + (proc.stderr.read() if proc.stderr else "")
+    return proc, line.rsplit(" ", 1)[-1].strip()
+
+
+@pytest.fixture
+def simulator_process(tmp_path: Path) -> Iterator[tuple[str, Path]]:
+    ledger = tmp_path / "ledger.csv"
+    proc, url = _start_simulator(ledger, "--latency", "0.02", "--jitter", "0.01")
+    try:
+        yield url, ledger
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=10)
+
+
+def _send(url: str, input_path: Path, *extra: str) -> subprocess.Popen[str]:
+    env = {
+        **os.environ,
+        "BULKSEND_PASSWORD": DEFAULT_PASSWORD,
+        "BULKSEND_USER": DEFAULT_USER,
+        "BULKSEND_API_ID": DEFAULT_API_ID,
+    }
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "bulksend",
+            "send",
+            str(input_path),
+            "--text",
+            "kill test",
+            "--endpoint",
+            url,
+            "--concurrency",
+            "16",
+            "--batch-size",
+            "200",
+            "--no-progress",
+            *extra,
+        ],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def test_kill_9_then_resume_sends_nothing_twice_and_loses_no_id(
+    tmp_path: Path, simulator_process: tuple[str, Path]
+) -> None:
+    url, ledger_path = simulator_process
+    numbers = write_numbers(tmp_path / "in.csv", 30_000)
+    results_path = tmp_path / "in.results.csv"
+    kills = 0
+    for delay in (0.9, 1.3):
+        proc = _send(url, tmp_path / "in.csv")
+        time.sleep(delay)
+        if proc.poll() is None:
+            proc.kill()
+            kills += 1
+        proc.communicate(timeout=30)
+    final = _send(url, tmp_path / "in.csv")
+    out, err = final.communicate(timeout=120)
+    assert final.returncode == 0, err
+    assert kills >= 1
+
+    time.sleep(0.2)
+    ledger = read_ledger(ledger_path)
+    per_number = Counter(e.to for e in ledger)
+    assert max(per_number.values()) == 1, "a number was accepted twice"
+    results = read_results(results_path)
+    assert Counter(r["row"] for r in results).most_common(1)[0][1] == 1
+    assert {r["to"] for r in results} == set(numbers)
+    accepted = {(r["to"], r["api_msg_id"]) for r in results if r["status"] == "accepted"}
+    ledger_pairs = {(e.to, e.api_msg_id) for e in ledger}
+    assert accepted <= ledger_pairs
+    unknown = {r["to"] for r in results if r["status"] == "unknown"}
+    assert all(to in unknown for to, _ in ledger_pairs - accepted)
+    assert DEFAULT_PASSWORD not in out + err
