@@ -237,7 +237,7 @@ class Gateway:
             limit_per_host=s.concurrency,
             ttl_dns_cache=300,
             use_dns_cache=True,
-            ssl=True if s.verify_tls else False,
+            ssl=s.verify_tls,
             enable_cleanup_closed=True,
         )
         timeout = aiohttp.ClientTimeout(

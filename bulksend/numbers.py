@@ -239,9 +239,9 @@ def _messy(raw: str, policy: NumberPolicy) -> str | Reason:
         return Reason.EXCEL_FORMULA
     if ("." in s or "," in s) and _DECIMAL.fullmatch(s):
         return Reason.EXCEL_DECIMAL
-    plus = first == "+"
+    plus = first == "+" or (first == "(" and s.lstrip("( ").startswith("+"))  # "(+27) 82 ..."
     if plus:
-        s = s[1:]
+        s = s.replace("+", "", 1)
     digits = _drop_separators(s)
     if not digits:
         return Reason.EMPTY

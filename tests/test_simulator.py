@@ -682,7 +682,8 @@ async def test_concurrent_requests_get_unique_ids(sim: Simulator, http: aiohttp.
 # -- CLI ---------------------------------------------------------------------------------------
 
 
-def test_cli_prints_its_url_serves_and_exits_0_on_sigterm(tmp_path: Path):
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_cli_prints_its_url_serves_and_exits_0_on_a_signal(tmp_path: Path, signum: int):
     ledger = tmp_path / "cli-ledger.csv"
     secret = "cli-secret-password"
     process = subprocess.Popen(
@@ -711,7 +712,7 @@ def test_cli_prints_its_url_serves_and_exits_0_on_sigterm(tmp_path: Path):
 
         answer = asyncio.run(use())
         assert ID_LINE.fullmatch(answer), answer
-        process.send_signal(signal.SIGTERM)
+        process.send_signal(signum)
         out, err = process.communicate(timeout=10)
     finally:
         if process.poll() is None:
@@ -725,14 +726,31 @@ def test_cli_prints_its_url_serves_and_exits_0_on_sigterm(tmp_path: Path):
     assert (entry.to, "ID: " + entry.api_msg_id, entry.text) == ("27821234567", answer, "hi")
 
 
-def test_cli_refuses_an_out_of_range_knob():
+@pytest.mark.parametrize(
+    ("flags", "complaint"),
+    [(["--http-503-rate", "2"], "rate"), (["--throttle", "-5"], "> 0")],
+)
+def test_cli_refuses_an_out_of_range_knob(flags: list[str], complaint: str):
     result = subprocess.run(
-        [sys.executable, "-m", "bulksend.simulator", "--http-503-rate", "2"],
+        [sys.executable, "-m", "bulksend.simulator", *flags],
         cwd=ROOT,
         capture_output=True,
         text=True,
         timeout=30,
     )
     assert result.returncode == 1
-    assert "rate" in result.stderr
+    assert complaint in result.stderr
     assert result.stdout == ""
+
+
+async def test_cli_exits_1_when_the_port_is_taken(sim: Simulator):
+    process = await asyncio.create_subprocess_exec(
+        *(sys.executable, "-m", "bulksend.simulator", "--port", str(sim.port)),
+        cwd=ROOT,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(process.communicate(), timeout=30)
+    assert process.returncode == 1
+    assert b"cannot listen" in err
+    assert out == b""

@@ -24,6 +24,8 @@ import signal
 import sys
 from collections.abc import Callable
 
+from aiohttp.log import access_logger
+
 from bulksend.simulator.app import DEFAULT_API_ID, DEFAULT_PASSWORD, DEFAULT_USER, Simulator
 from bulksend.simulator.codes import RECIPIENT_CODES
 from bulksend.simulator.faults import COMMANDS, Faults
@@ -179,7 +181,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"bulksend simulate: {exc}", file=sys.stderr)
         return 1
     if args.access_log:
-        logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(message)s")
+        _log_access_to_stderr()
     simulator = Simulator(
         user=args.user,
         password=args.password,
@@ -213,6 +215,15 @@ async def _serve(simulator: Simulator) -> int:
     counters = " ".join(f"{name}={value}" for name, value in simulator.stats.as_dict().items())
     print(f"bulksend simulator stopped: {counters}", file=sys.stderr, flush=True)
     return 0
+
+
+def _log_access_to_stderr() -> None:
+    """Send aiohttp's access log to stderr whatever the root logger's configuration."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    access_logger.addHandler(handler)
+    access_logger.setLevel(logging.INFO)
+    access_logger.propagate = False
 
 
 def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:

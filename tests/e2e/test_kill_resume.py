@@ -34,7 +34,7 @@ def _start_simulator(ledger: Path, *extra: str) -> tuple[subprocess.Popen[str], 
 @pytest.fixture
 def simulator_process(tmp_path: Path) -> Iterator[tuple[str, Path]]:
     ledger = tmp_path / "ledger.csv"
-    proc, url = _start_simulator(ledger, "--latency", "0.02", "--jitter", "0.01")
+    proc, url = _start_simulator(ledger, "--latency", "0.04", "--jitter", "0.02")
     try:
         yield url, ledger
     finally:
@@ -61,7 +61,7 @@ def _send(url: str, input_path: Path, *extra: str) -> subprocess.Popen[str]:
             "--endpoint",
             url,
             "--concurrency",
-            "16",
+            "4",
             "--batch-size",
             "200",
             "--no-progress",
@@ -78,20 +78,26 @@ def test_kill_9_then_resume_sends_nothing_twice_and_loses_no_id(
     tmp_path: Path, simulator_process: tuple[str, Path]
 ) -> None:
     url, ledger_path = simulator_process
-    numbers = write_numbers(tmp_path / "in.csv", 30_000)
+    numbers = write_numbers(tmp_path / "in.csv", 40_000)
     results_path = tmp_path / "in.results.csv"
-    kills = 0
-    for delay in (0.9, 1.3):
+    done_after_kill: list[int] = []
+    for _ in range(2):
         proc = _send(url, tmp_path / "in.csv")
-        time.sleep(delay)
-        if proc.poll() is None:
-            proc.kill()
-            kills += 1
+        # Kill once results are flowing: mid-campaign, with batches in flight.
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and proc.poll() is None:
+            lines = len(read_results(results_path)) if results_path.exists() else 0
+            if lines >= 4000 * (len(done_after_kill) + 1):
+                break
+            time.sleep(0.05)
+        assert proc.poll() is None, "the campaign finished before it could be killed"
+        proc.kill()
         proc.communicate(timeout=30)
+        done_after_kill.append(len(read_results(results_path)))
     final = _send(url, tmp_path / "in.csv")
     out, err = final.communicate(timeout=120)
     assert final.returncode == 0, err
-    assert kills >= 1
+    assert 0 < done_after_kill[0] <= done_after_kill[1] < len(numbers)
 
     time.sleep(0.2)
     ledger = read_ledger(ledger_path)
@@ -105,4 +111,6 @@ def test_kill_9_then_resume_sends_nothing_twice_and_loses_no_id(
     assert accepted <= ledger_pairs
     unknown = {r["to"] for r in results if r["status"] == "unknown"}
     assert all(to in unknown for to, _ in ledger_pairs - accepted)
+    # Only batches in flight at a kill can be unknown: at most 2 kills x 4 batches x 200 rows.
+    assert len(unknown) <= 2 * 4 * 200
     assert DEFAULT_PASSWORD not in out + err
