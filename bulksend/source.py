@@ -175,7 +175,7 @@ class _Layout(NamedTuple):
 class _Candidate(NamedTuple):
     score: tuple[bool, float, int]
     layout: _Layout | None
-    first: list[str]  # the first row as this delimiter splits it
+    first: Sequence[str]  # the first row as this delimiter splits it
     width: int  # the most common number of cells
 
 
@@ -252,12 +252,16 @@ class RecipientSource:
     def _texts(self, f: BinaryIO) -> Iterator[str]:
         """Decoded text in ~1 MiB pieces; settles the encoding and refuses binary files first."""
         data = self._read(f)
+        while len(data) < 4 and (more := self._read(f)):  # enough to see any BOM
+            data += more
         encoding = "utf-8"
         for bom, name in _BOMS:
             if data.startswith(bom):
                 encoding, data = name, data[len(bom) :]
                 break
         self.stats.encoding = encoding
+        if not data:
+            data = self._read(f)
         if not data:
             raise InputError("empty file: no rows", path=self.path)
         decoder: codecs.IncrementalDecoder
@@ -306,8 +310,8 @@ class RecipientSource:
                     continue
                 piece, skipping = piece[end + 1 :], False
             text = carry + piece if carry else piece
-            if not newline and ("\n" in text or "\r" in text):
-                newline = "\n" if "\n" in text else "\r"
+            if not newline:
+                newline = _line_end(text)
             if newline == "\n" and "\r" in text:
                 text = text.replace("\r\n", "\n")
             lines = text.split(newline or "\n")
@@ -388,7 +392,7 @@ class RecipientSource:
             batch: Batch
             if isinstance(chunk, _Unreadable):
                 if carried:  # an unclosed quote ran into an overlong line: settle it first
-                    yield self._quoted(carried, at_end=True)[0]
+                    yield _parse_quoted(carried, self._csv, at_end=True)[0]
                     carried = []
                 yield ((chunk,) * (layout.column + 1),)
                 continue
@@ -396,7 +400,7 @@ class RecipientSource:
             if carried:
                 lines, quoted, carried = carried + lines, True, []
             if quoted and layout.delimiter:
-                batch, carried = self._quoted(lines, at_end=False)
+                batch, carried = _parse_quoted(lines, self._csv, at_end=False)
                 if not batch:
                     continue
             elif layout.delimiter:
@@ -407,62 +411,8 @@ class RecipientSource:
                 batch, skip_header = islice(batch, 1, None), False
             yield batch
         if carried:
-            batch = self._quoted(carried, at_end=True)[0]
+            batch = _parse_quoted(carried, self._csv, at_end=True)[0]
             yield islice(batch, 1, None) if skip_header else batch
-
-    def _quoted(self, lines: list[str], at_end: bool) -> tuple[list[Sequence[str]], list[str]]:
-        """Parse lines holding quotes with the csv module; return rows and an unfinished row's lines.
-
-        A row still inside quotes at the end of the chunk is carried to the next one. A row that
-        spans more than ``MAX_RECORD_LINES`` lines, or that the csv module refuses, is read alone
-        from its first line (leniently) and the lines after it are read again as rows.
-        """
-        try:
-            rows: list[Sequence[str]] = list(csv.reader(lines, self._csv))
-        except csv.Error:
-            return self._quoted_by_row(lines, at_end)
-        if len(rows) != len(lines):  # some row spans lines: check each one
-            return self._quoted_by_row(lines, at_end)
-        if not at_end and lines[-1].count('"') % 2:
-            return rows[:-1], lines[-1:]
-        return rows, []
-
-    def _quoted_by_row(
-        self, lines: list[str], at_end: bool
-    ) -> tuple[list[Sequence[str]], list[str]]:
-        """The careful pass of :meth:`_quoted`: one row at a time, watching how many lines each takes."""
-        dialect = self._csv
-        rows: list[Sequence[str]] = []
-        start, n, last_start = 0, len(lines), 0
-        while start < n:
-            reader = csv.reader(islice(lines, start, None), dialect)
-            used = 0
-            try:
-                for cells in reader:
-                    if reader.line_num - used > MAX_RECORD_LINES:
-                        break
-                    last_start = start + used
-                    rows.append(cells)
-                    used = reader.line_num
-                else:
-                    break
-            except csv.Error:
-                pass
-            first = start + used
-            rows.append(self._lenient(lines[first]))
-            last_start, start = first, first + 1
-        carried: list[str] = []
-        if not at_end and rows and sum(line.count('"') for line in lines[last_start:]) % 2:
-            rows.pop()
-            carried = lines[last_start:]
-        return rows, carried
-
-    def _lenient(self, line: str) -> Sequence[str]:
-        """One line on its own: csv if it can, a plain split if csv refuses it."""
-        try:
-            return next(csv.reader([line], self._csv), [])
-        except csv.Error:
-            return line.split(self._csv.delimiter)
 
     # -- the layout: delimiter, column, header ----------------------------------------------------------
 
@@ -491,11 +441,10 @@ class RecipientSource:
             raise InputError("no data rows (only a header)", path=self.path)
         raise InputError("no column looks like phone numbers; use --column", path=self.path)
 
-    def _split_sample(self, sample: list[str], delimiter: str) -> list[list[str]]:
+    def _split_sample(self, sample: list[str], delimiter: str) -> list[Sequence[str]]:
         if not delimiter:
             return [[line] for line in sample]
-        rows = list(csv.reader(sample, _dialect(delimiter)))
-        return rows[: SAMPLE_ROWS + 1]
+        return _settle(sample, _dialect(delimiter))[: SAMPLE_ROWS + 1]
 
     def _try(self, sample: list[str], delimiter: str, pref: int) -> _Candidate:
         """How well ``delimiter`` explains the sample, and the layout it gives if any."""
@@ -518,7 +467,9 @@ class RecipientSource:
             layout = _Layout(delimiter, index, header, name)
         return _Candidate((layout is not None, consistency, -pref), layout, first, width)
 
-    def _pick_column(self, first: list[str], data: list[list[str]], width: int) -> int | None:
+    def _pick_column(
+        self, first: Sequence[str], data: list[Sequence[str]], width: int
+    ) -> int | None:
         if isinstance(self._column, str):
             wanted = self._column.casefold()
             for i, cell in enumerate(first):
@@ -544,7 +495,7 @@ class RecipientSource:
         result = normalise(cell, self.policy)
         return type(result) is not Reason or result in _PHONE_SHAPED
 
-    def _is_header(self, first: list[str], index: int) -> bool:
+    def _is_header(self, first: Sequence[str], index: int) -> bool:
         cell = first[index].strip() if index < len(first) else ""
         if cell:
             if self._phone_like(cell):
@@ -627,6 +578,85 @@ class RecipientSource:
         if st.header:
             why += f" ({st.column})"
         return _Unreadable(why, (st.delimiter or ",").join(cells))
+
+
+def _line_end(text: str) -> str:
+    """The file's line end, from the first one in ``text``: "\n" (LF or CRLF), "\r" (old Mac), or
+    "" while it cannot tell yet (no line end, or a CR at the very end that may start a CRLF)."""
+    cr, lf = text.find("\r"), text.find("\n")
+    if cr < 0 or 0 <= lf < cr:
+        return "\n" if lf >= 0 else ""
+    if cr + 1 == len(text):
+        return ""
+    return "\n" if text[cr + 1] == "\n" else "\r"
+
+
+def _parse_quoted(
+    lines: list[str], dialect: type[csv.Dialect], at_end: bool
+) -> tuple[list[Sequence[str]], list[str]]:
+    """Parse lines holding quotes with the csv module; return rows and an unfinished row's lines.
+
+    A row still inside quotes at the end of ``lines`` is carried (unless ``at_end``) so the next
+    chunk can finish it. A row that spans more than ``MAX_RECORD_LINES`` lines, or that the csv
+    module refuses, is read alone from its first line (leniently) and the lines after it are read
+    again as rows.
+    """
+    try:
+        rows: list[Sequence[str]] = list(csv.reader(lines, dialect))
+    except csv.Error:
+        return _parse_quoted_by_row(lines, dialect, at_end)
+    if len(rows) != len(lines):  # some row spans lines: check each one
+        return _parse_quoted_by_row(lines, dialect, at_end)
+    if not at_end and lines and lines[-1].count('"') % 2:
+        return rows[:-1], lines[-1:]
+    return rows, []
+
+
+def _parse_quoted_by_row(
+    lines: list[str], dialect: type[csv.Dialect], at_end: bool
+) -> tuple[list[Sequence[str]], list[str]]:
+    """The careful pass of :func:`_parse_quoted`: a row at a time, watching how many lines it takes."""
+    rows: list[Sequence[str]] = []
+    start, n, last_start = 0, len(lines), 0
+    while start < n:
+        reader = csv.reader(islice(lines, start, None), dialect)
+        used = 0
+        try:
+            for cells in reader:
+                if reader.line_num - used > MAX_RECORD_LINES:
+                    break
+                last_start = start + used
+                rows.append(cells)
+                used = reader.line_num
+            else:
+                break
+        except csv.Error:
+            pass
+        first = start + used
+        rows.append(_lenient(lines[first], dialect))
+        last_start, start = first, first + 1
+    if not at_end and rows and sum(line.count('"') for line in lines[last_start:]) % 2:
+        rows.pop()
+        return rows, lines[last_start:]
+    return rows, []
+
+
+def _lenient(line: str, dialect: type[csv.Dialect]) -> Sequence[str]:
+    """One line on its own: csv if it can, a plain split if csv refuses it."""
+    try:
+        return next(csv.reader([line], dialect), [])
+    except csv.Error:
+        return line.split(dialect.delimiter)
+
+
+def _settle(lines: list[str], dialect: type[csv.Dialect]) -> list[Sequence[str]]:
+    """Rows of the sample: a row still open at its end is read line by line, not as one row."""
+    rows, carried = _parse_quoted(lines, dialect, at_end=False)
+    while carried:
+        rows.append(_lenient(carried[0], dialect))
+        more, carried = _parse_quoted(carried[1:], dialect, at_end=False)
+        rows.extend(more)
+    return rows
 
 
 @functools.cache

@@ -209,7 +209,7 @@ def test_signal_drains_in_flight_and_resume_completes(
         proc = _send(tmp_path, url)
         _wait_for_results(tmp_path / "in.results.csv", proc, 400)
         proc.send_signal(signum)
-        out, err = proc.communicate(timeout=30)
+        _, err = proc.communicate(timeout=30)
         assert proc.returncode == code, err
         results = read_results(tmp_path / "in.results.csv")
         assert 0 < len(results) < 6000
