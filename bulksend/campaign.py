@@ -37,7 +37,14 @@ from bulksend import gsm
 from bulksend.client import BatchOutcome, BatchStatus, ClientSettings, Gateway, RetryPolicy
 from bulksend.config import CampaignSettings
 from bulksend.errors import ErrorClass, GatewayError, InputError, redact
-from bulksend.journal import FILE_MODE, Journal, ResultLine, campaign_fingerprint, utc_now
+from bulksend.journal import (
+    FILE_MODE,
+    Journal,
+    ResultLine,
+    campaign_fingerprint,
+    format_result,
+    utc_now,
+)
 from bulksend.numbers import NumberPolicy
 from bulksend.protocol import Auth, MessageOptions, SendmsgTemplate, Verdict, classify
 from bulksend.source import RecipientSource
@@ -371,32 +378,36 @@ class Campaign:
         now = utc_now()
         attempts = outcome.attempts
         if outcome.status is BatchStatus.ANSWERED:
-            lines: list[ResultLine] = []
-            held_back = 0
-            stop_for: str | None = None
+            # The hot path: one formatted line per number, one write for the batch.
+            out: list[str] = []
+            append = out.append
+            accepted = Verdict.ACCEPTED
+            tail = f",,,{attempts},{now}\n"
+            n_accepted = n_rejected = n_unknown = held_back = 0
+            stop_for = ""
             for row, msisdn, result in zip(batch.rows, batch.msisdns, outcome.results, strict=True):
-                if result.verdict is Verdict.ACCEPTED:
-                    lines.append(
-                        ResultLine(
-                            row, msisdn, "accepted", result.api_msg_id, None, "", attempts, now
-                        )
-                    )
-                elif result.verdict is Verdict.REJECTED:
+                if result[0] is accepted:
+                    append(f"{row},{msisdn},accepted,{result[1]}{tail}")
+                    n_accepted += 1
+                elif result[0] is Verdict.REJECTED:
                     klass = classify(result.code, per_recipient=True)
                     if klass is ErrorClass.RECIPIENT:
-                        lines.append(
-                            ResultLine(
-                                row,
-                                msisdn,
-                                "rejected",
-                                "",
-                                result.code,
-                                result.description,
-                                attempts,
-                                now,
+                        append(
+                            format_result(
+                                ResultLine(
+                                    row,
+                                    msisdn,
+                                    "rejected",
+                                    "",
+                                    result.code,
+                                    result.description,
+                                    attempts,
+                                    now,
+                                )
                             )
                         )
                         self._rejected_codes[f"{result.code:03d}"] += 1
+                        n_rejected += 1
                     else:
                         # Not this number's fault (no credit, auth...): nothing was sent to it.
                         held_back += 1
@@ -404,18 +415,22 @@ class Campaign:
                             f"gateway error {result.code:03d} ({klass.value}): {result.description}"
                         )
                 else:
-                    lines.append(
-                        ResultLine(
-                            row, msisdn, "unknown", "", None, result.description, attempts, now
+                    append(
+                        format_result(
+                            ResultLine(
+                                row, msisdn, "unknown", "", None, result.description, attempts, now
+                            )
                         )
                     )
-            for line in lines:
-                self._counts[line.status] += 1
-            self._sent += len(lines)
-            journal.complete(seq, lines)
+                    n_unknown += 1
+            self._counts["accepted"] += n_accepted
+            self._counts["rejected"] += n_rejected
+            self._counts["unknown"] += n_unknown
+            self._sent += len(out)
+            journal.complete_text(seq, "".join(out))
             if held_back:
                 self._abandoned += held_back
-                self.stop(redact(stop_for or "gateway error"), EXIT_FATAL)
+                self.stop(redact(stop_for), EXIT_FATAL)
             return
         if outcome.status is BatchStatus.UNKNOWN:
             reason = outcome.reason or "no answer"

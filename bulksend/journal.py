@@ -117,7 +117,8 @@ def _csv_field(text: str) -> str:
     return text
 
 
-def _format(line: ResultLine) -> str:
+def format_result(line: ResultLine) -> str:
+    """One results-file line (with its newline)."""
     code = "" if line.error_code is None else f"{line.error_code:03d}"
     return (
         f"{line.row},{line.to},{line.status},{line.api_msg_id},{code},"
@@ -441,8 +442,15 @@ class Journal:
         self.write_results(lines)
         self._settle(seq)
 
+    def complete_text(self, seq: int, text: str) -> None:
+        """:meth:`complete` for lines already formatted with :func:`format_result`."""
+        if text:
+            _write_all(self._results_fd, text.encode("utf-8"))
+            self._dirty = True
+        self._settle(seq)
+
     def write_results(self, lines: Iterable[ResultLine]) -> None:
-        data = "".join(map(_format, lines)).encode("utf-8")
+        data = "".join(map(format_result, lines)).encode("utf-8")
         if data:
             _write_all(self._results_fd, data)
             self._dirty = True

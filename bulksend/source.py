@@ -173,7 +173,9 @@ class _Layout(NamedTuple):
 
 
 class _Candidate(NamedTuple):
-    score: tuple[bool, float, int]
+    score: tuple[
+        bool, bool, float, int
+    ]  # layout found, its column holds numbers, consistency, order
     layout: _Layout | None
     first: Sequence[str]  # the first row as this delimiter splits it
     width: int  # the most common number of cells
@@ -423,9 +425,9 @@ class RecipientSource:
         best = max(candidates, key=lambda c: c.score)
         if best.layout is not None:
             return best.layout
-        fallback = max(candidates, key=lambda c: (c.score[1], c.width, c.score[2]))
+        fallback = max(candidates, key=lambda c: (c.score[2], c.width, c.score[3]))
         if isinstance(self._column, str):
-            found = ", ".join(repr(c.strip()) for c in fallback.first[:30]) or "(nothing)"
+            found = ", ".join(repr(_name(c)) for c in fallback.first[:30]) or "(nothing)"
             raise InputError(
                 f"column {self._column!r} not found in the header; it has: {found}",
                 path=self.path,
@@ -454,18 +456,19 @@ class RecipientSource:
         width, count = widths.most_common(1)[0] if widths else (0, 0)
         consistency = count / len(filled) if filled else 0.0
         if delimiter and width < 2:
-            return _Candidate((False, 0.0, -pref), None, rows[0] if rows else [], width)
+            return _Candidate((False, False, 0.0, -pref), None, rows[0] if rows else [], width)
         if not delimiter:
             consistency = 0.0  # one column is the fallback, never a better split
         first = rows[0] if rows else []
         data = rows[1:] if len(rows) > 1 else rows
         index = self._pick_column(first, data, width)
-        layout = None
-        if index is not None:
-            header = isinstance(self._column, str) or self._is_header(first, index)
-            name = first[index].strip() if header and index < len(first) else ""
-            layout = _Layout(delimiter, index, header, name)
-        return _Candidate((layout is not None, consistency, -pref), layout, first, width)
+        if index is None:
+            return _Candidate((False, False, consistency, -pref), None, first, width)
+        header = isinstance(self._column, str) or self._is_header(first, index)
+        name = _name(first[index]) if header and index < len(first) else ""
+        layout = _Layout(delimiter, index, header, name)
+        phones = self._phones_in(data, index) > 0
+        return _Candidate((True, phones, consistency, -pref), layout, first, width)
 
     def _pick_column(
         self, first: Sequence[str], data: list[Sequence[str]], width: int
@@ -473,16 +476,12 @@ class RecipientSource:
         if isinstance(self._column, str):
             wanted = self._column.casefold()
             for i, cell in enumerate(first):
-                if cell.strip().casefold() == wanted:
+                if _name(cell).casefold() == wanted:
                     return i
             return None
         if isinstance(self._column, int):
             return self._column if self._column < max(width, len(first)) else None
-        counts: list[int] = []
-        for i in range(max((len(r) for r in data), default=0)):
-            cells = [r[i] for r in data if len(r) > i and r[i].strip()]
-            phones = sum(1 for c in cells if self._phone_like(c))
-            counts.append(phones if phones * 2 >= len(cells) else 0)
+        counts = [self._phones_in(data, i) for i in range(max(map(len, data), default=0))]
         best = max(counts, default=0)
         if not best:
             return None
@@ -490,6 +489,12 @@ class RecipientSource:
             if phones and i < len(first) and _is_hint(first[i]):
                 return i
         return next(i for i, phones in enumerate(counts) if phones * 2 >= best)
+
+    def _phones_in(self, data: list[Sequence[str]], index: int) -> int:
+        """How many phone-like cells column ``index`` has, or 0 if they are not the majority."""
+        cells = [r[index] for r in data if len(r) > index and r[index].strip()]
+        phones = sum(1 for c in cells if self._phone_like(c))
+        return phones if phones * 2 >= len(cells) else 0
 
     def _phone_like(self, cell: str) -> bool:
         result = normalise(cell, self.policy)
@@ -581,8 +586,12 @@ class RecipientSource:
 
 
 def _line_end(text: str) -> str:
-    """The file's line end, from the first one in ``text``: "\n" (LF or CRLF), "\r" (old Mac), or
-    "" while it cannot tell yet (no line end, or a CR at the very end that may start a CRLF)."""
+    """The file's line end, judged by the first one in ``text``.
+
+    LF or CRLF give LF (CRLF is folded to LF before splitting), a lone CR gives CR (old Mac
+    exports), and "" means not yet known: no line end so far, or a CR at the very end of ``text``
+    that may be the first half of a CRLF.
+    """
     cr, lf = text.find("\r"), text.find("\n")
     if cr < 0 or 0 <= lf < cr:
         return "\n" if lf >= 0 else ""
@@ -674,13 +683,19 @@ def _dialect(delimiter: str) -> type[csv.Dialect]:
     return Dialect
 
 
+def _name(cell: str) -> str:
+    """A header cell as a name: without surrounding blanks or quotes (one-column files keep them)."""
+    return cell.strip().strip("\"'").strip()
+
+
 def _is_hint(cell: str) -> bool:
-    words = _TOKEN_SPLIT.split(cell.strip().casefold())
+    words = _TOKEN_SPLIT.split(_name(cell).casefold())
     return any(w in _HEADER_HINTS for w in words)
 
 
 def _printable(text: str) -> str:
-    """The cell as a rejects file can hold it: invalid bytes as U+FFFD, at most RAW_CHARS."""
+    """The cell as a rejects file can hold it: trimmed, invalid bytes as U+FFFD, at most RAW_CHARS."""
+    text = text.strip()
     if len(text) > RAW_CHARS:
         text = text[:RAW_CHARS] + "…"
     if text.isascii():

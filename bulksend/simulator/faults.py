@@ -175,9 +175,10 @@ class Faults:
     commands: frozenset[str] = frozenset({"sendmsg"})
     """Commands that latency, 503, 901 and drops apply to."""
 
+    # State behind the knobs, set whenever ``seed`` / ``throttle_mps`` are assigned.
     _rng: random.Random = field(init=False, repr=False)
-    _tokens: float = field(init=False, repr=False, default=0.0)
-    _stamp: float = field(init=False, repr=False, default=0.0)
+    _tokens: float = field(init=False, repr=False)
+    _stamp: float = field(init=False, repr=False)
 
     def __setattr__(self, name: str, value: object) -> None:
         check = _CHECKS.get(name)
