@@ -1,0 +1,188 @@
+"""Chaos: SIGKILL a 200 000-row campaign at 8 random moments, rerun until it completes, and prove
+from the simulator's ledger that nothing was sent twice and no accepted ID was lost.
+
+Slow (about a minute): marked ``slow``; CI runs it, ``make test-fast`` skips it.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from bulksend.simulator import DEFAULT_API_ID, DEFAULT_PASSWORD, DEFAULT_USER, read_ledger
+from tests.e2e.support import read_results, write_numbers
+
+pytestmark = pytest.mark.slow
+
+ROWS = 200_000
+CONCURRENCY = 64
+BATCH = 600
+SEED = int(os.environ.get("BULKSEND_CHAOS_SEED", "20261127"))
+
+
+@pytest.fixture
+def sim(tmp_path: Path) -> Iterator[tuple[str, Path]]:
+    ledger = tmp_path / "ledger.csv"
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "bulksend",
+            "simulate",
+            "--latency",
+            "0.02",
+            "--jitter",
+            "0.01",
+            "--ledger",
+            str(ledger),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdout is not None
+    url = proc.stdout.readline().rsplit(" ", 1)[-1].strip()
+    try:
+        yield url, ledger
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=30)
+
+
+def _send(url: str, input_path: Path, *extra: str) -> subprocess.Popen[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("BULKSEND_")}
+    env.update(
+        BULKSEND_PASSWORD=DEFAULT_PASSWORD,
+        BULKSEND_USER=DEFAULT_USER,
+        BULKSEND_API_ID=DEFAULT_API_ID,
+    )
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "bulksend",
+            "send",
+            str(input_path),
+            "--text",
+            "chaos",
+            "--endpoint",
+            url,
+            "--concurrency",
+            str(CONCURRENCY),
+            "--no-progress",
+            *extra,
+        ],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def _input(tmp_path: Path) -> tuple[Path, list[str]]:
+    """200 000 rows: mostly valid, with some invalid rows and duplicates for the rejects file."""
+    numbers = write_numbers(tmp_path / "clean.csv", ROWS - 2000, seed=SEED)
+    rng = random.Random(SEED)
+    lines = [f"+{n}" for n in numbers]
+    for _ in range(1000):
+        lines.insert(rng.randrange(len(lines)), rng.choice(["12345", "2.78E+11", "abc", ""]))
+    for _ in range(1000):
+        lines.insert(rng.randrange(len(lines)), lines[rng.randrange(len(lines))])
+    path = tmp_path / "in.csv"
+    path.write_text("phone\n" + "\n".join(lines) + "\n", encoding="utf-8")
+    return path, numbers
+
+
+def _rows_accounted(tmp_path: Path) -> None:
+    results = read_results(tmp_path / "in.results.csv")
+    rejects = read_results(tmp_path / "in.rejects.csv")
+    rows = Counter(r["row"] for r in results) + Counter(r["row"] for r in rejects)
+    assert all(c == 1 for c in rows.values()), "a row is recorded twice"
+    assert sorted(int(r) for r in rows) == list(range(2, ROWS + 2)), "an input row is missing"
+
+
+def _check_ledger(tmp_path: Path, ledger_path: Path) -> tuple[set[str], set[str]]:
+    time.sleep(0.3)
+    ledger = read_ledger(ledger_path)
+    per_number = Counter(e.to for e in ledger)
+    twice = [n for n, c in per_number.items() if c > 1]
+    assert not twice, f"numbers accepted twice: {twice[:5]}"
+    results = read_results(tmp_path / "in.results.csv")
+    accepted = Counter((r["to"], r["api_msg_id"]) for r in results if r["status"] == "accepted")
+    assert all(c == 1 for c in accepted.values())
+    ledger_pairs = {(e.to, e.api_msg_id) for e in ledger}
+    assert set(accepted) <= ledger_pairs, "an accepted ID the gateway never issued"
+    unknown = {r["to"] for r in results if r["status"] == "unknown"}
+    seen_not_recorded = {to for to, _ in ledger_pairs - set(accepted)}
+    assert seen_not_recorded <= unknown, "the gateway accepted a message whose ID was lost"
+    return unknown, {e.to for e in ledger}
+
+
+def test_sigkill_at_random_moments_then_resume(
+    tmp_path: Path, sim: tuple[str, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    url, ledger_path = sim
+    path, _ = _input(tmp_path)
+    rng = random.Random(SEED)
+    delays = [round(rng.uniform(0.6, 2.5), 2) for _ in range(8)]
+    print(f"chaos seed {SEED}: SIGKILL after {delays} s")
+    kills = 0
+    unknown_before = 0
+    for delay in delays:
+        proc = _send(url, path)
+        time.sleep(delay)
+        if proc.poll() is None:
+            proc.kill()
+            kills += 1
+        proc.communicate(timeout=60)
+        results = read_results(tmp_path / "in.results.csv") if kills else []
+        unknown_now = sum(1 for r in results if r["status"] == "unknown")
+        # The next run turns the batches in flight at this kill into unknown rows: at most
+        # concurrency x batch of them per kill.
+        assert unknown_now - unknown_before <= CONCURRENCY * BATCH
+        unknown_before = unknown_now
+    for _ in range(10):
+        proc = _send(url, path)
+        _, err = proc.communicate(timeout=300)
+        if proc.returncode == 0:
+            break
+    assert proc.returncode == 0, err
+    assert kills >= 4, f"only {kills} kills landed mid-campaign"
+    _rows_accounted(tmp_path)
+    unknown, seen = _check_ledger(tmp_path, ledger_path)
+    print(f"kills={kills} unknown={len(unknown)} ledger={len(seen)}")
+
+    assert len(unknown) <= kills * CONCURRENCY * BATCH
+
+
+@pytest.mark.parametrize(("signum", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_sigint_and_sigterm_drain_cleanly_with_zero_unknown(
+    tmp_path: Path, sim: tuple[str, Path], signum: int, code: int
+) -> None:
+    url, ledger_path = sim
+    path, _ = _input(tmp_path)
+    rng = random.Random(SEED + signum)
+    for _ in range(3):
+        proc = _send(url, path)
+        time.sleep(rng.uniform(0.8, 2.0))
+        if proc.poll() is None:
+            proc.send_signal(signum)
+            _, err = proc.communicate(timeout=60)
+            assert proc.returncode == code, err
+        else:
+            proc.communicate()
+    proc = _send(url, path)
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, err
+    _rows_accounted(tmp_path)
+    unknown, _ = _check_ledger(tmp_path, ledger_path)
+    assert not unknown
