@@ -47,6 +47,7 @@ from bulksend.journal import (
 )
 from bulksend.numbers import NumberPolicy
 from bulksend.protocol import Auth, MessageOptions, SendmsgTemplate, Verdict, classify
+from bulksend.receipts import collect_receipts
 from bulksend.source import RecipientSource
 
 __all__ = [
@@ -214,11 +215,14 @@ class Campaign:
             self._bytes_total = os.stat(self.settings.input_path).st_size
         except OSError:
             self._bytes_total = 0
-        if self.settings.dry_run:
+        s = self.settings
+        if s.dry_run:
             await self._dry_run()
-        else:
+            return self._finish()
+        async with collect_receipts(s.receipts_listen, s.results_path):
             await self._send_campaign()
-        return self._finish()
+            summary = self._finish()  # before the receiver lingers for late receipts
+        return summary
 
     # -- dry run -----------------------------------------------------------------------------------
 

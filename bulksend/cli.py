@@ -109,6 +109,11 @@ def _add_send_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-progress", dest="progress", action="store_const", const="off")
     p.add_argument("--insecure", action="store_true", default=None, help="skip TLS verification")
     p.add_argument("--dry-run", action="store_true", default=None, help="count only; no network")
+    p.add_argument(
+        "--receipts-listen",
+        metavar="HOST:PORT",
+        help="also receive delivery callbacks here, into <results>.receipts.csv",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -132,6 +137,32 @@ def build_parser() -> argparse.ArgumentParser:
     from bulksend.simulator import cli as sim_cli
 
     sim_cli.add_arguments(simulate)
+
+    receipts = sub.add_parser("receipts", help="receive delivery-status callbacks into a CSV")
+    receipts.add_argument(
+        "--listen", default="127.0.0.1:8080", metavar="HOST:PORT", help="[127.0.0.1:8080]"
+    )
+    receipts.add_argument("--out", type=Path, required=True, help="receipts CSV (appended to)")
+    receipts.add_argument(
+        "--token",
+        help="accept callbacks only at /TOKEN (or BULKSEND_RECEIPTS_TOKEN; never logged)",
+    )
+
+    report = sub.add_parser("report", help="summarise a campaign's results and receipts")
+    report.add_argument("results", type=Path, help="the campaign's results file")
+    report.add_argument("--receipts", type=Path, help="receipts file to join (delivery figures)")
+    report.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    report.add_argument(
+        "--failed-out",
+        type=Path,
+        metavar="FILE",
+        help="write failed numbers (to,api_msg_id,reason)",
+    )
+
+    bench_parser = sub.add_parser("bench", help="throughput benchmark against the simulator")
+    from bulksend import bench
+
+    bench.add_arguments(bench_parser)
     return parser
 
 
@@ -177,6 +208,7 @@ def _cmd_send(args: argparse.Namespace) -> int:
             "progress",
             "insecure",
             "dry_run",
+            "receipts_listen",
         ]
     }
     cli["input_path"] = args.file
@@ -197,6 +229,10 @@ def _cmd_send(args: argparse.Namespace) -> int:
     print_summary(summary)
     if settings.summary_json is not None:
         settings.summary_json.write_text(summary.to_json() + "\n", encoding="utf-8")
+    if settings.receipts_listen and not settings.dry_run:
+        from bulksend.receipts import receipts_path_for
+
+        print(f"receipts: {receipts_path_for(settings.results_path)}")
     if summary.stopped and summary.exit_code:
         sys.stderr.write(f"bulksend: stopped: {summary.stopped}\n")
     return summary.exit_code
@@ -213,6 +249,26 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         jitter=args.jitter,
         concurrency=args.concurrency,
     )
+
+
+def _cmd_receipts(args: argparse.Namespace) -> int:
+    import os
+
+    from bulksend.receipts import serve
+
+    token = args.token or os.environ.get("BULKSEND_RECEIPTS_TOKEN") or None
+    return serve(args.listen, args.out, token)
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    from bulksend.report import build_report, print_report
+
+    report = build_report(args.results, args.receipts, args.failed_out)
+    if args.json:
+        print(report.to_json())
+    else:
+        print_report(report)
+    return 0
 
 
 def _cmd_simulate(args: argparse.Namespace) -> int:
@@ -236,6 +292,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _cmd_demo(args)
         if args.command == "simulate":
             return _cmd_simulate(args)
+        if args.command == "receipts":
+            return _cmd_receipts(args)
+        if args.command == "report":
+            return _cmd_report(args)
+        if args.command == "bench":
+            from bulksend import bench
+
+            return bench.run(args)
         raise ConfigError(f"unknown command {args.command!r}")  # pragma: no cover
     except GatewayError as exc:
         sys.stderr.write(f"bulksend: error: {exc}\n")

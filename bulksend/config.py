@@ -110,6 +110,8 @@ class CampaignSettings:
     retry_max_seconds: float = 300.0
     fsync_interval: float = 1.0
     install_signal_handlers: bool = True
+    receipts_listen: str | None = None
+    """``HOST:PORT``: run a delivery-receipt receiver alongside the campaign."""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "input_path", Path(self.input_path))

@@ -1,18 +1,24 @@
 """``bulksend demo``: a sample file, the embedded simulator on a free loopback port, a campaign.
 
 Needs no credentials and no network: the simulator listens on 127.0.0.1 with its documented demo
-credentials, with realistic latency and a few numbers it refuses per recipient.
+credentials, with realistic latency and a few numbers it refuses per recipient. The campaign asks
+for every delivery callback (``callback=7``) and runs a receipt receiver on another loopback port
+(``receipts_listen``), which the simulator's ``callback_url`` points at; once the callbacks have
+drained, the delivery report (:mod:`bulksend.report`) is printed after the campaign summary.
 """
 
 from __future__ import annotations
 
 import asyncio
 import random
+import socket
 from pathlib import Path
 
 from bulksend.campaign import CampaignSummary, run_campaign_async
 from bulksend.config import CampaignSettings
 from bulksend.progress import make_progress, print_summary
+from bulksend.receipts import receipts_path_for
+from bulksend.report import build_report, print_report
 from bulksend.simulator import DEFAULT_API_ID, DEFAULT_PASSWORD, DEFAULT_USER, Faults, Simulator
 
 __all__ = ["run_demo", "write_sample"]
@@ -53,9 +59,14 @@ async def _demo(
     directory.mkdir(parents=True, exist_ok=True)
     sample = directory / f"recipients-{recipients}.csv"
     write_sample(sample, recipients)
-    faults = Faults(latency=latency, jitter=jitter, reject_suffixes=("13", "666"))
+    faults = Faults(latency=latency, jitter=jitter, reject_suffixes=("13", "666"), seed=7)
+    receipts_port = _free_port()
     async with Simulator(
-        user=DEFAULT_USER, password=DEFAULT_PASSWORD, api_id=DEFAULT_API_ID, faults=faults
+        user=DEFAULT_USER,
+        password=DEFAULT_PASSWORD,
+        api_id=DEFAULT_API_ID,
+        faults=faults,
+        callback_url=f"http://127.0.0.1:{receipts_port}/",
     ) as sim:
         print(
             f"simulator listening on {sim.url} (latency {latency * 1000:.0f} ms ± {jitter * 1000:.0f})"
@@ -71,6 +82,8 @@ async def _demo(
             concurrency=concurrency,
             restart=True,
             progress=progress,  # type: ignore[arg-type]
+            callback=7,
+            receipts_listen=f"127.0.0.1:{receipts_port}",
         )
         reporter = make_progress(progress)
         try:
@@ -79,7 +92,20 @@ async def _demo(
             if reporter is not None:
                 reporter.close()
         print(f"the simulator's ledger holds {len(sim.ledger):,} accepted messages")
+        if sim.callbacks is not None:
+            stats = sim.callbacks.stats
+            print(
+                f"delivery callbacks: {stats.sent:,} pushed, {stats.retries:,} retried, "
+                f"{stats.gave_up:,} given up, {sim.callbacks.outstanding:,} outstanding"
+            )
     return summary
+
+
+def _free_port() -> int:
+    """A loopback port free right now (for the receiver, known before the simulator starts)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
 
 
 def run_demo(
@@ -106,5 +132,9 @@ def run_demo(
     else:
         summary = uvloop.run(coro)
     print_summary(summary)
+    receipts = receipts_path_for(summary.results_path)
     print(f"results: {summary.results_path}\nrejects: {summary.rejects_path}")
+    print(f"receipts: {receipts}")
+    if receipts.exists():
+        print_report(build_report(summary.results_path, receipts))
     return summary.exit_code

@@ -15,8 +15,9 @@ The rules, in the order they apply:
 2. Excel damage is detected before anything else: scientific notation (``2.7821234567E+11``,
    ``2,78E+11``, ``2.78e11``), a formula (``=+2782...``, ``="2782..."``, ``+=...``) and a float's
    decimal part (``27821234567.0``).
-3. ``+`` at the start, and spaces (incl. NBSP and thin spaces), dashes, dots, parentheses and ``/``
-   anywhere are dropped. Anything else that is not an ASCII digit: ``BAD_CHARS``.
+3. ``+`` at the start (also ``(+27) ...``), and spaces (incl. NBSP and thin spaces), dashes, dots,
+   parentheses and ``/`` anywhere are dropped. Anything else that is not an ASCII digit (letters,
+   a second ``+``, commas, NUL, Arabic-Indic or full-width digits): ``BAD_CHARS``.
 4. A number written with ``+`` or ``00`` is international. ``+44 (0)20 ...`` drops the ``(0)``.
 5. A number written without ``+``/``00`` ("bare"):
 
@@ -25,8 +26,12 @@ The rules, in the order they apply:
    * with ``default_country`` it is *national* when it starts with ``0`` (``082 123 4567`` with ZA),
      when it is shorter than 8 digits (too short to be international), or when the region writes
      national numbers without a ``0`` trunk prefix (NANP, IT, ES, MX, DK, ...) and the digits are
-     exactly one of the region's mobile numbers (``2025550123`` with US, ``3123456789`` with IT).
-     National numbers are converted to international with libphonenumber's metadata.
+     exactly one of the region's mobile numbers (``2025550123`` with US, ``3123456789`` with IT),
+     or are the region's own non-0 trunk prefix plus a mobile number (``89123456789`` with RU).
+     National numbers are converted with libphonenumber's metadata: trunk prefix stripped and a
+     mobile pattern matched directly, anything else through ``phonenumbers.parse`` (landlines,
+     Italy's kept 0, the US ``011`` international prefix), which must give a possible number
+     (``INVALID_FOR_REGION`` otherwise).
    * every other bare number is international. In a region whose national numbers start with ``0``,
      a bare number that is exactly one of the region's mobile numbers, or is impossible
      internationally but shaped like a national number, is refused as ``EXCEL_LOST_ZERO``: it is
@@ -34,12 +39,13 @@ The rules, in the order they apply:
      text a stranger abroad (``821234567`` reads as +82, Korea).
 6. The result must have 8 to 15 digits, start with a real country calling code, and have a length
    the calling code's numbering plan allows (libphonenumber's "possible" lengths, checked from a
-   precomputed table: no parsing). With ``strict`` it must also pass ``phonenumbers.is_valid_number``
-   (full numbering-plan validation, ~10 µs per number).
+   table built lazily per prefix: no parsing). 0 is never a calling code. With ``strict`` it must
+   also pass ``phonenumbers.is_valid_number`` (full numbering-plan validation, ~30 µs a number).
 
-Speed: a cell that is already clean international digits takes one ``isdigit`` and two dictionary
-lookups (well under 1 µs); libphonenumber is only called for national conversions that the fast
-metadata patterns cannot settle, and in ``strict`` mode.
+Speed: a cell that is already clean international digits costs ``isdigit``, ``isascii``, one dict
+lookup and one set lookup: ~0.35 µs here. Separators and ``+`` cost ~1-1.5 µs, a
+``default_country`` adds a regex match on bare numbers; libphonenumber itself is only called for
+national numbers the metadata patterns cannot settle, and in ``strict`` mode.
 """
 
 from __future__ import annotations

@@ -2,8 +2,10 @@
 
 :class:`Simulator` owns the server's life cycle, the account (credentials, sessions, credit through
 :class:`~bulksend.simulator.faults.Faults`), the :class:`~bulksend.simulator.ledger.Ledger` and the
-request handlers. It imports nothing of bulksend's client side, so it checks the client
-independently; of ours it uses only ``bulksend.gsm`` (part counting, UCS-2 hex).
+request handlers; with a ``callback_url`` it also runs a
+:class:`~bulksend.simulator.callbacks.CallbackDispatcher` that plays each message's delivery and
+pushes the status callbacks (``sendmsg`` with ``callback`` 1-7). It imports nothing of
+bulksend's client side, so it checks the client independently; of ours it uses only ``bulksend.gsm`` (part counting, UCS-2 hex).
 
 Wire behaviour (``/work/shared/clickatell-http-api.md``): every command is ``/http/<command>``,
 GET or POST (``application/x-www-form-urlencoded``; multipart is accepted too); API answers are
@@ -77,6 +79,7 @@ from aiohttp.abc import AbstractAccessLogger
 from aiohttp.log import access_logger
 
 from bulksend.gsm import Encoding, decode_ucs2_hex, part_count
+from bulksend.simulator.callbacks import CallbackDispatcher
 from bulksend.simulator.codes import err
 from bulksend.simulator.faults import Fault, Faults, retry_after_header
 from bulksend.simulator.ledger import Ledger, LedgerEntry
@@ -192,8 +195,13 @@ class Simulator:
         access_log: bool = False,
         shutdown_timeout: float = 2.0,
         keep_numbers: bool = True,
+        callback_url: str | None = None,
     ) -> None:
         self.faults = faults if faults is not None else Faults()
+        self.callback_url = callback_url
+        """The account's callback URL: deliveries are pushed there (``callbacks.py``)."""
+        self.callbacks: CallbackDispatcher | None = None
+        """The running delivery-callback dispatcher (when started with a ``callback_url``)."""
         self.ledger = Ledger(keep_numbers=keep_numbers)
         self.stats = SimulatorStats()
         self._credentials = _Credentials(user, password, api_id)
@@ -237,11 +245,19 @@ class Simulator:
         self._runner = runner
         self._bound_port = int(runner.addresses[0][1])
         self._started_before = True
+        if self.callback_url:
+            self.callbacks = CallbackDispatcher(
+                self.callback_url, self.ledger, self.faults, self._credentials.api_id
+            )
+            await self.callbacks.start()
 
     async def stop(self) -> None:
         """Stop serving (in-flight requests get ``shutdown_timeout`` seconds), close the ledger."""
         runner, self._runner = self._runner, None
+        callbacks, self.callbacks = self.callbacks, None
         try:
+            if callbacks is not None:
+                await callbacks.stop()
             if runner is not None:
                 await runner.cleanup()
         finally:

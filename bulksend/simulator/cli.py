@@ -152,6 +152,42 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     faults.add_argument("--seed", type=int, default=None, help="seed for reproducible faults")
 
+    callbacks = parser.add_argument_group("delivery callbacks")
+    callbacks.add_argument(
+        "--callback-url",
+        metavar="URL",
+        help="the account's callback URL: delivery statuses of messages sent with callback=1..7 "
+        "are POSTed there [none]",
+    )
+    callbacks.add_argument(
+        "--delivery-delay",
+        type=float,
+        default=0.05,
+        metavar="SECONDS",
+        help="from acceptance to status 003, and from 003 to the final status [%(default)s]",
+    )
+    callbacks.add_argument(
+        "--delivery-failure-rate",
+        type=float,
+        default=0.05,
+        metavar="P",
+        help="share of messages whose final status is an error (005/007/009/010) [%(default)s]",
+    )
+    callbacks.add_argument(
+        "--callback-tries",
+        type=int,
+        default=8,
+        metavar="N",
+        help="attempts per callback before giving up [%(default)s]",
+    )
+    callbacks.add_argument(
+        "--callback-backoff",
+        type=float,
+        default=0.1,
+        metavar="SECONDS",
+        help="wait before the first callback retry, doubling after each [%(default)s]",
+    )
+
 
 def faults_from_args(args: argparse.Namespace) -> Faults:
     """The :class:`Faults` the parsed flags describe (ValueError for an out-of-range value)."""
@@ -170,6 +206,10 @@ def faults_from_args(args: argparse.Namespace) -> Faults:
         session_ttl=args.session_ttl,
         seed=args.seed,
         commands=frozenset(args.fault_command or ["sendmsg"]),
+        delivery_delay=args.delivery_delay,
+        delivery_failure_rate=args.delivery_failure_rate,
+        callback_tries=args.callback_tries,
+        callback_backoff=args.callback_backoff,
     )
 
 
@@ -192,6 +232,7 @@ def run(args: argparse.Namespace) -> int:
         ledger_path=args.ledger,
         access_log=args.access_log,
         keep_numbers=False,  # nobody can read them here; the record is the --ledger file
+        callback_url=args.callback_url,
     )
     with asyncio.Runner(loop_factory=_loop_factory()) as runner:
         return runner.run(_serve(simulator))

@@ -25,7 +25,8 @@ Per request, on the commands named in :attr:`Faults.commands` (``sendmsg`` by de
   to top up or drain the account. A request that cannot be paid for in full is not charged at all.
 
 ``reject_prefixes`` / ``reject_suffixes`` / ``reject_code`` and ``session_ttl`` are read by the
-handlers directly; see ``app.py`` for where in a request each knob applies.
+handlers directly; ``delivery_delay``, ``delivery_failure_rate``, ``callback_tries`` and
+``callback_backoff`` by the delivery-callback dispatcher (``callbacks.py``); see ``app.py`` for where in a request each knob applies.
 """
 
 from __future__ import annotations
@@ -104,6 +105,12 @@ def _digit_strings(value: object) -> tuple[str, ...]:
     return out
 
 
+def _tries(value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"callback_tries must be an int >= 1, got {value!r}")
+    return value
+
+
 def _reject_code(value: object) -> int:
     if value not in RECIPIENT_CODES or not isinstance(value, int):
         raise ValueError(f"reject_code must be one of {sorted(RECIPIENT_CODES)}, got {value!r}")
@@ -139,6 +146,10 @@ _CHECKS: dict[str, Callable[[object], object]] = {
     "session_ttl": _positive,
     "seed": _seed,
     "commands": _commands,
+    "delivery_delay": _non_negative,
+    "delivery_failure_rate": _rate,
+    "callback_tries": _tries,
+    "callback_backoff": _non_negative,
 }
 
 
@@ -174,6 +185,14 @@ class Faults:
     """Seed of the fault generator (``None``: fresh randomness); setting it re-seeds."""
     commands: frozenset[str] = frozenset({"sendmsg"})
     """Commands that latency, 503, 901 and drops apply to."""
+    delivery_delay: float = 0.05
+    """Seconds from acceptance to status 003, and again from 003 to the final status."""
+    delivery_failure_rate: float = 0.05
+    """Share of messages whose final status is an error (005/007/009/010) instead of 004."""
+    callback_tries: int = 8
+    """Attempts per delivery callback before the simulator gives up on it."""
+    callback_backoff: float = 0.1
+    """Seconds before the first callback retry, doubling after each (0.1, 0.2, 0.4, ...)."""
 
     # State behind the knobs, set whenever ``seed`` / ``throttle_mps`` are assigned.
     _rng: random.Random = field(init=False, repr=False)

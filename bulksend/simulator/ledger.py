@@ -113,7 +113,8 @@ class Ledger:
         self._batches: list[_Batch] = []
         self._starts: list[int] = []
         self._count = 0
-        self._statuses: dict[str, str] = {}
+        self._statuses: dict[str, str] = {}  # statuses of foreign ids / odd codes only
+        self._status_codes = bytearray()  # serial -> status code, 0 = never set (003)
         self._file: IO[str] | None = None
         self._entries: list[LedgerEntry] = []
         self._by_number: dict[str, list[LedgerEntry]] = {}
@@ -216,16 +217,8 @@ class Ledger:
 
     def find(self, api_msg_id: str) -> LedgerEntry | None:
         """The message with this API id, or None; O(log batches), no index kept."""
-        api_msg_id = api_msg_id.lower()
-        if len(api_msg_id) != 32 or not api_msg_id.startswith(self._prefix):
-            return None
-        try:
-            high, low = int(api_msg_id[16:28], 16), int(api_msg_id[28:], 16)
-        except ValueError:
-            return None
-        high = ((high ^ self._key) * _HIGH_UNSCRAMBLE) & _HIGH_MASK
-        serial = (high << 16) | ((low * _LOW_UNSCRAMBLE) & _LOW_MASK)
-        if serial >= self._next_serial or api_msg_id != self._api_msg_id(serial):
+        serial = self._serial(api_msg_id.lower())
+        if serial is None:
             return None
         batch = self._batches[bisect_right(self._starts, serial) - 1]
         return self._entry(batch, serial - batch.first_serial, batch.numbers.split(","))
@@ -241,11 +234,38 @@ class Ledger:
 
     def status(self, api_msg_id: str) -> str:
         """The message's status code (three digits): ``003`` until set otherwise."""
+        serial = self._serial(api_msg_id)
+        if serial is not None and serial < len(self._status_codes):
+            code = self._status_codes[serial]
+            if code:
+                return f"{code:03d}"
         return self._statuses.get(api_msg_id, STATUS_DELIVERED_TO_GATEWAY)
 
     def set_status(self, api_msg_id: str, status: str) -> None:
-        """Move a message to a new status (for delivery receipts)."""
-        self._statuses[api_msg_id] = status
+        """Move a message to a new status (for delivery receipts). A status of one of our ids
+        costs one byte per message (a bytearray indexed by serial), not a dict entry."""
+        serial = self._serial(api_msg_id)
+        if serial is None or not (status.isdigit() and status.isascii() and 0 < int(status) < 256):
+            self._statuses[api_msg_id] = status
+            return
+        codes = self._status_codes
+        if serial >= len(codes):
+            codes.extend(bytes(max(serial + 1 - len(codes), len(codes) // 2 + 4096)))
+        codes[serial] = int(status)
+
+    def _serial(self, api_msg_id: str) -> int | None:
+        """The serial number of one of this ledger's ids (lowercase), else None."""
+        if len(api_msg_id) != 32 or not api_msg_id.startswith(self._prefix):
+            return None
+        try:
+            high, low = int(api_msg_id[16:28], 16), int(api_msg_id[28:], 16)
+        except ValueError:
+            return None
+        high = ((high ^ self._key) * _HIGH_UNSCRAMBLE) & _HIGH_MASK
+        serial = (high << 16) | ((low * _LOW_UNSCRAMBLE) & _LOW_MASK)
+        if serial >= self._next_serial or api_msg_id != self._api_msg_id(serial):
+            return None
+        return serial
 
     def _head(self, high: int) -> str:
         """The first 28 hex digits of the ids whose serial has these high 48 bits."""

@@ -1,0 +1,537 @@
+"""Delivery receipts: the HTTP receiver for the gateway's status callbacks, and its CSV file.
+
+:class:`ReceiptServer` owns one aiohttp server and one append-only receipts file (header
+:data:`RECEIPTS_HEADER`, mode 0600). It accepts the callback of ``clickatell-http-api.md``
+("Callbacks") as GET or POST form at ``/`` (or only at ``/<token>`` when a token is set; any other
+path is then 403), reads the parameter names case-insensitively and validates them: ``apiMsgId``
+1-64 ASCII letters/digits, ``status`` three digits, ``timestamp`` an integer, ``charge`` a finite
+number, ``to`` digits, ``cliMsgId`` up to 64 letters/digits (the last four may be absent). A bad
+callback gets 400 and one log line naming the field, never a crash.
+
+What an answer means (the durability guarantee):
+
+* **200** means the receipt is in the file as far as the operating system is concerned: its line
+  went out in a ``write(2)`` that returned before the answer was sent. A receiver killed at any
+  moment, even by SIGKILL, keeps every receipt it acknowledged; the gateway retries the others.
+* Power loss or an OS crash can lose at most the receipts written in the last ``fsync_interval``
+  seconds (0.5 s by default) plus one ``fsync`` call: the file is fsynced on that timer whenever it
+  grew, and at close.
+* Writes are group commits: every callback that arrives in one turn of the event loop is buffered
+  and written with one ``write(2)``; all of their answers wait for that single write.
+* Idempotent: ``(apiMsgId, status)`` is one receipt however often the gateway repeats it (the
+  repeat is answered 200 and not written again). The keys live in memory, rebuilt from the file
+  when a receiver restarts on it; a torn last line left by a kill is cut off first. A key costs
+  about 100 bytes (an int for the usual 32-hex ids, else the string).
+* A write that fails (disk full) answers 500 and forgets those keys, so the gateway's retry can
+  store them later.
+
+The token is compared in constant time, never logged (aiohttp's access log is off, and the token
+is registered with :func:`bulksend.errors.register_secret`), and :attr:`ReceiptServer.url` is the
+only place it appears. The server binds to loopback unless told otherwise.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hmac
+import logging
+import math
+import os
+import signal
+import sys
+import time
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from types import TracebackType
+from typing import NamedTuple
+from urllib.parse import parse_qsl
+
+from aiohttp import web
+
+from bulksend.errors import ConfigError, register_secret
+
+__all__ = [
+    "FINAL_STATUSES",
+    "RECEIPTS_HEADER",
+    "STATUS_TEXT",
+    "Receipt",
+    "ReceiptServer",
+    "ReceiptStats",
+    "collect_receipts",
+    "parse_callback",
+    "parse_listen",
+    "receipts_path_for",
+    "serve",
+]
+
+log = logging.getLogger("bulksend.receipts")
+
+RECEIPTS_HEADER = "received_at,api_msg_id,cli_msg_id,to,status,status_text,charge,timestamp"
+FILE_MODE = 0o600
+
+STATUS_TEXT: dict[str, str] = {
+    "001": "Message unknown",
+    "002": "Message queued",
+    "003": "Delivered to gateway",
+    "004": "Received by recipient",
+    "005": "Error with message",
+    "006": "User cancelled message delivery",
+    "007": "Error delivering message",
+    "008": "OK",
+    "009": "Routing error",
+    "010": "Message expired",
+    "011": "Queued for later delivery",
+    "012": "Out of credit",
+    "014": "Maximum MT limit exceeded",
+}
+"""The documented message statuses; an undocumented three-digit status is stored as-is."""
+
+FINAL_STATUSES: frozenset[str] = frozenset({"004", "005", "006", "007", "009", "010", "012", "014"})
+"""Statuses after which a message changes no more (004 delivered, the rest failed)."""
+
+
+def receipts_path_for(results_path: str | os.PathLike[str]) -> Path:
+    """``x.results.csv`` -> ``x.receipts.csv`` (else ``<stem>.receipts.csv``), beside it."""
+    results = Path(results_path)
+    name = results.name
+    if name.endswith(".results.csv"):
+        return results.with_name(name[: -len(".results.csv")] + ".receipts.csv")
+    return results.with_name(results.stem + ".receipts.csv")
+
+
+def parse_listen(text: str) -> tuple[str, int]:
+    """``HOST:PORT`` (``[v6]:PORT`` too) -> ``(host, port)``; ConfigError if malformed."""
+    host, sep, port = text.rpartition(":")
+    host = host.strip("[]")
+    if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ConfigError(f"--listen wants HOST:PORT (e.g. 127.0.0.1:8080), not {text!r}")
+    return host, int(port)
+
+
+class Receipt(NamedTuple):
+    """One validated callback; charge and timestamp as canonical text, empty when absent."""
+
+    api_msg_id: str
+    cli_msg_id: str
+    to: str
+    status: str
+    charge: str
+    timestamp: str
+
+
+def _alnum(value: str, limit: int) -> bool:
+    return len(value) <= limit and value.isascii() and value.isalnum()
+
+
+def parse_callback(params: Mapping[str, str]) -> Receipt | str:
+    """The receipt a callback's parameters (names already lowercased) describe, or the reason
+    it is refused."""
+    api_msg_id = params.get("apimsgid", "")
+    if not api_msg_id or not _alnum(api_msg_id, 64):
+        return "apiMsgId must be 1-64 letters or digits"
+    status = params.get("status", "")
+    if len(status) != 3 or not status.isascii() or not status.isdigit():
+        return "status must be three digits"
+    cli_msg_id = params.get("climsgid", "")
+    if cli_msg_id and not _alnum(cli_msg_id, 64):
+        return "cliMsgId must be up to 64 letters or digits"
+    to = params.get("to", "")
+    if to and not (len(to) <= 20 and to.isascii() and to.isdigit()):
+        return "to must be digits"
+    timestamp = params.get("timestamp", "")
+    if timestamp:
+        try:
+            timestamp = str(int(timestamp))
+        except ValueError:
+            return "timestamp must be an integer"
+    charge = params.get("charge", "")
+    if charge:
+        try:
+            value = float(charge)
+        except ValueError:
+            return "charge must be a number"
+        if not math.isfinite(value) or value < 0:
+            return "charge must be a non-negative number"
+        charge = repr(value)
+    return Receipt(api_msg_id, cli_msg_id, to, status, charge, timestamp)
+
+
+def _key(api_msg_id: str, status: str) -> int | str:
+    """The idempotency key: an int for a 32-hex id (the usual case, ~44 bytes), else a string."""
+    if len(api_msg_id) == 32:
+        try:
+            return (int(api_msg_id, 16) << 10) | int(status)
+        except ValueError:
+            pass
+    return f"{api_msg_id}:{status}"
+
+
+@dataclass(slots=True)
+class ReceiptStats:
+    """Counters since the server started. Every callback lands in exactly one of stored,
+    duplicates, invalid, forbidden, failed."""
+
+    stored: int = 0
+    duplicates: int = 0
+    invalid: int = 0
+    forbidden: int = 0
+    failed: int = 0
+    """Callbacks answered 500 because the file could not be written."""
+    on_file: int = 0
+    """Receipts already in the file when the server started (a restart)."""
+
+    def as_dict(self) -> dict[str, int]:
+        return asdict(self)
+
+
+class _ReceiptFile:
+    """The append-only file, its idempotency keys and the group commit."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.keys: set[int | str] = set()
+        self._fd = -1
+        self._buffer: list[str] = []
+        self._buffered_keys: list[int | str] = []
+        self._pending: asyncio.Future[None] | None = None
+        self._dirty = False
+
+    def open(self) -> int:
+        """Open (creating with the header, or resuming an existing file); receipts on file."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        existing = 0
+        if self.path.exists() and self.path.stat().st_size > 0:
+            existing = self._load()
+        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, FILE_MODE)
+        with contextlib.suppress(OSError):
+            os.fchmod(fd, FILE_MODE)
+        if os.fstat(fd).st_size == 0:
+            os.write(fd, (RECEIPTS_HEADER + "\n").encode())
+            os.fsync(fd)
+        self._fd = fd
+        return existing
+
+    def _load(self) -> int:
+        """Cut a torn last line, check the header, rebuild the keys."""
+        with self.path.open("rb+") as f:
+            data = f.read()
+            cut = data.rfind(b"\n") + 1
+            if cut != len(data):
+                f.truncate(cut)
+                data = data[:cut]
+        lines = data.decode("utf-8", "replace").splitlines()
+        if lines and lines[0] != RECEIPTS_HEADER:
+            raise ConfigError(f"{self.path} is not a receipts file (header {lines[0][:80]!r})")
+        keys = self.keys
+        for line in lines[1:]:
+            fields = line.split(",")
+            if len(fields) == 8:
+                keys.add(_key(fields[1], fields[4]))
+        return len(keys)
+
+    def submit(self, receipt: Receipt, key: int | str) -> asyncio.Future[None]:
+        """Buffer one new receipt; the future resolves once it has been written."""
+        api_msg_id, cli_msg_id, to, status, charge, timestamp = receipt
+        now = datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+        text = STATUS_TEXT.get(status, "")
+        self._buffer.append(
+            f"{now},{api_msg_id},{cli_msg_id},{to},{status},{text},{charge},{timestamp}\n"
+        )
+        self.keys.add(key)
+        self._buffered_keys.append(key)
+        return self.written()
+
+    def written(self) -> asyncio.Future[None]:
+        """A future for the current group commit (already done when nothing is buffered)."""
+        loop = asyncio.get_running_loop()
+        if self._pending is None:
+            if not self._buffer:
+                done: asyncio.Future[None] = loop.create_future()
+                done.set_result(None)
+                return done
+            self._pending = loop.create_future()
+            loop.call_soon(self._flush)
+        return self._pending
+
+    def _flush(self) -> None:
+        pending, self._pending = self._pending, None
+        data = "".join(self._buffer).encode("utf-8")
+        keys = self._buffered_keys
+        self._buffer, self._buffered_keys = [], []
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(self._fd, view) :]
+        except OSError as exc:
+            self.keys.difference_update(keys)
+            if pending is not None and not pending.done():
+                pending.set_exception(exc)
+                pending.exception()  # retrieved by the waiters; silence "never retrieved"
+            return
+        self._dirty = True
+        if pending is not None and not pending.done():
+            pending.set_result(None)
+
+    def fsync_fd(self) -> int | None:
+        """The fd to fsync if the file grew since the last call, else None."""
+        if not self._dirty or self._fd < 0:
+            return None
+        self._dirty = False
+        return self._fd
+
+    def close(self) -> None:
+        if self._fd < 0:
+            return
+        if self._buffer:
+            self._flush()
+        try:
+            os.fsync(self._fd)
+        finally:
+            os.close(self._fd)
+            self._fd = -1
+
+
+class ReceiptServer:
+    """The callback receiver; ``async with ReceiptServer(path) as server:`` serves on
+    :attr:`url` until the block ends (then flushes, fsyncs and closes the file)."""
+
+    def __init__(
+        self,
+        out_path: str | os.PathLike[str],
+        host: str = "127.0.0.1",
+        port: int = 0,
+        token: str | None = None,
+        *,
+        fsync_interval: float = 0.5,
+        shutdown_timeout: float = 2.0,
+    ) -> None:
+        if token is not None and (not token or not _alnum(token, 128)):
+            raise ConfigError("the receipts token must be 1-128 letters or digits")
+        if token:
+            register_secret(token)
+        self.out_path = Path(out_path)
+        self.stats = ReceiptStats()
+        self._host = host
+        self._port = port
+        self._token = token
+        self._fsync_interval = fsync_interval
+        self._shutdown_timeout = shutdown_timeout
+        self._file = _ReceiptFile(self.out_path)
+        self._runner: web.AppRunner | None = None
+        self._bound_port: int | None = None
+        self._syncer: asyncio.Task[None] | None = None
+        self._arrived = asyncio.Event()
+
+    def __repr__(self) -> str:
+        return f"<ReceiptServer {self.out_path} token={'***' if self._token else None}>"
+
+    # -- life cycle ----------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        if self._runner is not None:
+            raise RuntimeError("the receipt server is already running")
+        self.stats.on_file = self._file.open()
+        app = web.Application()
+        app.router.add_route("*", "/{tail:.*}", self._handle)
+        runner = web.AppRunner(
+            app, handle_signals=False, access_log=None, shutdown_timeout=self._shutdown_timeout
+        )
+        await runner.setup()
+        try:
+            site = web.TCPSite(runner, self._host, self._port, backlog=1024)
+            await site.start()
+        except BaseException:
+            await runner.cleanup()
+            self._file.close()
+            raise
+        self._runner = runner
+        self._bound_port = int(runner.addresses[0][1])
+        self._syncer = asyncio.create_task(self._sync_on_timer(), name="receipts-fsync")
+
+    async def stop(self) -> None:
+        """Stop serving (in-flight callbacks finish), write what is buffered, fsync, close."""
+        runner, self._runner = self._runner, None
+        syncer, self._syncer = self._syncer, None
+        try:
+            if runner is not None:
+                await runner.cleanup()
+        finally:
+            if syncer is not None:
+                syncer.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await syncer
+            self._file.close()
+
+    async def __aenter__(self) -> ReceiptServer:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.stop()
+
+    @property
+    def port(self) -> int:
+        if self._bound_port is None:
+            raise RuntimeError("the receipt server has not been started")
+        return self._bound_port
+
+    @property
+    def url(self) -> str:
+        """The callback URL to give the gateway: ``http://HOST:PORT/`` or ``.../<token>``."""
+        host = f"[{self._host}]" if ":" in self._host else self._host
+        return f"http://{host}:{self.port}/{self._token or ''}"
+
+    @property
+    def stored(self) -> int:
+        """Distinct receipts in the file (restored ones included)."""
+        return len(self._file.keys)
+
+    async def wait_quiet(self, quiet: float, max_wait: float) -> None:
+        """Return once no callback arrived for ``quiet`` seconds, or after ``max_wait``."""
+        deadline = time.monotonic() + max_wait
+        while (left := deadline - time.monotonic()) > 0:
+            self._arrived.clear()
+            try:
+                await asyncio.wait_for(self._arrived.wait(), min(quiet, left))
+            except TimeoutError:
+                return
+
+    async def _sync_on_timer(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(self._fsync_interval)
+            fd = self._file.fsync_fd()
+            if fd is not None:
+                try:
+                    await loop.run_in_executor(None, os.fsync, fd)
+                except OSError as exc:
+                    log.error("fsync of %s failed: %s", self.out_path, exc.strerror)
+
+    # -- HTTP ----------------------------------------------------------------------------------
+
+    async def _handle(self, request: web.Request) -> web.StreamResponse:
+        stats = self.stats
+        if request.method not in ("GET", "POST"):
+            return web.Response(status=405, text="405: Method Not Allowed")
+        tail = request.match_info["tail"]
+        if self._token is None:
+            if tail:
+                return web.Response(status=404, text="404: Not Found")
+        elif not hmac.compare_digest(tail.encode(), self._token.encode()):
+            stats.forbidden += 1
+            log.warning("callback from %s refused: wrong or missing token", request.remote)
+            return web.Response(status=403, text="403: Forbidden")
+        self._arrived.set()
+        params: dict[str, str] = {}
+        if request.method == "POST" and request.body_exists:
+            body = (await request.read()).decode("utf-8", "replace")
+            for name, value in parse_qsl(body):
+                params.setdefault(name.lower(), value)
+        for name, value in parse_qsl(request.rel_url.raw_query_string):
+            params.setdefault(name.lower(), value)
+        receipt = parse_callback(params)
+        if isinstance(receipt, str):
+            stats.invalid += 1
+            log.warning("callback from %s refused (400): %s", request.remote, receipt)
+            return web.Response(status=400, text=f"400: {receipt}")
+        key = _key(receipt.api_msg_id, receipt.status)
+        store = self._file
+        duplicate = key in store.keys
+        if duplicate:
+            stats.duplicates += 1
+            written = store.written()  # the first copy may still be in the buffer
+        else:
+            stats.stored += 1
+            written = store.submit(receipt, key)
+        try:
+            await asyncio.shield(written)  # shared by the whole group: never cancel it
+        except OSError as exc:
+            stats.failed += 1
+            if duplicate:
+                stats.duplicates -= 1
+            else:
+                stats.stored -= 1
+            log.error("cannot write %s: %s", self.out_path, exc.strerror)
+            return web.Response(status=500, text="500: cannot store the receipt")
+        return web.Response(text="OK")
+
+
+LINGER_QUIET = 2.0
+"""After a campaign, :func:`collect_receipts` keeps listening until callbacks pause this long..."""
+LINGER_MAX = 120.0
+"""... or at most this long."""
+
+
+@contextlib.asynccontextmanager
+async def collect_receipts(
+    listen: str | None,
+    results_path: str | os.PathLike[str],
+    *,
+    quiet: float = LINGER_QUIET,
+    max_wait: float = LINGER_MAX,
+) -> AsyncIterator[ReceiptServer | None]:
+    """Run a receiver on ``listen`` (``HOST:PORT``; nothing when None) into the receipts file
+    beside ``results_path`` for the duration of the block and, when the block ends normally, until
+    callbacks have been quiet for ``quiet`` seconds (at most ``max_wait``). Receipts that come
+    later need a standing receiver (``bulksend receipts``) on the same file."""
+    if listen is None:
+        yield None
+        return
+    host, port = parse_listen(listen)
+    async with ReceiptServer(receipts_path_for(results_path), host, port) as server:
+        log.info("collecting delivery receipts on %s into %s", server.url, server.out_path)
+        yield server
+        await server.wait_quiet(quiet, max_wait)
+
+
+LISTENING = "bulksend receipts listening on "
+"""The start of the one line ``bulksend receipts`` prints once it listens (token masked)."""
+
+
+def serve(listen: str, out_path: str | os.PathLike[str], token: str | None = None) -> int:
+    """``bulksend receipts``: serve until SIGINT/SIGTERM, then flush, fsync and report on stderr.
+    Exit status 0, or 1 when the address or the file cannot be used."""
+    host, port = parse_listen(listen)
+    server = ReceiptServer(out_path, host, port, token)
+    if not token and not _is_loopback(host):
+        log.warning(
+            "listening on %s without --token: anyone who can reach it can add receipts", host
+        )
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - Windows
+        return asyncio.run(_serve(server))
+    return uvloop.run(_serve(server))
+
+
+def _is_loopback(host: str) -> bool:
+    return host in ("localhost", "::1") or host.startswith("127.")
+
+
+async def _serve(server: ReceiptServer) -> int:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    try:
+        await server.start()
+    except OSError as exc:
+        print(f"bulksend receipts: cannot listen: {exc.strerror or exc}", file=sys.stderr)
+        return 1
+    try:
+        shown = server.url if server._token is None else server.url.rsplit("/", 1)[0] + "/***"
+        print(f"{LISTENING}{shown} -> {server.out_path}", flush=True)
+        await stop.wait()
+    finally:
+        await server.stop()
+    counters = " ".join(f"{name}={value}" for name, value in server.stats.as_dict().items())
+    print(f"bulksend receipts stopped: {counters}", file=sys.stderr, flush=True)
+    return 0
