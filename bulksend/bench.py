@@ -46,6 +46,8 @@ PREFIXES = ("2782", "2783", "2784", "2772", "2773", "2774", "2776", "2779", "278
 BLOCK = 10**7
 """Numbers per prefix: ``+PPPP`` and 7 digits, so up to 100 million distinct numbers."""
 DEFAULT_RESULTS = Path("benchmarks/results")
+Point = tuple[int, float, int]
+"""(recipients, latency seconds, concurrency)."""
 DEFAULT_CACHE = Path("benchmarks/cache")
 
 
@@ -79,11 +81,11 @@ class Run:
     accepted: int
     requests: int
     elapsed: float
+    exit_code: int
     wall: float
     cpu: float
     max_rss_kb: int
     sim_cpu: float
-    exit_code: int
     error: str = ""
 
     @property
@@ -328,66 +330,69 @@ class _Bench:
         self.startup: dict[str, float] = {}
         self.notes: list[str] = []
 
-    def _record(self, run: Run) -> Run:
+    def _measured(
+        self, kind: str, point: Point, repeat: int, command: list[str], sim_pid: int
+    ) -> Run:
+        """Run one child; what it reported comes from its summary JSON (bulksend) or its stdout."""
+        summary = self.scratch / "summary.json"
+        summary.unlink(missing_ok=True)
+        try:
+            usage = measure(command, self.env, self.sweep.run_timeout, self.scratch, sim_pid)
+            if kind == "bulksend":
+                data = json.loads(summary.read_text()) if summary.exists() else {}
+                child = bl.ChildResult(
+                    point[0],
+                    int(data.get("accepted", 0)),
+                    int(data.get("requests", 0)),
+                    float(data.get("elapsed_seconds", 0.0)),
+                )
+            else:
+                child = (
+                    bl.parse_wrk(usage.stdout) if kind == "wrk" else bl.parse_result(usage.stdout)
+                )
+            error = "" if child.accepted == child.sent else f"{child.accepted:,} of {child.sent:,}"
+        except ValueError as exc:
+            child, error = bl.ChildResult(0, 0, 0, 0.0), str(exc)[:200]
+        finally:
+            for leftover in self.scratch.glob("results*"):  # bulksend's journal: up to GBs
+                leftover.unlink()
+        if usage.exit_code != 0:
+            error = f"exit {usage.exit_code}: {error} {usage.stdout.strip()[-200:]}"
+        sent, accepted, requests, elapsed = child
+        run = Run(
+            kind,
+            *point,
+            repeat,
+            sent,
+            accepted,
+            requests,
+            elapsed,
+            usage.exit_code,
+            usage.wall,
+            usage.cpu,
+            usage.max_rss_kb,
+            usage.sim_cpu,
+            error,
+        )
         self.runs.append(run)
-        flag = f" ERROR {run.error}" if run.error else ""
         sys.stderr.write(
-            f"  {run.kind:<16} N={run.recipients:<9,} L={run.latency:<5g} c={run.concurrency:<4}"
-            f" #{run.repeat}: {run.rate:>12,.0f}/s  {run.cpu_us_per_recipient:6.2f} µs/rcpt"
-            f"  {run.max_rss_kb / 1024:7.1f} MB  wall {run.wall:6.2f}s{flag}\n"
+            f"  {kind:<16} N={point[0]:<10,} L={point[1]:<5g} c={point[2]:<4} #{repeat}: "
+            f"{run.rate:>12,.0f}/s {run.cpu_us_per_recipient:7.2f} µs/rcpt "
+            f"{run.max_rss_kb / 1024:6.1f} MB wall {run.wall:6.2f}s {error}\n"
         )
         return run
 
-    def bulksend(
-        self, url: str, sim_pid: int, input_path: Path, point: tuple[int, float, int], repeat: int
-    ) -> Run:
-        n, latency, concurrency = point
-        summary, out = self.scratch / "summary.json", self.scratch / "results.csv"
+    def bulksend(self, url: str, sim_pid: int, input_path: Path, point: Point, repeat: int) -> Run:
         command = [sys.executable, "-m", "bulksend", "send", str(input_path), "--text", TEXT]
-        command += ["--endpoint", url, "--concurrency", str(concurrency), "--no-progress"]
-        command += ["--summary-json", str(summary), "--restart", "--out", str(out)]
+        command += ["--endpoint", url, "--concurrency", str(point[2]), "--no-progress", "--restart"]
+        command += ["--summary-json", str(self.scratch / "summary.json")]
+        command += ["--out", str(self.scratch / "results.csv")]
         if not self.sweep.dedupe:
             command.append("--no-dedupe")
-        summary.unlink(missing_ok=True)
-        try:
-            code, wall, cpu, rss, sim_cpu, stdout = measure(
-                command, self.env, self.sweep.run_timeout, self.scratch, sim_pid
-            )
-            data = json.loads(summary.read_text()) if summary.exists() else {}
-        finally:
-            for leftover in self.scratch.glob("results*"):
-                leftover.unlink()
-        accepted = int(data.get("accepted", 0))
-        error = "" if code == 0 and accepted == n else f"exit {code}, {accepted:,} of {n:,}"
-        if code != 0:
-            error += f": {stdout.strip()[-200:]}"
-        run = Run(
-            "bulksend",
-            n,
-            latency,
-            concurrency,
-            repeat,
-            n,
-            accepted,
-            int(data.get("requests", 0)),
-            float(data.get("elapsed_seconds", 0.0)),
-            wall,
-            cpu,
-            rss,
-            sim_cpu,
-            code,
-            error,
-        )
-        return self._record(run)
+        return self._measured("bulksend", point, repeat, command, sim_pid)
 
     def baseline(
-        self,
-        kind: str,
-        url: str,
-        sim_pid: int,
-        input_path: Path,
-        point: tuple[int, float, int],
-        repeat: int,
+        self, kind: str, url: str, sim_pid: int, input_path: Path, point: Point, repeat: int
     ) -> Run:
         n, latency, concurrency = point
         if kind == "wrk":
@@ -410,35 +415,7 @@ class _Bench:
                 limit=limit,
                 text=TEXT,
             )
-        code, wall, cpu, rss, sim_cpu, stdout = measure(
-            command, self.env, self.sweep.run_timeout, self.scratch, sim_pid
-        )
-        try:
-            child = bl.parse_wrk(stdout) if kind == "wrk" else bl.parse_result(stdout)
-        except ValueError as exc:
-            child, error = bl.ChildResult(0, 0, 0, 0.0), str(exc)[:200]
-        else:
-            error = "" if code == 0 and child.accepted == child.sent else f"exit {code}"
-            if code == 0 and child.accepted != child.sent:
-                error += f", {child.accepted:,} of {child.sent:,}"
-        run = Run(
-            kind,
-            n,
-            latency,
-            concurrency,
-            repeat,
-            child.sent,
-            child.accepted,
-            child.requests,
-            child.elapsed,
-            wall,
-            cpu,
-            rss,
-            sim_cpu,
-            code,
-            error,
-        )
-        return self._record(run)
+        return self._measured(kind, point, repeat, command, sim_pid)
 
     def measure_startup(self, url: str, sim_pid: int) -> None:
         """CPU of a one-batch run of bulksend and of the ceiling: their fixed start-up cost."""
@@ -504,11 +481,14 @@ def run(args: argparse.Namespace) -> int:
     name = args.name or ("quick" if args.quick else "full" if args.full else "default")
     started = time.monotonic()
     runs, startup, notes = run_sweep(sweep, args.cache_dir)
+    stem = args.results_dir / f"{dt.date.today().isoformat()}-{name}"
+    args.results_dir.mkdir(parents=True, exist_ok=True)
+    # The raw runs first, so that an error in the report below loses no measurement.
+    raw = {"settings": asdict(sweep), "fixed_costs": startup, "runs": [r.as_dict() for r in runs]}
+    stem.with_suffix(".json").write_text(json.dumps(raw, indent=2) + "\n", encoding="utf-8")
     report = bl.build(
         [r.as_dict() for r in runs], startup, notes, asdict(sweep), time.monotonic() - started
     )
-    stem = args.results_dir / f"{dt.date.today().isoformat()}-{name}"
-    args.results_dir.mkdir(parents=True, exist_ok=True)
     markdown = bl.markdown(report)
     stem.with_suffix(".json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
     stem.with_suffix(".md").write_text(markdown, encoding="utf-8")

@@ -20,6 +20,7 @@ __all__ = [
     "GatewayError",
     "InputError",
     "ProtocolError",
+    "forget_secrets",
     "redact",
     "register_secret",
 ]
@@ -36,6 +37,12 @@ def register_secret(secret: str) -> None:
     if secret and len(secret) >= 4:
         with _registered_lock:
             _registered.add(secret)
+
+
+def forget_secrets() -> None:
+    """Forget every registered secret (tests; a long-lived process between campaigns)."""
+    with _registered_lock:
+        _registered.clear()
 
 
 def redact(text: str, secrets: Iterable[str] = ()) -> str:

@@ -218,6 +218,7 @@ class RecipientSource:
         else:
             self._column = column
         self.stats = SourceStats()
+        self.bytes_read = 0  # for progress: how far into the file the reader is
         self._bad_bytes = "not valid UTF-8"
         self._csv = _dialect(",")
 
@@ -230,6 +231,7 @@ class RecipientSource:
         error mid-file). Each call starts over with fresh ``stats``.
         """
         self.stats = SourceStats()
+        self.bytes_read = 0
         with self._open() as f:
             batches = self._batches(self._lines(self._texts(f)))
             yield from self._blocks(batches)
@@ -250,7 +252,9 @@ class RecipientSource:
 
     def _read(self, f: BinaryIO) -> bytes:
         try:
-            return f.read(CHUNK_BYTES)
+            data = f.read(CHUNK_BYTES)
+            self.bytes_read += len(data)
+            return data
         except IsADirectoryError:
             raise InputError("is a directory, not a file", path=self.path) from None
         except OSError as e:

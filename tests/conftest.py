@@ -14,6 +14,8 @@ import aiohttp
 import aioresponses.core
 import pytest
 
+from bulksend.errors import forget_secrets
+
 
 class _NoWriter:
     output_size = 0
@@ -23,6 +25,13 @@ class _CompatResponse(aiohttp.ClientResponse):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         kwargs.setdefault("stream_writer", _NoWriter())
         super().__init__(*args, **kwargs)
+
+
+@pytest.fixture(autouse=True)
+def _fresh_secret_registry() -> Any:
+    """Secrets registered by one test (e.g. a short password) must not mask another's messages."""
+    yield
+    forget_secrets()
 
 
 @pytest.fixture(autouse=True)
