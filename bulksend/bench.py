@@ -11,7 +11,7 @@ repeated ``--repeats`` times, interleaved with the baselines (repeat ``i`` of bu
 with repeat ``i`` of each baseline for the ratios), and reported as the median with its spread.
 The input file of N distinct valid numbers is generated once and cached by N (``--cache-dir``).
 Results go to ``--results-dir`` as ``<date>-<name>.json`` (raw runs, medians, machine), ``.md``
-(the tables, also printed) and PNG plots (:mod:`bulksend.bench_baselines`).
+(the tables, also printed) and PNG plots (:mod:`bulksend.bench_report`).
 
 Promises: every process started here is terminated and reaped before :func:`run` returns, each
 child has a time limit, and only loopback addresses are used.
@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 from bulksend import bench_baselines as bl
+from bulksend import bench_report
 from bulksend.simulator import DEFAULT_API_ID, DEFAULT_PASSWORD, DEFAULT_USER
 
 __all__ = ["Run", "Sweep", "add_arguments", "generate_input", "run", "run_sweep"]
@@ -486,13 +487,13 @@ def run(args: argparse.Namespace) -> int:
     # The raw runs first, so that an error in the report below loses no measurement.
     raw = {"settings": asdict(sweep), "fixed_costs": startup, "runs": [r.as_dict() for r in runs]}
     stem.with_suffix(".json").write_text(json.dumps(raw, indent=2) + "\n", encoding="utf-8")
-    report = bl.build(
+    report = bench_report.build(
         [r.as_dict() for r in runs], startup, notes, asdict(sweep), time.monotonic() - started
     )
-    markdown = bl.markdown(report)
+    markdown = bench_report.markdown(report)
     stem.with_suffix(".json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
     stem.with_suffix(".md").write_text(markdown, encoding="utf-8")
-    plots = bl.plot(report, stem) if args.plots else []
+    plots = bench_report.plot(report, stem) if args.plots else []
     print(markdown)
     for path in [stem.with_suffix(".json"), stem.with_suffix(".md"), *plots]:
         print(f"wrote {path}")

@@ -230,6 +230,13 @@ def normalise(raw: str, policy: NumberPolicy) -> str | Reason:
             if lengths is not None and len(raw) in lengths:
                 return raw
         return _bare(raw, policy)
+    if raw[:1] == "+" and policy._plain:
+        # "+27821234567", the most common shape of a clean international number.
+        digits = raw[1:]
+        if digits.isdigit() and digits.isascii() and digits[:1] != "0":
+            lengths = _LENGTHS_BY_PREFIX.get(digits[:3])
+            if lengths is not None and len(digits) in lengths:
+                return digits
     return _messy(raw, policy)
 
 

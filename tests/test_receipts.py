@@ -147,7 +147,10 @@ async def test_simulator_pushes_only_the_statuses_the_callback_value_selects(
     numbers = [f"2783{i:07d}" for i in range(400)]
     out = tmp_path / "r.csv"
     faults = Faults(seed=5, delivery_delay=0.0, delivery_failure_rate=0.3)
-    async with ReceiptServer(out) as server, Simulator(faults=faults, callback_url=server.url) as sim:
+    async with (
+        ReceiptServer(out) as server,
+        Simulator(faults=faults, callback_url=server.url) as sim,
+    ):
         await sendmsg(http, sim, numbers, callback)
         assert sim.callbacks is not None
         await asyncio.wait_for(sim.callbacks.drained(), 5)
@@ -291,9 +294,11 @@ async def test_a_restarted_receiver_remembers_what_it_stored(
     tmp_path: Path, http: aiohttp.ClientSession
 ) -> None:
     out = tmp_path / "r.csv"
-    async with ReceiptServer(out) as server:
-        async with http.post(server.url, data=callback_form()) as response:
-            assert response.status == 200
+    async with (
+        ReceiptServer(out) as server,
+        http.post(server.url, data=callback_form()) as response,
+    ):
+        assert response.status == 200
     with out.open("a", encoding="utf-8") as f:
         f.write("2026-01-01T00:00:00.000Z,abc,,2782")  # a line torn by a kill
     async with ReceiptServer(out) as server:
