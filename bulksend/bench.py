@@ -20,28 +20,25 @@ child has a time limit, and only loopback addresses are used.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import datetime as dt
 import json
 import os
-import selectors
-import shutil
-import subprocess
+import signal
 import sys
 import tempfile
+import threading
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import NamedTuple
 
 from bulksend import bench_baselines as bl
 from bulksend import bench_report
+from bulksend.errors import redact
 from bulksend.simulator import DEFAULT_API_ID, DEFAULT_PASSWORD, DEFAULT_USER
 
 __all__ = ["Run", "Sweep", "add_arguments", "generate_input", "run", "run_sweep"]
 
-LISTENING = "bulksend simulator listening on "
 TEXT = "Your benchmark code is 1234. Reply STOP to opt out."
 PREFIXES = ("2782", "2783", "2784", "2772", "2773", "2774", "2776", "2779", "2781", "2771")
 BLOCK = 10**7
@@ -49,6 +46,9 @@ BLOCK = 10**7
 DEFAULT_RESULTS = Path("benchmarks/results")
 Point = tuple[int, float, int]
 """(recipients, latency seconds, concurrency)."""
+Command = Callable[[str], list[str]]
+"""The argv of a measured child, given the simulator's URL (which changes on a restart)."""
+MAX_ATTEMPTS = 3
 DEFAULT_CACHE = Path("benchmarks/cache")
 
 
@@ -205,116 +205,6 @@ def generate_input(cache_dir: Path, recipients: int) -> Path:
     return path
 
 
-def _cpu_seconds(pid: int) -> float:
-    """User + system CPU seconds of a live process (Linux ``/proc``; 0 elsewhere)."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-@contextlib.contextmanager
-def simulator(latency: float, jitter: float, log_path: Path) -> Iterator[tuple[str, int]]:
-    """A ``bulksend simulate`` process on a free loopback port: (URL, pid); stopped on exit."""
-    command = [sys.executable, "-m", "bulksend", "simulate", "--host", "127.0.0.1"]
-    command += ["--latency", str(latency), "--jitter", str(jitter)]
-    with log_path.open("ab") as log:
-        process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=log)
-    try:
-        assert process.stdout is not None
-        with selectors.DefaultSelector() as selector:
-            selector.register(process.stdout, selectors.EVENT_READ)
-            if not selector.select(timeout=30):
-                raise RuntimeError("the simulator did not start within 30 s")
-        line = process.stdout.readline().decode("utf-8", "replace")
-        if not line.startswith(LISTENING):
-            raise RuntimeError(f"the simulator did not start: {line!r} (see {log_path})")
-        yield line[len(LISTENING) :].strip(), process.pid
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-        if process.stdout is not None:
-            process.stdout.close()
-
-
-# The direct child of a process inherits its parent's peak RSS as a floor for ``ru_maxrss`` (Linux
-# records the old memory's high-water mark at exec, and vfork shares the parent's memory), so
-# children are spawned by this tiny interpreter, not by the harness: their floor is its few MB
-# (reported as ``rss_floor_kb``). It waits for the child with ``os.wait4``, writes
-# "exit wall cpu maxrss_kb" to its first argument, and turns SIGTERM into SIGKILL for the child.
-LAUNCHER = """
-import os, signal, sys, time
-result, out, err, *command = sys.argv[1:]
-flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC
-dup = [(os.POSIX_SPAWN_DUP2, os.open(out, flags, 0o600), 1),
-       (os.POSIX_SPAWN_DUP2, os.open(err, flags, 0o600), 2)]
-signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
-started = time.perf_counter()
-pid = os.posix_spawn(command[0], command, os.environ, file_actions=dup, setsigmask=set())
-signal.signal(signal.SIGTERM, lambda *_: os.kill(pid, signal.SIGKILL))
-signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})
-_, status, usage = os.wait4(pid, 0)
-wall = time.perf_counter() - started
-with open(result, "w") as handle:
-    cpu = usage.ru_utime + usage.ru_stime
-    handle.write(f"{os.waitstatus_to_exitcode(status)} {wall} {cpu} {usage.ru_maxrss}")
-"""
-
-
-class Usage(NamedTuple):
-    """What one child cost, measured from outside (and what it printed)."""
-
-    exit_code: int
-    wall: float
-    cpu: float
-    max_rss_kb: int
-    sim_cpu: float
-    stdout: str
-
-
-def measure(
-    command: Sequence[str], env: Mapping[str, str], timeout: float, scratch: Path, sim_pid: int
-) -> Usage:
-    """Run ``command`` (``command[0]`` an absolute path) to its end, through :data:`LAUNCHER`;
-    killed after ``timeout`` seconds. ``sim_pid``'s CPU use over the run is recorded too."""
-    result, out, err = scratch / "child.usage", scratch / "child.out", scratch / "child.err"
-    result.unlink(missing_ok=True)
-    sim_before = _cpu_seconds(sim_pid)
-    launcher = [sys.executable, "-I", "-S", "-c", LAUNCHER, str(result), str(out), str(err)]
-    process = subprocess.Popen([*launcher, *command], env=dict(env), stdin=subprocess.DEVNULL)
-    try:
-        process.wait(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        pass
-    finally:
-        if process.poll() is None:
-            process.terminate()  # the launcher kills its child, reaps it and exits
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
-    sim_cpu = _cpu_seconds(sim_pid) - sim_before
-    if not result.exists():
-        raise RuntimeError(f"the launcher of {command[0]} failed (exit {process.returncode})")
-    code, wall, cpu, rss = result.read_text().split()
-    stdout = out.read_text("utf-8", "replace")
-    if int(code) != 0:
-        stdout += "\n" + err.read_text("utf-8", "replace")[-500:]
-    return Usage(int(code), float(wall), float(cpu), int(rss), sim_cpu, stdout)
-
-
-def rss_floor_kb(env: Mapping[str, str], scratch: Path) -> int:
-    """The peak RSS a child shows whatever it does: the launcher's, seen through ``/bin/true``."""
-    true = shutil.which("true") or "/bin/true"
-    return measure([true], env, 30, scratch, os.getpid()).max_rss_kb
-
-
 class _Bench:
     """One sweep's state: the scratch directory, the environment, the runs so far."""
 
@@ -332,15 +222,30 @@ class _Bench:
         self.notes: list[str] = []
 
     def _measured(
-        self, kind: str, point: Point, repeat: int, command: list[str], sim_pid: int
+        self, kind: str, point: Point, repeat: int, sim: bl.SimulatorProcess, command: Command
     ) -> Run:
-        """Run one child; what it reported comes from its summary JSON (bulksend) or its stdout."""
+        """Run one child (again on a restarted simulator if the simulator died meanwhile); what
+        it reported comes from its summary JSON (bulksend) or its stdout."""
         summary = self.scratch / "summary.json"
-        summary.unlink(missing_ok=True)
-        try:
-            usage = measure(command, self.env, self.sweep.run_timeout, self.scratch, sim_pid)
-            if kind == "bulksend":
+        for attempt in range(1, MAX_ATTEMPTS + 1):
+            summary.unlink(missing_ok=True)
+            sim.ensure()
+            try:
+                usage = bl.measure(
+                    command(sim.url), self.env, self.sweep.run_timeout, self.scratch, sim.pid
+                )
                 data = json.loads(summary.read_text()) if summary.exists() else {}
+            finally:
+                for leftover in self.scratch.glob("results*"):  # bulksend's journal: up to GBs
+                    leftover.unlink()
+            if sim.alive() or attempt == MAX_ATTEMPTS:
+                break
+            self.notes.append(
+                f"the simulator stopped during {kind} {point} #{repeat} (attempt {attempt}): "
+                "restarted it and ran that measurement again"
+            )
+        try:
+            if kind == "bulksend":
                 child = bl.ChildResult(
                     point[0],
                     int(data.get("accepted", 0)),
@@ -353,12 +258,10 @@ class _Bench:
                 )
             error = "" if child.accepted == child.sent else f"{child.accepted:,} of {child.sent:,}"
         except ValueError as exc:
-            child, error = bl.ChildResult(0, 0, 0, 0.0), str(exc)[:200]
-        finally:
-            for leftover in self.scratch.glob("results*"):  # bulksend's journal: up to GBs
-                leftover.unlink()
+            child, error = bl.ChildResult(0, 0, 0, 0.0), str(exc)
         if usage.exit_code != 0:
             error = f"exit {usage.exit_code}: {error} {usage.stdout.strip()[-200:]}"
+        error = redact(error)[-300:]
         sent, accepted, requests, elapsed = child
         run = Run(
             kind,
@@ -383,32 +286,36 @@ class _Bench:
         )
         return run
 
-    def bulksend(self, url: str, sim_pid: int, input_path: Path, point: Point, repeat: int) -> Run:
-        command = [sys.executable, "-m", "bulksend", "send", str(input_path), "--text", TEXT]
-        command += ["--endpoint", url, "--concurrency", str(point[2]), "--no-progress", "--restart"]
-        command += ["--summary-json", str(self.scratch / "summary.json")]
-        command += ["--out", str(self.scratch / "results.csv")]
-        if not self.sweep.dedupe:
-            command.append("--no-dedupe")
-        return self._measured("bulksend", point, repeat, command, sim_pid)
+    def bulksend(
+        self, sim: bl.SimulatorProcess, input_path: Path, point: Point, repeat: int
+    ) -> Run:
+        def command(url: str) -> list[str]:
+            argv = [sys.executable, "-m", "bulksend", "send", str(input_path), "--text", TEXT]
+            argv += ["--endpoint", url, "--concurrency", str(point[2]), "--no-progress"]
+            argv += ["--summary-json", str(self.scratch / "summary.json"), "--restart"]
+            argv += ["--out", str(self.scratch / "results.csv")]
+            return argv if self.sweep.dedupe else [*argv, "--no-dedupe"]
+
+        return self._measured("bulksend", point, repeat, sim, command)
 
     def baseline(
-        self, kind: str, url: str, sim_pid: int, input_path: Path, point: Point, repeat: int
+        self, kind: str, sim: bl.SimulatorProcess, input_path: Path, point: Point, repeat: int
     ) -> Run:
         n, latency, concurrency = point
-        if kind == "wrk":
-            body = self.scratch / "wrk-body.txt"
-            if not body.exists():
-                credentials = {
-                    "api_id": DEFAULT_API_ID,
-                    "user": DEFAULT_USER,
-                    "password": DEFAULT_PASSWORD,
-                }
-                bl.write_wrk_body(body, input_path, TEXT, credentials)
-            command = bl.wrk_command(url, concurrency, self.sweep.wrk_seconds, body)
-        else:
-            limit = bl.baseline_size(kind, n, latency, self.sweep.doc_max)
-            command = bl.baseline_command(
+        body = self.scratch / "wrk-body.txt"
+        if kind == "wrk" and not body.exists():
+            credentials = {
+                "api_id": DEFAULT_API_ID,
+                "user": DEFAULT_USER,
+                "password": DEFAULT_PASSWORD,
+            }
+            bl.write_wrk_body(body, input_path, TEXT, credentials)
+        limit = bl.baseline_size(kind, n, latency, self.sweep.doc_max)
+
+        def command(url: str) -> list[str]:
+            if kind == "wrk":
+                return bl.wrk_command(url, concurrency, self.sweep.wrk_seconds, body)
+            return bl.baseline_command(
                 kind,
                 url=url,
                 input_path=input_path,
@@ -416,19 +323,17 @@ class _Bench:
                 limit=limit,
                 text=TEXT,
             )
-        return self._measured(kind, point, repeat, command, sim_pid)
 
-    def measure_startup(self, url: str, sim_pid: int) -> None:
+        return self._measured(kind, point, repeat, sim, command)
+
+    def measure_startup(self, sim: bl.SimulatorProcess) -> None:
         """CPU of a one-batch run of bulksend and of the ceiling: their fixed start-up cost."""
-        tiny = generate_input(self.scratch, bl.BATCH)
-        for kind in ("bulksend", "aiohttp_ceiling"):
-            point = (bl.BATCH, 0.0, 1)
-            if kind == "bulksend":
-                done = self.bulksend(url, sim_pid, tiny, point, 0)
-            else:
-                done = self.baseline(kind, url, sim_pid, tiny, point, 0)
-            self.runs.pop()
-            self.startup[f"{kind}_cpu_s"] = done.cpu
+        tiny, point = generate_input(self.scratch, bl.BATCH), (bl.BATCH, 0.0, 1)
+        self.startup["bulksend_cpu_s"] = self.bulksend(sim, tiny, point, 0).cpu
+        self.startup["aiohttp_ceiling_cpu_s"] = self.baseline(
+            "aiohttp_ceiling", sim, tiny, point, 0
+        ).cpu
+        del self.runs[-2:]
 
     def sweep_size(self, n: int, input_path: Path) -> None:
         sweep = self.sweep
@@ -445,21 +350,19 @@ class _Bench:
             if not points:
                 continue
             sys.stderr.write(f"bench: N={n:,} latency {latency:g} s\n")
-            with simulator(latency, sweep.jitter, self.log) as (url, sim_pid):
+            with bl.SimulatorProcess(latency, sweep.jitter, self.log) as sim:
                 if "bulksend_cpu_s" not in self.startup:
-                    self.measure_startup(url, sim_pid)
+                    self.measure_startup(sim)
                 for repeat in range(1, sweep.repeats + 1):
                     if sweep.baselines:
                         for kind in ("doc_get", "session_post"):
-                            self.baseline(kind, url, sim_pid, input_path, (n, latency, 1), repeat)
+                            self.baseline(kind, sim, input_path, (n, latency, 1), repeat)
                     for point in points:
-                        self.bulksend(url, sim_pid, input_path, point, repeat)
+                        self.bulksend(sim, input_path, point, repeat)
                         if sweep.baselines:
-                            self.baseline(
-                                "aiohttp_ceiling", url, sim_pid, input_path, point, repeat
-                            )
+                            self.baseline("aiohttp_ceiling", sim, input_path, point, repeat)
                             if latency == 0 and bl.wrk_path():
-                                self.baseline("wrk", url, sim_pid, input_path, point, repeat)
+                                self.baseline("wrk", sim, input_path, point, repeat)
 
 
 def run_sweep(sweep: Sweep, cache_dir: Path) -> tuple[list[Run], dict[str, float], list[str]]:
@@ -467,7 +370,7 @@ def run_sweep(sweep: Sweep, cache_dir: Path) -> tuple[list[Run], dict[str, float
     seconds of a one-batch run of bulksend and of the ceiling, and the launcher's RSS floor."""
     with tempfile.TemporaryDirectory(prefix="bulksend-bench-") as tmp:
         bench = _Bench(sweep, Path(tmp), Path(tmp) / "simulator.log")
-        bench.startup["rss_floor_kb"] = rss_floor_kb(bench.env, bench.scratch)
+        bench.startup["rss_floor_kb"] = bl.rss_floor_kb(bench.env, bench.scratch)
         if sweep.baselines and not bl.wrk_path():
             bench.notes.append("baseline (d) skipped: wrk is not on PATH (apt-get install wrk)")
         for n in sweep.recipients:
@@ -476,12 +379,23 @@ def run_sweep(sweep: Sweep, cache_dir: Path) -> tuple[list[Run], dict[str, float
         return bench.runs, bench.startup, bench.notes
 
 
+def _terminate(signum: int, frame: object) -> None:
+    raise SystemExit(143)
+
+
 def run(args: argparse.Namespace) -> int:
     """``bulksend bench``: measure, then write JSON, Markdown and plots; the exit status."""
     sweep = sweep_from_args(args)
     name = args.name or ("quick" if args.quick else "full" if args.full else "default")
     started = time.monotonic()
-    runs, startup, notes = run_sweep(sweep, args.cache_dir)
+    previous = signal.getsignal(signal.SIGTERM)
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _terminate)  # unwind: stop the simulator and children
+    try:
+        runs, startup, notes = run_sweep(sweep, args.cache_dir)
+    finally:
+        if threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGTERM, previous)
     stem = args.results_dir / f"{dt.date.today().isoformat()}-{name}"
     args.results_dir.mkdir(parents=True, exist_ok=True)
     # The raw runs first, so that an error in the report below loses no measurement.

@@ -1,4 +1,9 @@
-"""The baselines ``bulksend bench`` puts beside bulksend, and how each one is started and read.
+"""The processes of ``bulksend bench``: the simulator, the launcher that measures each child, and
+the baselines put beside bulksend (how each one is started and read).
+
+:class:`SimulatorProcess` runs ``python -m bulksend simulate`` on a free loopback port (restarted
+if something else stops it). :func:`measure` runs one child to its end through :data:`LAUNCHER`, a
+tiny interpreter that reaps it with ``os.wait4`` for its CPU time and peak RSS, with a time limit.
 
 Each baseline is a standalone script in ``benchmarks/baselines/`` run with the same interpreter as
 the harness, in its own process, against the same simulator and the same input file, so that its
@@ -18,44 +23,44 @@ a prefix of the input sized to take a few seconds (:func:`baseline_size`), and a
 
 from __future__ import annotations
 
-import contextlib
-import datetime as dt
 import itertools
 import json
 import os
-import platform
 import re
+import selectors
 import shutil
 import subprocess
 import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from importlib import metadata
 from pathlib import Path
-from statistics import median
-from typing import Any, NamedTuple
+from typing import NamedTuple
 from urllib.parse import quote_plus
 
 __all__ = [
     "BASELINES",
     "BATCH",
     "KINDS",
+    "LAUNCHER",
     "Baseline",
     "ChildResult",
+    "SimulatorProcess",
+    "Usage",
     "baseline_command",
     "baseline_size",
-    "build",
-    "machine_info",
-    "markdown",
+    "measure",
     "parse_result",
     "parse_wrk",
-    "plot",
+    "rss_floor_kb",
     "scripts_dir",
     "write_wrk_body",
     "wrk_command",
     "wrk_path",
     "wrk_version",
 ]
+
+LISTENING = "bulksend simulator listening on "
+"""The start of the line ``bulksend simulate`` prints once it listens; the URL follows."""
 
 BATCH = 600
 """Numbers per POST, the API's maximum (bulksend's default batch size)."""
@@ -195,3 +200,147 @@ def parse_wrk(stdout: str) -> ChildResult:
         requests=requests,
         elapsed=float(done.group(2)) * unit,
     )
+
+
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of a live process (Linux ``/proc``; 0 elsewhere)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+class SimulatorProcess:
+    """A ``bulksend simulate`` process on a free loopback port, restartable (:meth:`ensure`) in
+    case something else on the machine stops it; a context manager that always stops it."""
+
+    def __init__(self, latency: float, jitter: float, log_path: Path) -> None:
+        self.command = [sys.executable, "-m", "bulksend", "simulate", "--host", "127.0.0.1"]
+        self.command += ["--latency", str(latency), "--jitter", str(jitter)]
+        self.log_path = log_path
+        self.process: subprocess.Popen[bytes] | None = None
+        self.url = ""
+        self.restarts = 0
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid if self.process else 0
+
+    def alive(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def start(self) -> None:
+        with self.log_path.open("ab") as log:
+            self.process = subprocess.Popen(self.command, stdout=subprocess.PIPE, stderr=log)
+        assert self.process.stdout is not None
+        with selectors.DefaultSelector() as selector:
+            selector.register(self.process.stdout, selectors.EVENT_READ)
+            ready = selector.select(timeout=30)
+        line = self.process.stdout.readline().decode("utf-8", "replace") if ready else ""
+        if not line.startswith(LISTENING):
+            self.stop()
+            raise RuntimeError(f"the simulator did not start: {line!r} (see {self.log_path})")
+        self.url = line[len(LISTENING) :].strip()
+
+    def ensure(self) -> bool:
+        """Start it again if it is not running; whether it had to be restarted."""
+        if self.alive():
+            return False
+        self.stop()
+        self.restarts += 1
+        self.start()
+        return True
+
+    def stop(self) -> None:
+        process, self.process = self.process, None
+        if process is None:
+            return
+        process.terminate()
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        if process.stdout is not None:
+            process.stdout.close()
+
+    def __enter__(self) -> SimulatorProcess:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+# The direct child of a process inherits its parent's peak RSS as a floor for ``ru_maxrss`` (Linux
+# records the old memory's high-water mark at exec, and vfork shares the parent's memory), so
+# children are spawned by this tiny interpreter, not by the harness: their floor is its few MB
+# (reported as ``rss_floor_kb``). It waits for the child with ``os.wait4``, writes
+# "exit wall cpu maxrss_kb" to its first argument, and turns SIGTERM into SIGKILL for the child.
+LAUNCHER = """
+import os, signal, sys, time
+result, out, err, *command = sys.argv[1:]
+flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC
+dup = [(os.POSIX_SPAWN_DUP2, os.open(out, flags, 0o600), 1),
+       (os.POSIX_SPAWN_DUP2, os.open(err, flags, 0o600), 2)]
+signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
+started = time.perf_counter()
+pid = os.posix_spawn(command[0], command, os.environ, file_actions=dup, setsigmask=set())
+signal.signal(signal.SIGTERM, lambda *_: os.kill(pid, signal.SIGKILL))
+signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})
+_, status, usage = os.wait4(pid, 0)
+wall = time.perf_counter() - started
+with open(result, "w") as handle:
+    cpu = usage.ru_utime + usage.ru_stime
+    handle.write(f"{os.waitstatus_to_exitcode(status)} {wall} {cpu} {usage.ru_maxrss}")
+"""
+
+
+class Usage(NamedTuple):
+    """What one child cost, measured from outside (and what it printed)."""
+
+    exit_code: int
+    wall: float
+    cpu: float
+    max_rss_kb: int
+    sim_cpu: float
+    stdout: str
+
+
+def measure(
+    command: Sequence[str], env: Mapping[str, str], timeout: float, scratch: Path, sim_pid: int
+) -> Usage:
+    """Run ``command`` (``command[0]`` an absolute path) to its end, through :data:`LAUNCHER`;
+    killed after ``timeout`` seconds. ``sim_pid``'s CPU use over the run is recorded too."""
+    result, out, err = scratch / "child.usage", scratch / "child.out", scratch / "child.err"
+    result.unlink(missing_ok=True)
+    sim_before = _cpu_seconds(sim_pid)
+    launcher = [sys.executable, "-I", "-S", "-c", LAUNCHER, str(result), str(out), str(err)]
+    process = subprocess.Popen([*launcher, *command], env=dict(env), stdin=subprocess.DEVNULL)
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        pass
+    finally:
+        if process.poll() is None:
+            process.terminate()  # the launcher kills its child, reaps it and exits
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+    sim_cpu = _cpu_seconds(sim_pid) - sim_before
+    if not result.exists():
+        raise RuntimeError(f"the launcher of {command[0]} failed (exit {process.returncode})")
+    code, wall, cpu, rss = result.read_text().split()
+    stdout = out.read_text("utf-8", "replace")
+    if int(code) != 0:
+        stdout += "\n" + err.read_text("utf-8", "replace")[-500:]
+    return Usage(int(code), float(wall), float(cpu), int(rss), sim_cpu, stdout)
+
+
+def rss_floor_kb(env: Mapping[str, str], scratch: Path) -> int:
+    """The peak RSS a child shows whatever it does: the launcher's, seen through ``/bin/true``."""
+    true = shutil.which("true") or "/bin/true"
+    return measure([true], env, 30, scratch, os.getpid()).max_rss_kb

@@ -393,7 +393,9 @@ class Gateway:
                     retry_after = _retry_after(resp.headers.get("Retry-After"))
                     if status == 429:
                         self.window.throttle(retry_after)
-                    resp.release()
+                    # Do not pool a connection the server (or a proxy) may be tearing down:
+                    # a request sent on it next would fail as "maybe processed".
+                    resp.close()
                     raise _NotProcessed(
                         f"HTTP {status}", retry_after=retry_after, throttled=status == 429
                     )

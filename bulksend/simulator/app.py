@@ -345,6 +345,11 @@ class Simulator:
                     return web.Response(text=answer)
                 stats.http_429 += 1  # the only HTTP-level answer a command gives
                 return answer
+            if fault is not Fault.DROP_BEFORE:
+                # Read the request before answering, as a real server does: one that answers
+                # with the body unread closes the connection afterwards, and a client that
+                # already pooled it for reuse would see its next request dropped.
+                await request.read()
             if delay > 0.0:
                 await asyncio.sleep(delay)
             if fault is Fault.HTTP_503:
