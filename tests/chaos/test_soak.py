@@ -83,15 +83,13 @@ async def test_fault_soak_accounts_for_every_row(tmp_path: Path) -> None:
         # Dropped before processing: not in the ledger, recorded unknown, not resent.
         unseen_unknown = unknown - ledger_numbers
         batch = settings.effective_batch_size
-        # Exactly the dropped requests' rows (the last batch of the file may be short).
-        assert (
-            stats.dropped_after * batch - batch < len(seen_unknown) <= stats.dropped_after * batch
-        )
-        assert (
-            stats.dropped_before * batch - batch
-            < len(unseen_unknown)
-            <= stats.dropped_before * batch
-        )
+        # Exactly the dropped requests' rows (the last batch of the file may be short). A request
+        # dropped after processing may have been refused as a whole (an expired session), so
+        # only the total is exact; the ledger splits it.
+        dropped = stats.dropped_before + stats.dropped_after
+        assert dropped * batch - batch < len(unknown) <= dropped * batch
+        assert len(seen_unknown) <= stats.dropped_after * batch
+        assert len(unseen_unknown) >= stats.dropped_before * batch - batch
         assert len(unknown) > 0 and statuses["unknown"] == len(unknown)
         assert statuses["accepted"] + statuses["unknown"] == ROWS
 
