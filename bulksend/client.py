@@ -66,6 +66,22 @@ log = logging.getLogger("bulksend.client")
 
 _NOT_PROCESSED_HTTP = frozenset({429, 502, 503, 504})
 
+# An answer for 600 numbers is about 32 KB; anything near this is not a sendmsg answer.
+MAX_ANSWER_BYTES = 1 << 20
+
+
+async def _read_capped(resp: aiohttp.ClientResponse, limit: int) -> bytes:
+    """The body, or :class:`_MaybeProcessed` once it grows past ``limit`` (never buffers more)."""
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in resp.content.iter_chunked(1 << 16):
+        size += len(chunk)
+        if size > limit:
+            resp.close()
+            raise _MaybeProcessed(f"answer larger than {limit} bytes; it may have been processed")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
 
 @dataclass(frozen=True, slots=True)
 class RetryPolicy:
@@ -240,8 +256,9 @@ class Gateway:
             ssl=s.verify_tls,
             enable_cleanup_closed=True,
         )
+        # sock_read bounds each wait for data; total bounds an answer trickled byte by byte.
         timeout = aiohttp.ClientTimeout(
-            total=None,
+            total=s.connect_timeout + s.read_timeout,
             connect=s.connect_timeout,
             sock_connect=s.connect_timeout,
             sock_read=s.read_timeout,
@@ -399,7 +416,7 @@ class Gateway:
                     raise _NotProcessed(
                         f"HTTP {status}", retry_after=retry_after, throttled=status == 429
                     )
-                body = await resp.read()
+                body = await _read_capped(resp, MAX_ANSWER_BYTES)
                 if status != 200:
                     if status in (401, 403, 404, 405):
                         raise _Fatal(f"HTTP {status} from {self._send_url}")
