@@ -320,7 +320,7 @@ class ReceiptServer:
         self._fsync_interval = fsync_interval
         self._shutdown_timeout = shutdown_timeout
         self._file = _ReceiptFile(self.out_path)
-        self._runner: web.AppRunner | None = None
+        self._runner: web.ServerRunner | None = None
         self._bound_port: int | None = None
         self._syncer: asyncio.Task[None] | None = None
         self._arrived = asyncio.Event()
@@ -334,10 +334,12 @@ class ReceiptServer:
         if self._runner is not None:
             raise RuntimeError("the receipt server is already running")
         self.stats.on_file = self._file.open()
-        app = web.Application()
-        app.router.add_route("*", "/{tail:.*}", self._handle)
-        runner = web.AppRunner(
-            app, handle_signals=False, access_log=None, shutdown_timeout=self._shutdown_timeout
+        # aiohttp's low-level server: one handler, no router or middlewares (callbacks come by
+        # the thousand per second), and no access log (the path may hold the token).
+        runner = web.ServerRunner(
+            web.Server(self._handle, access_log=None),
+            handle_signals=False,
+            shutdown_timeout=self._shutdown_timeout,
         )
         await runner.setup()
         try:
@@ -417,11 +419,11 @@ class ReceiptServer:
 
     # -- HTTP ----------------------------------------------------------------------------------
 
-    async def _handle(self, request: web.Request) -> web.StreamResponse:
+    async def _handle(self, request: web.BaseRequest) -> web.StreamResponse:
         stats = self.stats
         if request.method not in ("GET", "POST"):
             return web.Response(status=405, text="405: Method Not Allowed")
-        tail = request.match_info["tail"]
+        tail = request.path[1:]
         if self._token is None:
             if tail:
                 return web.Response(status=404, text="404: Not Found")
