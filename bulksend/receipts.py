@@ -47,7 +47,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
 from typing import NamedTuple
-from urllib.parse import parse_qsl
+from urllib.parse import unquote_plus
 
 from aiohttp import web
 
@@ -157,6 +157,16 @@ def parse_callback(params: Mapping[str, str]) -> Receipt | str:
             return "charge must be a non-negative number"
         charge = repr(value)
     return Receipt(api_msg_id, cli_msg_id, to, status, charge, timestamp)
+
+
+def _parse_form(data: str, into: dict[str, str]) -> None:
+    """Form fields into ``into`` (names lowercased, the first occurrence wins); values are only
+    unquoted when they need it, which callbacks' plain ids and digits rarely do."""
+    for pair in data.split("&"):
+        name, _, value = pair.partition("=")
+        name = (unquote_plus(name) if "%" in name or "+" in name else name).lower()
+        if name and name not in into:
+            into[name] = unquote_plus(value) if "%" in value or "+" in value else value
 
 
 def _key(api_msg_id: str, status: str) -> int | str:
@@ -434,11 +444,10 @@ class ReceiptServer:
         self._arrived.set()
         params: dict[str, str] = {}
         if request.method == "POST" and request.body_exists:
-            body = (await request.read()).decode("utf-8", "replace")
-            for name, value in parse_qsl(body):
-                params.setdefault(name.lower(), value)
-        for name, value in parse_qsl(request.rel_url.raw_query_string):
-            params.setdefault(name.lower(), value)
+            _parse_form((await request.read()).decode("utf-8", "replace"), params)
+        query = request.rel_url.raw_query_string
+        if query:
+            _parse_form(query, params)
         receipt = parse_callback(params)
         if isinstance(receipt, str):
             stats.invalid += 1
@@ -491,7 +500,14 @@ async def collect_receipts(
     async with ReceiptServer(receipts_path_for(results_path), host, port) as server:
         log.info("collecting delivery receipts on %s into %s", server.url, server.out_path)
         yield server
+        log.info(
+            "waiting for the last delivery callbacks (until none for %.0f s, at most %.0f s); "
+            "later receipts need a standing receiver: bulksend receipts",
+            quiet,
+            max_wait,
+        )
         await server.wait_quiet(quiet, max_wait)
+        log.info("%d delivery receipts in %s", server.stored, server.out_path)
 
 
 LISTENING = "bulksend receipts listening on "
