@@ -368,15 +368,24 @@ class Campaign:
             if self._stopping.is_set():
                 self._abandoned += len(batch.rows)
                 continue
-            seq = journal.intend(batch.rows, batch.msisdns)
+            seqs: list[int] = []
+
+            def intend(batch: Batch = batch, seqs: list[int] = seqs) -> None:
+                seqs.append(journal.intend(batch.rows, batch.msisdns))
+
             self._in_flight += 1
             try:
-                outcome = await gateway.send(batch.msisdns)
+                outcome = await gateway.send(batch.msisdns, before_first_request=intend)
             finally:
                 self._in_flight -= 1
-            self.summary.batches += 1
             self.summary.requests += outcome.attempts
-            self._record(journal, seq, batch, outcome)
+            if not seqs:  # never left: nothing to record, the rows stay pending
+                self._abandoned += len(batch.rows)
+                if outcome.status is BatchStatus.FATAL:
+                    self.stop(redact(outcome.reason), EXIT_FATAL)
+                continue
+            self.summary.batches += 1
+            self._record(journal, seqs[0], batch, outcome)
 
     def _record(self, journal: Journal, seq: int, batch: Batch, outcome: BatchOutcome) -> None:
         now = utc_now()

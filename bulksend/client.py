@@ -25,7 +25,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from types import TracebackType
@@ -313,8 +313,16 @@ class Gateway:
 
     # -- sending -----------------------------------------------------------------------------------
 
-    async def send(self, numbers: Sequence[str]) -> BatchOutcome:
-        """Send one batch and say what became of each number. Never raises for gateway trouble."""
+    async def send(
+        self, numbers: Sequence[str], before_first_request: Callable[[], None] | None = None
+    ) -> BatchOutcome:
+        """Send one batch and say what became of each number. Never raises for gateway trouble.
+
+        ``before_first_request`` runs once, right before the first request leaves (after the rate
+        limiter and the window admitted it): the journal records the batch's intent there, so a
+        batch still waiting for its turn is not "maybe sent".
+        """
+        hook: list[Callable[[], None]] = [before_first_request] if before_first_request else []
         policy = self.settings.retry
         attempts = 0
         retrying = AsyncRetrying(
@@ -329,7 +337,7 @@ class Gateway:
             async for attempt in retrying:
                 with attempt:
                     attempts += 1
-                    outcome = await self._attempt(numbers)
+                    outcome = await self._attempt(numbers, hook)
                     outcome.attempts = attempts
                     return outcome
         except _NotProcessed as exc:
@@ -351,7 +359,9 @@ class Gateway:
         exc = state.outcome.exception() if state.outcome is not None else None
         log.debug("retrying a batch after: %s", redact(str(exc)))
 
-    async def _attempt(self, numbers: Sequence[str]) -> BatchOutcome:
+    async def _attempt(
+        self, numbers: Sequence[str], hook: list[Callable[[], None]]
+    ) -> BatchOutcome:
         assert self._session is not None
         if self._limiter is not None:
             await self._limiter.acquire(len(numbers))
@@ -360,6 +370,8 @@ class Gateway:
         for renewal in range(3):
             generation = self._session_generation
             async with self.window:
+                if hook:
+                    hook.pop()()
                 text = await self._request(numbers)
             try:
                 answer = parse_sendmsg(text, numbers)

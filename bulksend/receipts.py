@@ -225,21 +225,23 @@ class _ReceiptFile:
         return existing
 
     def _load(self) -> int:
-        """Cut a torn last line, check the header, rebuild the keys."""
+        """Cut a torn last line, check the header, rebuild the keys (streaming the file)."""
         with self.path.open("rb+") as f:
-            data = f.read()
-            cut = data.rfind(b"\n") + 1
-            if cut != len(data):
+            size = f.seek(0, os.SEEK_END)
+            tail_start = max(0, size - 65536)  # a receipt line is far shorter than this
+            f.seek(tail_start)
+            cut = tail_start + f.read().rfind(b"\n") + 1
+            if cut != size:
                 f.truncate(cut)
-                data = data[:cut]
-        lines = data.decode("utf-8", "replace").splitlines()
-        if lines and lines[0] != RECEIPTS_HEADER:
-            raise ConfigError(f"{self.path} is not a receipts file (header {lines[0][:80]!r})")
         keys = self.keys
-        for line in lines[1:]:
-            fields = line.split(",")
-            if len(fields) == 8:
-                keys.add(_key(fields[1], fields[4]))
+        with self.path.open(encoding="utf-8", errors="replace", newline="") as f:
+            header = f.readline().rstrip("\r\n")
+            if header and header != RECEIPTS_HEADER:
+                raise ConfigError(f"{self.path} is not a receipts file (header {header[:80]!r})")
+            for line in f:
+                fields = line.split(",")
+                if len(fields) == 8:
+                    keys.add(_key(fields[1], fields[4]))
         return len(keys)
 
     def submit(self, receipt: Receipt, key: int | str) -> asyncio.Future[None]:
