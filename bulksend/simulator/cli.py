@@ -12,6 +12,9 @@ flag per knob of :class:`~bulksend.simulator.faults.Faults` plus where to listen
   a one-line summary of the counters goes to stderr on exit;
 * the in-memory ledger keeps no numbers (``querymsg`` still works), so memory stays flat at
   millions of messages; the full record is the ``--ledger`` file;
+* with ``--callback-url``, messages sent with ``callback=1..7`` get their delivery played and
+  pushed there (``callbacks.py``; knobs ``--delivery-delay``, ``--delivery-failure-rate``,
+  ``--callback-tries``, ``--callback-backoff``); the URL is never printed (it may hold a token);
 * uvloop drives the event loop when it is installed.
 """
 
