@@ -115,7 +115,9 @@ def make_progress(mode: str, stream: TextIO | None = None) -> PlainProgress | Ri
 
 def print_summary(summary: CampaignSummary, console: Console | None = None) -> None:
     console = console or Console()
-    table = Table(title="bulksend dry run" if summary.dry_run else "bulksend campaign")
+    table = Table(
+        title="bulksend dry run" if summary.dry_run else "bulksend campaign", show_header=False
+    )
     table.add_column("", style="bold")
     table.add_column("", justify="right")
     rows: list[tuple[str, str]] = [

@@ -229,7 +229,7 @@ def print_report(report: Report, console: Any = None) -> None:
     from rich.table import Table
 
     console = console or Console()
-    table = Table(title="bulksend report")
+    table = Table(title="bulksend report", show_header=False)
     table.add_column("", style="bold")
     table.add_column("", justify="right")
     table.add_column("", justify="right", style="dim")
