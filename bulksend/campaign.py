@@ -92,6 +92,7 @@ class Snapshot:
     in_flight: int
     rate: float
     fraction_read: float | None
+    fraction_done: float | None = None
     done: bool = False
 
 
@@ -485,6 +486,12 @@ class Campaign:
         pos = getattr(self.source, "bytes_read", None)
         if pos is not None and self._bytes_total:
             fraction = min(1.0, pos / self._bytes_total)
+        done_fraction = None
+        if fraction:
+            # The reader runs ahead of the senders: estimate the total from what it has seen.
+            expected = stats.valid / fraction
+            if expected > 0:
+                done_fraction = min(1.0, (self._sent + self._skipped) / expected)
         return Snapshot(
             elapsed=elapsed,
             rows_read=stats.rows,
@@ -498,6 +505,7 @@ class Campaign:
             in_flight=self._in_flight,
             rate=self._sent / elapsed,
             fraction_read=fraction,
+            fraction_done=done_fraction,
             done=done,
         )
 

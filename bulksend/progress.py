@@ -18,9 +18,10 @@ __all__ = ["PlainProgress", "RichProgress", "make_progress", "print_summary"]
 
 
 def _eta(snap: Snapshot) -> str:
-    if snap.fraction_read is None or snap.fraction_read <= 0 or snap.done:
+    done = snap.fraction_done
+    if done is None or done <= 0 or snap.done:
         return "-"
-    remaining = snap.elapsed * (1 - snap.fraction_read) / snap.fraction_read
+    remaining = snap.elapsed * (1 - done) / done
     if remaining < 1:
         return "<1s"
     minutes, seconds = divmod(int(remaining), 60)
@@ -65,7 +66,7 @@ class RichProgress:
         table = Table.grid(padding=(0, 2))
         for _ in range(6):
             table.add_column(justify="right")
-        pct = f"{snap.fraction_read * 100:5.1f}%" if snap.fraction_read is not None else ""
+        pct = f"{snap.fraction_done * 100:5.1f}%" if snap.fraction_done is not None else ""
         table.add_row(
             "[bold]read[/]",
             f"{snap.rows_read:,}",
