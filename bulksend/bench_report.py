@@ -315,8 +315,8 @@ def markdown(report: Mapping[str, Any]) -> str:
             lines.append(
                 f"| {t['what']} | {t['where']} | {t['target']} | {t['measured']} | {met} |"
             )
-    for note in [*report["notes"], *report["errors"]]:
-        lines.append(f"\n- {note}")
+    remarks = [*report["notes"], *(f"error: {error}" for error in report["errors"])]
+    lines += [""] * bool(remarks) + [f"- {remark}" for remark in remarks]
     return "\n".join(lines) + "\n"
 
 
@@ -334,8 +334,12 @@ def plot(report: Mapping[str, Any], stem: Path) -> list[Path]:
     written = []
     latencies = sorted({p["latency"] for p in points})
     sizes = sorted({p["recipients"] for p in points})
-    fig, axes = plt.subplots(1, len(latencies), figsize=(5.2 * len(latencies), 4.6), squeeze=False)
-    for ax, latency in zip(axes[0], latencies, strict=True):
+    columns = min(2, len(latencies))
+    rows = -(-len(latencies) // columns)
+    fig, axes = plt.subplots(rows, columns, figsize=(6.4 * columns, 4.8 * rows), squeeze=False)
+    for ax in axes.flat[len(latencies) :]:
+        ax.set_visible(False)
+    for ax, latency in zip(axes.flat, latencies, strict=False):
         for n in sizes:
             mine = [p for p in points if p["latency"] == latency and p["recipients"] == n]
             xs = [p["concurrency"] for p in mine]
