@@ -47,6 +47,7 @@ from bulksend.protocol import (
     MAX_NUMBERS_GET,
     Auth,
     NumberResult,
+    SendmsgAnswer,
     SendmsgTemplate,
     Verdict,
     parse_auth,
@@ -118,12 +119,22 @@ class BatchStatus(StrEnum):
 
 @dataclass(slots=True)
 class BatchOutcome:
+    """What became of a batch. For ``ANSWERED``, ``answer`` holds the parsed answer (whose
+    ``api_ids`` fast path the campaign uses) and ``results`` one result per number."""
+
     status: BatchStatus
-    results: list[NumberResult] = field(default_factory=list)
+    answer: SendmsgAnswer | None = None
     attempts: int = 1
     reason: str = ""
     error: GatewayError | None = None
-    anomalies: list[str] = field(default_factory=list)
+
+    @property
+    def results(self) -> list[NumberResult]:
+        return self.answer.results if self.answer is not None else []
+
+    @property
+    def anomalies(self) -> list[str]:
+        return self.answer.anomalies if self.answer is not None else []
 
 
 class _NotProcessed(Exception):
@@ -395,12 +406,12 @@ class Gateway:
                 result = NumberResult(
                     Verdict.REJECTED, code=error.code, description=error.description
                 )
-                return BatchOutcome(BatchStatus.ANSWERED, [result] * len(numbers))
+                return BatchOutcome(BatchStatus.ANSWERED, SendmsgAnswer([result] * len(numbers)))
             return BatchOutcome(BatchStatus.FATAL, reason=str(error), error=error)
         self.window.success()
         if answer.anomalies:
             log.warning("gateway answer anomalies: %s", "; ".join(answer.anomalies[:5]))
-        return BatchOutcome(BatchStatus.ANSWERED, answer.results, anomalies=answer.anomalies)
+        return BatchOutcome(BatchStatus.ANSWERED, answer)
 
     async def _request(self, numbers: Sequence[str]) -> str:
         assert self._session is not None

@@ -256,18 +256,49 @@ class NumberResult(NamedTuple):
 _new_result = tuple.__new__
 
 
-@dataclass(slots=True)
 class SendmsgAnswer:
     """A parsed ``sendmsg`` answer.
 
     ``error`` is set for a whole-request ``ERR:`` (then ``results`` is empty: nothing was
     processed). Otherwise ``results[i]`` is the outcome for ``numbers[i]`` of the request, and
     ``anomalies`` lists what did not fit (lines for numbers never asked, duplicates, junk).
+
+    A clean answer (the common case) is also available without per-number objects:
+    ``api_ids[i]`` is the id for ``numbers[i]`` or ``None``, and ``rejections`` maps each number
+    that was not accepted to its result. ``results`` is then built only when asked for.
     """
 
-    results: list[NumberResult]
-    error: GatewayError | None = None
-    anomalies: list[str] = field(default_factory=list)
+    __slots__ = ("_numbers", "_results", "anomalies", "api_ids", "error", "rejections")
+
+    def __init__(
+        self,
+        results: list[NumberResult] | None = None,
+        error: GatewayError | None = None,
+        anomalies: list[str] | None = None,
+        *,
+        api_ids: list[str | None] | None = None,
+        rejections: dict[str, NumberResult] | None = None,
+        numbers: Sequence[str] = (),
+    ) -> None:
+        self._results = results
+        self.error = error
+        self.anomalies = anomalies if anomalies is not None else []
+        self.api_ids = api_ids
+        self.rejections = rejections if rejections is not None else {}
+        self._numbers = numbers
+
+    @property
+    def results(self) -> list[NumberResult]:
+        if self._results is None:
+            ids = self.api_ids or []
+            accepted = Verdict.ACCEPTED
+            self._results = [
+                _new_result(NumberResult, (accepted, api_id, 0, ""))
+                if api_id is not None
+                else self.rejections[number]
+                for number, api_id in zip(self._numbers, ids, strict=True)
+            ]
+        return self._results
 
 
 _ID_LINE = re.compile(r"ID:\s*([0-9A-Za-z]{1,64})(?:\s+To:\s*(\+?\d{1,20}))?", re.IGNORECASE)
@@ -298,7 +329,7 @@ def parse_sendmsg(body: str, numbers: Sequence[str]) -> SendmsgAnswer:
     if len(numbers) > 1:
         fast = _parse_clean_multi(body, numbers)
         if fast is not None:
-            return SendmsgAnswer(fast)
+            return fast
     lines = _lines(body)
     if not lines:
         raise ProtocolError("empty answer to sendmsg")
@@ -377,17 +408,17 @@ def parse_sendmsg(body: str, numbers: Sequence[str]) -> SendmsgAnswer:
     return SendmsgAnswer(results, anomalies=anomalies)
 
 
-def _parse_clean_multi(body: str, numbers: Sequence[str]) -> list[NumberResult] | None:
+def _parse_clean_multi(body: str, numbers: Sequence[str]) -> SendmsgAnswer | None:
     """The fast path for a clean multi-number answer: canonical ``ID: x To: n`` lines (checked
     with C-level string operations over the whole body) plus any ``ERR: ... To: n`` lines, exactly
     one per requested number, nothing else. Returns ``None`` whenever anything is off, so that the
     careful line-by-line path decides."""
     n = len(numbers)
     errors: dict[str, NumberResult] = {}
-    if "ERR" in body or "err" in body:
+    if "ERR" in body:
         kept: list[str] = []
         for line in body.splitlines():
-            if "ERR" in line or "err" in line:
+            if "ERR" in line:
                 m = _ERR_LINE.fullmatch(line.strip())
                 if m is None or m.group(3) is None or m.group(3) in errors:
                     return None
@@ -398,39 +429,36 @@ def _parse_clean_multi(body: str, numbers: Sequence[str]) -> list[NumberResult] 
         id_body = "\n".join(kept)
     else:
         id_body = body.strip()
-    tokens = id_body.split()
-    k = len(tokens) // 4
-    if len(tokens) != 4 * k or k + len(errors) != n:
-        return None
+    k = n - len(errors)
+    by_to: dict[str, str] = {}
     if k:
-        ids = tokens[1::4]
+        # Every line "ID: <id> To: <number>": with the markers removed, two tokens a line.
         if (
-            tokens[0::4].count("ID:") != k
-            or tokens[2::4].count("To:") != k
+            id_body.count("ID: ") != k
+            or id_body.count(" To: ") != k
             or id_body.count("\n") != k - 1
             or not id_body.isascii()
-            or not "".join(ids).encode("ascii").isalnum()
-            or max(map(len, ids)) > 64
         ):
             return None
-        by_to = dict(zip(tokens[3::4], ids, strict=True))
+        tokens = id_body.replace("ID: ", "").replace(" To: ", " ").split()
+        if len(tokens) != 2 * k:
+            return None
+        id_tokens = tokens[0::2]
+        if not "".join(id_tokens).encode("ascii").isalnum() or max(map(len, id_tokens)) > 64:
+            return None
+        by_to = dict(zip(tokens[1::2], id_tokens, strict=True))
         if len(by_to) != k or not errors.keys().isdisjoint(by_to):
             return None
-    else:
-        by_to = {}
-    accepted = Verdict.ACCEPTED
-    results: list[NumberResult] = []
-    append = results.append
-    for number in numbers:
-        api_id = by_to.get(number)
-        if api_id is not None:
-            append(_new_result(NumberResult, (accepted, api_id, 0, "")))
-            continue
-        error = errors.get(number)
-        if error is None:
-            return None
-        append(error)
-    return results
+    elif id_body:
+        return None
+    ids: list[str | None] = list(map(by_to.get, numbers))
+    if len(errors) != ids.count(None):
+        return None  # a number answered neither with an ID nor with an ERR line
+    if errors and not all(
+        number in errors for number, i in zip(numbers, ids, strict=True) if i is None
+    ):
+        return None
+    return SendmsgAnswer(api_ids=ids, rejections=errors, numbers=numbers)
 
 
 def _quote(line: str, limit: int = 120) -> str:
