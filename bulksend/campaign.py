@@ -47,6 +47,7 @@ from bulksend.journal import (
 )
 from bulksend.numbers import NumberPolicy
 from bulksend.protocol import Auth, MessageOptions, SendmsgTemplate, Verdict, classify
+from bulksend.reader import InlineReader, ProcessReader, make_reader
 from bulksend.receipts import collect_receipts
 from bulksend.source import RecipientSource
 
@@ -179,6 +180,7 @@ class Campaign:
             policy=NumberPolicy(default_country=settings.default_country, strict=settings.strict),
             dedupe=settings.dedupe,
         )
+        self.reader: InlineReader | ProcessReader = InlineReader(self.source)
         self._stop_reason = ""
         self._exit_code = EXIT_OK
         self._stopping = asyncio.Event()
@@ -228,8 +230,8 @@ class Campaign:
     # -- dry run -----------------------------------------------------------------------------------
 
     async def _dry_run(self) -> None:
-        for _block in self.source.blocks():
-            await asyncio.sleep(0)
+        async for _block in self.reader.blocks():
+            pass
         self._fill_source_stats()
         size = self.settings.effective_batch_size
         self.summary.batches = -(-self.summary.valid // size) if self.summary.valid else 0
@@ -283,10 +285,18 @@ class Campaign:
                     gateway.limiter_for(s.effective_batch_size)
                     await self._login(gateway)
                     with self._signals():
+                        self.reader = make_reader(
+                            s.input_path,
+                            column=s.column,
+                            policy=self.source.policy,
+                            dedupe=s.dedupe,
+                            mode=s.reader,
+                        )
                         await self._pipeline(gateway, journal, queue, rejects, state.done)
                 rejects_file.flush()
                 os.fsync(rejects_file.fileno())
         finally:
+            self.reader.close()
             journal.close()
         self.summary.throttled = gateway.window.throttled
 
@@ -335,7 +345,7 @@ class Campaign:
         rows: list[int] = []
         msisdns: list[str] = []
         check_done = len(done) > 0
-        for block in self.source.blocks():
+        async for block in self.reader.blocks():
             if block.rejects:
                 rejects.writerows((r.row, r.raw, r.reason) for r in block.rejects)
             if check_done:
@@ -501,10 +511,10 @@ class Campaign:
 
     def snapshot(self, done: bool = False) -> Snapshot:
         elapsed = max(1e-9, time.monotonic() - self._started)
-        stats = self.source.stats
+        stats = self.reader.stats
         rejected_input = sum(stats.rejected.values()) + stats.duplicates
         fraction = None
-        pos = getattr(self.source, "bytes_read", None)
+        pos = self.reader.bytes_read
         if pos is not None and self._bytes_total:
             fraction = min(1.0, pos / self._bytes_total)
         done_fraction = None
@@ -571,7 +581,7 @@ class Campaign:
     # -- summary -----------------------------------------------------------------------------------
 
     def _fill_source_stats(self) -> None:
-        stats = self.source.stats
+        stats = self.reader.stats
         self.summary.rows = stats.rows
         self.summary.valid = stats.valid
         self.summary.duplicates = stats.duplicates

@@ -110,6 +110,7 @@ class CampaignSettings:
     retry_max_seconds: float = 300.0
     fsync_interval: float = 1.0
     install_signal_handlers: bool = True
+    reader: Literal["auto", "process", "inline"] = "auto"
     receipts_listen: str | None = None
     """``HOST:PORT``: run a delivery-receipt receiver alongside the campaign."""
 

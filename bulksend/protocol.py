@@ -276,7 +276,7 @@ class SendmsgAnswer:
         error: GatewayError | None = None,
         anomalies: list[str] | None = None,
         *,
-        api_ids: list[str | None] | None = None,
+        api_ids: Sequence[str | None] | None = None,
         rejections: dict[str, NumberResult] | None = None,
         numbers: Sequence[str] = (),
     ) -> None:
@@ -432,21 +432,20 @@ def _parse_clean_multi(body: str, numbers: Sequence[str]) -> SendmsgAnswer | Non
     k = n - len(errors)
     by_to: dict[str, str] = {}
     if k:
-        # Every line "ID: <id> To: <number>": with the markers removed, two tokens a line.
-        if (
-            id_body.count("ID: ") != k
-            or id_body.count(" To: ") != k
-            or id_body.count("\n") != k - 1
-            or not id_body.isascii()
-        ):
+        # Every line "ID: <id> To: <number>": four tokens a line, checked with C-level list ops.
+        if id_body.count("\n") != k - 1 or not id_body.isascii():
             return None
-        tokens = id_body.replace("ID: ", "").replace(" To: ", " ").split()
-        if len(tokens) != 2 * k:
+        tokens = id_body.split()
+        if len(tokens) != 4 * k or tokens[0::4].count("ID:") != k or tokens[2::4].count("To:") != k:
             return None
-        id_tokens = tokens[0::2]
+        id_tokens = tokens[1::4]
         if not "".join(id_tokens).encode("ascii").isalnum() or max(map(len, id_tokens)) > 64:
             return None
-        by_to = dict(zip(tokens[1::2], id_tokens, strict=True))
+        to_tokens = tokens[3::4]
+        if not errors and to_tokens == numbers:
+            # Each line's To: is the number asked for at that place: matched by To:, cheaply.
+            return SendmsgAnswer(api_ids=id_tokens, numbers=numbers)
+        by_to = dict(zip(to_tokens, id_tokens, strict=True))
         if len(by_to) != k or not errors.keys().isdisjoint(by_to):
             return None
     elif id_body:

@@ -310,3 +310,41 @@ async def test_results_files_are_private(
     await run_campaign_async(make_settings(simulator, tmp_path / "in.csv"))
     for name in ("in.results.csv", "in.results.csv.journal", "in.rejects.csv"):
         assert (tmp_path / name).stat().st_mode & 0o777 == 0o600
+
+
+async def test_reader_in_a_child_process_gives_the_same_campaign(
+    tmp_path: Path, simulator: Simulator, make_settings: MakeSettings
+) -> None:
+    rows = ["phone", *(f"+2782{i:07d}" for i in range(3000)), "bad", "+27820000005", ""]
+    (tmp_path / "in.csv").write_text("\n".join(rows) + "\n", encoding="utf-8")
+    summary = await run_campaign_async(
+        make_settings(simulator, tmp_path / "in.csv", reader="process")
+    )
+    assert summary.accepted == 3000 and summary.input_rejected == 3
+    assert summary.rows == 3003 and summary.duplicates == 1
+    results = read_results(tmp_path / "in.results.csv")
+    check_against_ledger(results, simulator)
+    rejects = (tmp_path / "in.rejects.csv").read_text(encoding="utf-8")
+    assert "duplicate of row 7" in rejects
+
+
+async def test_reader_process_reports_a_bad_file_as_an_input_error(
+    tmp_path: Path, simulator: Simulator, make_settings: MakeSettings
+) -> None:
+    (tmp_path / "in.csv").write_text("name,city\nAnn,Durban\n", encoding="utf-8")
+    with pytest.raises(InputError, match="no column looks like phone numbers"):
+        await run_campaign_async(make_settings(simulator, tmp_path / "in.csv", reader="process"))
+
+
+async def test_reader_process_ends_when_the_campaign_stops_early(
+    tmp_path: Path, simulator: Simulator, make_settings: MakeSettings
+) -> None:
+    import multiprocessing
+
+    write_numbers(tmp_path / "in.csv", 50_000)
+    simulator.faults.credit = 1200
+    summary = await run_campaign_async(
+        make_settings(simulator, tmp_path / "in.csv", reader="process", concurrency=1)
+    )
+    assert summary.exit_code == 2
+    assert not [p for p in multiprocessing.active_children() if p.name == "bulksend-reader"]
