@@ -15,7 +15,12 @@ import pytest
 
 from bulksend.cli import main
 from bulksend.simulator import DEFAULT_API_ID, DEFAULT_PASSWORD, DEFAULT_USER, Simulator
-from tests.e2e.support import read_results, write_numbers
+from tests.e2e.support import (
+    read_results,
+    start_send,
+    start_simulator_process,
+    write_numbers,
+)
 
 
 def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
@@ -140,54 +145,11 @@ async def test_cli_campaign_against_the_simulator(tmp_path: Path) -> None:
 
 
 def _start_sim(tmp_path: Path, latency: str) -> tuple[subprocess.Popen[str], str]:
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "bulksend",
-            "simulate",
-            "--latency",
-            latency,
-            "--ledger",
-            str(tmp_path / "ledger.csv"),
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    assert proc.stdout is not None
-    return proc, proc.stdout.readline().rsplit(" ", 1)[-1].strip()
+    return start_simulator_process("--latency", latency, "--ledger", str(tmp_path / "ledger.csv"))
 
 
 def _send(tmp_path: Path, url: str) -> subprocess.Popen[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("BULKSEND_")}
-    env.update(
-        BULKSEND_PASSWORD=DEFAULT_PASSWORD,
-        BULKSEND_USER=DEFAULT_USER,
-        BULKSEND_API_ID=DEFAULT_API_ID,
-    )
-    return subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "bulksend",
-            "send",
-            str(tmp_path / "in.csv"),
-            "--text",
-            "hi",
-            "--endpoint",
-            url,
-            "--concurrency",
-            "2",
-            "--batch-size",
-            "100",
-            "--no-progress",
-        ],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    return start_send(url, tmp_path / "in.csv", "--concurrency", "2", "--batch-size", "100")
 
 
 def _wait_for_results(path: Path, proc: subprocess.Popen[str], rows: int) -> None:

@@ -10,7 +10,6 @@ import os
 import random
 import signal
 import subprocess
-import sys
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -18,8 +17,14 @@ from pathlib import Path
 
 import pytest
 
-from bulksend.simulator import DEFAULT_API_ID, DEFAULT_PASSWORD, DEFAULT_USER, read_ledger
-from tests.e2e.support import read_results, write_numbers
+from bulksend.simulator import read_ledger
+from tests.e2e.support import (
+    read_results,
+    start_send,
+    start_simulator_process,
+    stop_process,
+    write_numbers,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -32,61 +37,25 @@ SEED = int(os.environ.get("BULKSEND_CHAOS_SEED", "20261127"))
 @pytest.fixture
 def sim(tmp_path: Path) -> Iterator[tuple[str, Path]]:
     ledger = tmp_path / "ledger.csv"
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "bulksend",
-            "simulate",
-            "--latency",
-            "0.02",
-            "--jitter",
-            "0.01",
-            "--ledger",
-            str(ledger),
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
+    proc, url = start_simulator_process(
+        "--latency", "0.02", "--jitter", "0.01", "--ledger", str(ledger)
     )
-    assert proc.stdout is not None
-    url = proc.stdout.readline().rsplit(" ", 1)[-1].strip()
     try:
         yield url, ledger
     finally:
-        proc.send_signal(signal.SIGTERM)
-        proc.wait(timeout=30)
+        stop_process(proc)
 
 
 def _send(url: str, input_path: Path, *extra: str) -> subprocess.Popen[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("BULKSEND_")}
-    env.update(
-        BULKSEND_PASSWORD=DEFAULT_PASSWORD,
-        BULKSEND_USER=DEFAULT_USER,
-        BULKSEND_API_ID=DEFAULT_API_ID,
-    )
-    return subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "bulksend",
-            "send",
-            str(input_path),
-            "--text",
-            "chaos",
-            "--endpoint",
-            url,
-            "--concurrency",
-            str(CONCURRENCY),
-            "--batch-size",
-            str(BATCH),
-            "--no-progress",
-            *extra,
-        ],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
+    return start_send(
+        url,
+        input_path,
+        "--concurrency",
+        str(CONCURRENCY),
+        "--batch-size",
+        str(BATCH),
+        *extra,
+        text="chaos",
     )
 
 

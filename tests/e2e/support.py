@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import csv
+import os
 import random
+import signal
+import subprocess
+import sys
 from collections import Counter
 from pathlib import Path
 
-from bulksend.simulator import Simulator
+from bulksend.simulator import DEFAULT_API_ID, DEFAULT_PASSWORD, DEFAULT_USER, Simulator
 
 
 def write_numbers(path: Path, count: int, *, seed: int = 1, header: bool = True) -> list[str]:
@@ -47,3 +51,58 @@ def check_against_ledger(results: list[dict[str, str]], sim: Simulator) -> Count
     for pair in ledger_pairs - accepted:
         assert pair[0] in unknown_numbers, f"accepted by the gateway but not recorded: {pair}"
     return Counter(r["status"] for r in results)
+
+
+def cli_env(**extra: str) -> dict[str, str]:
+    """The environment for a `bulksend` child: no stray BULKSEND_* from the caller, the
+    simulator's demo account, and ``extra``."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("BULKSEND_")}
+    env.update(
+        BULKSEND_PASSWORD=DEFAULT_PASSWORD,
+        BULKSEND_USER=DEFAULT_USER,
+        BULKSEND_API_ID=DEFAULT_API_ID,
+    )
+    env.update(extra)
+    return env
+
+
+def start_simulator_process(*args: str) -> tuple[subprocess.Popen[str], str]:
+    """`bulksend simulate ARGS` in its own process; returns it and the URL it printed."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "bulksend", "simulate", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdout is not None
+    line = proc.stdout.readline()
+    assert "listening on" in line, line + (proc.stderr.read() if proc.stderr else "")
+    return proc, line.rsplit(" ", 1)[-1].strip()
+
+
+def stop_process(proc: subprocess.Popen[str]) -> None:
+    proc.send_signal(signal.SIGTERM)
+    proc.wait(timeout=30)
+
+
+def start_send(url: str, input_path: Path, *extra: str, text: str = "hi") -> subprocess.Popen[str]:
+    """`bulksend send INPUT --text TEXT --endpoint URL --no-progress EXTRA` as a child process."""
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "bulksend",
+            "send",
+            str(input_path),
+            "--text",
+            text,
+            "--endpoint",
+            url,
+            "--no-progress",
+            *extra,
+        ],
+        env=cli_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )

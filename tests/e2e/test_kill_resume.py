@@ -3,10 +3,7 @@ that nothing was sent twice and every accepted ID is in the results."""
 
 from __future__ import annotations
 
-import os
-import signal
 import subprocess
-import sys
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -14,63 +11,31 @@ from pathlib import Path
 
 import pytest
 
-from bulksend.simulator import DEFAULT_API_ID, DEFAULT_PASSWORD, DEFAULT_USER, read_ledger
-from tests.e2e.support import read_results, write_numbers
-
-
-def _start_simulator(ledger: Path, *extra: str) -> tuple[subprocess.Popen[str], str]:
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "bulksend", "simulate", "--ledger", str(ledger), *extra],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    assert proc.stdout is not None
-    line = proc.stdout.readline()
-    assert "listening on" in line, line + (proc.stderr.read() if proc.stderr else "")
-    return proc, line.rsplit(" ", 1)[-1].strip()
+from bulksend.simulator import DEFAULT_PASSWORD, read_ledger
+from tests.e2e.support import (
+    read_results,
+    start_send,
+    start_simulator_process,
+    stop_process,
+    write_numbers,
+)
 
 
 @pytest.fixture
 def simulator_process(tmp_path: Path) -> Iterator[tuple[str, Path]]:
     ledger = tmp_path / "ledger.csv"
-    proc, url = _start_simulator(ledger, "--latency", "0.04", "--jitter", "0.02")
+    proc, url = start_simulator_process(
+        "--ledger", str(ledger), "--latency", "0.04", "--jitter", "0.02"
+    )
     try:
         yield url, ledger
     finally:
-        proc.send_signal(signal.SIGTERM)
-        proc.wait(timeout=10)
+        stop_process(proc)
 
 
-def _send(url: str, input_path: Path, *extra: str) -> subprocess.Popen[str]:
-    env = {
-        **os.environ,
-        "BULKSEND_PASSWORD": DEFAULT_PASSWORD,
-        "BULKSEND_USER": DEFAULT_USER,
-        "BULKSEND_API_ID": DEFAULT_API_ID,
-    }
-    return subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "bulksend",
-            "send",
-            str(input_path),
-            "--text",
-            "kill test",
-            "--endpoint",
-            url,
-            "--concurrency",
-            "4",
-            "--batch-size",
-            "200",
-            "--no-progress",
-            *extra,
-        ],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
+def _send(url: str, input_path: Path) -> subprocess.Popen[str]:
+    return start_send(
+        url, input_path, "--concurrency", "4", "--batch-size", "200", text="kill test"
     )
 
 
