@@ -35,9 +35,9 @@ from bulksend.source import Block, RecipientSource, Reject, SourceStats
 
 __all__ = ["InlineReader", "ProcessReader", "make_reader"]
 
-# Files smaller than this (about 80 000 numbers) are read in-process: a child costs more
+# Files smaller than this (about 300 000 numbers) are read in-process: a child costs more
 # than it saves.
-PROCESS_THRESHOLD_BYTES = 1 << 20
+PROCESS_THRESHOLD_BYTES = 4 << 20
 _BLOCK_ROWS = 8192
 
 
