@@ -565,6 +565,7 @@ class Campaign:
                 if main is not None:
                     main.cancel()
 
+        previous = {signum: signal.getsignal(signum) for signum in (signal.SIGINT, signal.SIGTERM)}
         installed = []
         for signum in (signal.SIGINT, signal.SIGTERM):
             try:
@@ -577,6 +578,9 @@ class Campaign:
         finally:
             for signum in installed:
                 loop.remove_signal_handler(signum)
+                handler = previous[signum]
+                if handler is not None:  # restore the CLI's own (remove_signal_handler resets)
+                    signal.signal(signum, handler)
 
     # -- summary -----------------------------------------------------------------------------------
 

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import argparse
 import logging
+import signal
 import sys
+import threading
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -277,8 +279,16 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
     return sim_cli.run(args)
 
 
+def _exit_on_sigterm(signum: int, frame: object) -> None:
+    # Before a campaign installs its own handler (start-up) and after it removed it: nothing is
+    # in flight, so leave at once with the documented code.
+    raise SystemExit(143)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _exit_on_sigterm)
     debug = "--debug" in argv
     _setup_logging(debug)
     try:

@@ -173,9 +173,12 @@ def test_sigint_and_sigterm_drain_cleanly_with_zero_unknown(
     url, ledger_path = sim
     path, _ = _input(tmp_path)
     rng = random.Random(SEED + signum)
+    results_path = tmp_path / "in.results.csv"
     for _ in range(3):
+        before = results_path.stat().st_size if results_path.exists() else 0
         proc = _send(url, path)
-        time.sleep(rng.uniform(0.8, 2.0))
+        _wait_until_sending(proc, results_path, before)
+        time.sleep(rng.uniform(0.02, 0.3))
         if proc.poll() is None:
             proc.send_signal(signum)
             _, err = proc.communicate(timeout=60)
