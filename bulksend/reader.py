@@ -66,11 +66,16 @@ class InlineReader:
 
 def _child(
     conn: Connection,
+    parent_end: Connection | None,
     path: str,
     column: str | int | None,
     policy: NumberPolicy,
     dedupe: bool,
 ) -> None:
+    if parent_end is not None:
+        # A forked child holds a copy of the parent's reading end: close it, or the pipe would
+        # never report the parent gone and a child blocked on a full pipe would wait forever.
+        parent_end.close()
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     source = RecipientSource(
@@ -118,11 +123,12 @@ class ProcessReader:
         self.stats = SourceStats()
         self.bytes_read = 0
         methods = multiprocessing.get_all_start_methods()
-        context: Any = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
+        fork = "fork" in methods
+        context: Any = multiprocessing.get_context("fork" if fork else "spawn")
         self._conn, child_conn = context.Pipe(duplex=False)
         self._process = context.Process(
             target=_child,
-            args=(child_conn, self.path, column, policy, dedupe),
+            args=(child_conn, self._conn if fork else None, self.path, column, policy, dedupe),
             name="bulksend-reader",
             daemon=True,
         )

@@ -79,3 +79,37 @@ def test_kill_9_then_resume_sends_nothing_twice_and_loses_no_id(
     # Only batches in flight at a kill can be unknown: at most 2 kills x 4 batches x 200 rows.
     assert len(unknown) <= 2 * 4 * 200
     assert DEFAULT_PASSWORD not in out + err
+
+
+def test_reader_child_does_not_outlive_a_killed_campaign(
+    tmp_path: Path, simulator_process: tuple[str, Path]
+) -> None:
+    url, _ = simulator_process
+    write_numbers(tmp_path / "in.csv", 400_000)  # over 4 MB: read in a child process
+    results_path = tmp_path / "in.results.csv"
+    proc = _send(url, tmp_path / "in.csv")
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and proc.poll() is None:
+        if results_path.exists() and results_path.stat().st_size > 1000:
+            break
+        time.sleep(0.02)
+    children = subprocess.run(
+        ["pgrep", "-P", str(proc.pid)], capture_output=True, text=True, check=False
+    ).stdout.split()
+    assert children, "the reader child was not running"
+    proc.kill()
+    proc.communicate(timeout=30)
+    deadline = time.monotonic() + 10
+    alive = children
+    while alive and time.monotonic() < deadline:
+        alive = [pid for pid in children if Path(f"/proc/{pid}").exists() and _running(pid)]
+        time.sleep(0.05)
+    assert not alive, f"reader process(es) {alive} outlived the killed campaign"
+
+
+def _running(pid: str) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, IndexError):
+        return False
+    return state != "Z"
