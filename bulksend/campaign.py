@@ -48,7 +48,7 @@ from bulksend.journal import (
 from bulksend.numbers import NumberPolicy
 from bulksend.protocol import Auth, MessageOptions, SendmsgTemplate, Verdict, classify
 from bulksend.reader import InlineReader, ProcessReader, make_reader
-from bulksend.receipts import collect_receipts
+from bulksend.receipts import collect_receipts, receipts_path_for
 from bulksend.source import RecipientSource
 
 __all__ = [
@@ -119,6 +119,7 @@ class CampaignSummary:
     pending: int = 0
     previously_done: int = 0
     recovered_unknown: int = 0
+    reconciled: int = 0
     resumed: bool = False
     batches: int = 0
     requests: int = 0
@@ -252,11 +253,20 @@ class Campaign:
             },
             restart=s.restart,
             resend_unknown=s.resend_unknown,
+            receipts_path=receipts_path_for(s.results_path),
         )
         self.summary.resumed = state.resumed
         self.summary.previously_done = len(state.done) - state.recovered_unknown
         self.summary.recovered_unknown = state.recovered_unknown
         self._counts.update(state.counts)
+        self.summary.reconciled = state.reconciled
+        if state.reconciled or state.resent_unknown:
+            log.warning(
+                "--resend-unknown: %d unknown rows have a delivery receipt and are recorded "
+                "accepted; %d will be sent again",
+                state.reconciled,
+                state.resent_unknown,
+            )
         if state.recovered_unknown:
             log.warning(
                 "%d rows were in flight when a previous run stopped; recorded as unknown "

@@ -161,6 +161,7 @@ class ResumeState:
     counts: dict[str, int] = field(default_factory=dict)
     recovered_unknown: int = 0
     resent_unknown: int = 0
+    reconciled: int = 0  # unknown rows found in the delivery receipts: accepted after all
     resumed: bool = False
 
 
@@ -213,6 +214,7 @@ class Journal:
         self._seq = 0
         self._open_intents: dict[int, str] = {}
         self._recovered: list[ResultLine] = []
+        self._reconciled: list[ResultLine] = []
         self._since_compact = 0
         self.compact_every = compact_every
         self._last_fsync = time.monotonic()
@@ -227,6 +229,7 @@ class Journal:
         describe: dict[str, object],
         restart: bool = False,
         resend_unknown: bool = False,
+        receipts_path: Path | None = None,
     ) -> ResumeState:
         """Open (creating or resuming) the journal for the campaign identified by ``fingerprint``.
 
@@ -244,12 +247,20 @@ class Journal:
             exists = False
         if exists:
             self._check_same_campaign(fingerprint)
-            self._resume(resend_unknown=resend_unknown)
+            self._resume(resend_unknown=resend_unknown, receipts_path=receipts_path)
         else:
             self._create(fingerprint, describe)
         self._results_fd = _open_append(self.results_path)
         self._intent_fd = _open_append(self.intent_path)
         if self.state.resumed:
+            if self._reconciled:
+                self.write_results(self._reconciled)
+                for line in self._reconciled:
+                    self.state.done.add(line.row)
+                self.state.counts["accepted"] = self.state.counts.get("accepted", 0) + len(
+                    self._reconciled
+                )
+                self._reconciled = []
             self._settle_recovered()
         return self.state
 
@@ -302,12 +313,12 @@ class Journal:
                 "move the old results aside and start a new campaign"
             )
 
-    def _resume(self, *, resend_unknown: bool) -> None:
+    def _resume(self, *, resend_unknown: bool, receipts_path: Path | None) -> None:
         state = self.state
         state.resumed = True
         _cut_torn_tail(self.results_path)
         _cut_torn_tail(self.intent_path)
-        unknown_rows: list[int] = []
+        unknown_rows: dict[int, str] = {}
         with self.results_path.open("r", encoding="utf-8", newline="") as f:
             reader = csv.reader(f)
             header = next(reader, None)
@@ -319,12 +330,14 @@ class Journal:
                 row = int(record[0])
                 status = record[2]
                 if resend_unknown and status == "unknown":
-                    state.resent_unknown += 1
-                    unknown_rows.append(row)
+                    unknown_rows[row] = record[1]
                     continue
                 state.done.add(row)
                 state.counts[status] = state.counts.get(status, 0) + 1
         if unknown_rows:
+            self._reconciled = self._reconcile(unknown_rows, receipts_path)
+            state.reconciled = len(self._reconciled)
+            state.resent_unknown = len(unknown_rows) - state.reconciled
             self._rewrite_without(set(unknown_rows))
 
         # Intents without a matching result: those batches may have been processed.
@@ -362,6 +375,38 @@ class Journal:
                         sent_at=now,
                     )
                 )
+
+    def _reconcile(self, unknown: dict[int, str], receipts_path: Path | None) -> list[ResultLine]:
+        """Unknown rows whose number has a delivery receipt with an id not already recorded: the
+        gateway did accept them. They become ``accepted`` with that id instead of being sent again.
+        """
+        if receipts_path is None or not receipts_path.is_file():
+            return []
+        rows_by_to: dict[str, list[int]] = {}
+        for row, to in unknown.items():
+            if to:
+                rows_by_to.setdefault(to, []).append(row)
+        taken: set[str] = set()  # ids the results already hold for these numbers
+        with self.results_path.open("r", encoding="utf-8", newline="") as f:
+            for record in csv.reader(f):
+                if len(record) > 3 and record[2] == "accepted" and record[1] in rows_by_to:
+                    taken.add(record[3])
+        found: dict[str, list[str]] = {}
+        with receipts_path.open("r", encoding="utf-8", newline="") as f:
+            for receipt in csv.DictReader(f):
+                to, api_id = receipt.get("to") or "", receipt.get("api_msg_id") or ""
+                if to in rows_by_to and api_id and api_id not in taken:
+                    ids = found.setdefault(to, [])
+                    if api_id not in ids:
+                        ids.append(api_id)
+        now = utc_now()
+        return [
+            ResultLine(
+                row, to, "accepted", api_id, None, "reconciled from a delivery receipt", 1, now
+            )
+            for to, rows in rows_by_to.items()
+            for row, api_id in zip(rows, found.get(to, ()), strict=False)
+        ]
 
     def _rewrite_without(self, rows: set[int]) -> None:
         tmp = self.results_path.with_name(self.results_path.name + ".tmp")

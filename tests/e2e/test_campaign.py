@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 
@@ -348,3 +349,52 @@ async def test_reader_process_ends_when_the_campaign_stops_early(
     )
     assert summary.exit_code == 2
     assert not [p for p in multiprocessing.active_children() if p.name == "bulksend-reader"]
+
+
+async def test_resend_unknown_uses_delivery_receipts_to_avoid_texting_twice(
+    tmp_path: Path, make_settings: MakeSettings
+) -> None:
+    import socket
+
+    from bulksend.simulator import Faults
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    numbers = write_numbers(tmp_path / "in.csv", 3000)
+    faults = Faults(seed=3, drop_after_rate=0.3, drop_before_rate=0.2, delivery_delay=0.0)
+    async with Simulator(faults=faults, callback_url=f"http://127.0.0.1:{port}/") as sim:
+        settings = make_settings(
+            sim,
+            tmp_path / "in.csv",
+            batch_size=100,
+            callback=2,
+            receipts_listen=f"127.0.0.1:{port}",
+        )
+        first = await run_campaign_async(settings)
+        results = read_results(tmp_path / "in.results.csv")
+        unknown = {r["to"] for r in results if r["status"] == "unknown"}
+        seen = {e.to for e in sim.ledger.entries}
+        assert unknown & seen and unknown - seen  # both kinds of "maybe sent"
+        assert first.unknown == len(unknown)
+
+        sim.faults.drop_after_rate = sim.faults.drop_before_rate = 0.0
+        again = await run_campaign_async(
+            make_settings(
+                sim,
+                tmp_path / "in.csv",
+                batch_size=100,
+                callback=2,
+                receipts_listen=f"127.0.0.1:{port}",
+                resend_unknown=True,
+            )
+        )
+        # The ones the gateway had seen were found in the receipts, not sent again.
+        assert again.reconciled == len(unknown & seen)
+        per_number = Counter(e.to for e in sim.ledger.entries)
+        assert max(per_number.values()) == 1
+        assert set(per_number) == set(numbers)
+        final = read_results(tmp_path / "in.results.csv")
+        assert all(r["status"] == "accepted" for r in final) and len(final) == 3000
+        ledger_ids = {(e.to, e.api_msg_id) for e in sim.ledger.entries}
+        assert {(r["to"], r["api_msg_id"]) for r in final} == ledger_ids
