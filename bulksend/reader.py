@@ -79,7 +79,12 @@ def _child(
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     source = RecipientSource(
-        path, column=column, policy=policy, dedupe=dedupe, block_rows=_BLOCK_ROWS
+        path,
+        column=column,
+        policy=policy,
+        dedupe=dedupe,
+        block_rows=_BLOCK_ROWS,
+        compact_dedupe=True,  # memory matters most for big files; this core has CPU to spare
     )
     try:
         for block in source.blocks():

@@ -59,6 +59,7 @@ from dataclasses import dataclass, field
 from itertools import chain, islice, repeat
 from typing import BinaryIO, NamedTuple
 
+from bulksend.dedupe import FirstRowTable
 from bulksend.errors import InputError
 from bulksend.numbers import NumberPolicy, Reason, normalise
 
@@ -200,12 +201,16 @@ class RecipientSource:
         policy: NumberPolicy = _DEFAULT_POLICY,
         dedupe: bool = True,
         block_rows: int = 2048,
+        compact_dedupe: bool = False,
     ) -> None:
         if block_rows < 1:
             raise ValueError("block_rows must be at least 1")
         self.path = os.fspath(path)
         self.policy = policy
         self.dedupe = dedupe
+        # A FirstRowTable (~27 B per unique number) instead of a dict (~105 B), at ~0.8 µs more
+        # CPU per row: for big files, read in their own process (bulksend.reader).
+        self.compact_dedupe = compact_dedupe
         self.block_rows = block_rows
         self._column: str | int | None
         if isinstance(column, str):
@@ -535,7 +540,15 @@ class RecipientSource:
         index = st.column_index
         block_rows = self.block_rows
         dedupe = self.dedupe
-        seen: dict[int, int] = {}
+        seen: dict[int, int] | FirstRowTable
+        if self.compact_dedupe:
+            try:
+                expected = os.stat(self.path).st_size // 12  # ~12 bytes a row
+            except OSError:
+                expected = 0
+            seen = FirstRowTable(expected if dedupe else 0)
+        else:
+            seen = {}
         first_row_of = seen.setdefault
         row = start = 1 if st.header else 0
         end = row + block_rows
