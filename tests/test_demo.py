@@ -1,0 +1,44 @@
+"""`bulksend demo`: the first thing a new user runs must work, with no credentials and no network."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.e2e.support import cli_env, read_results
+
+
+def test_demo_runs_a_campaign_and_reports_deliveries(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "bulksend",
+            "demo",
+            "--recipients",
+            "3000",
+            "--dir",
+            str(tmp_path),
+            "--no-progress",
+            "--latency",
+            "0.01",
+            "--jitter",
+            "0.005",
+        ],
+        capture_output=True,
+        text=True,
+        env={k: v for k, v in cli_env().items() if not k.startswith("BULKSEND_")},
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "Traceback" not in result.stderr
+    out = result.stdout
+    assert "simulator listening on http://127.0.0.1:" in out
+    assert "bulksend report" in out and "delivered (004)" in out
+    results = read_results(tmp_path / "recipients-3000.results.csv")
+    rejects = read_results(tmp_path / "recipients-3000.rejects.csv")
+    assert len(results) + len(rejects) == 3000  # every sample row accounted for
+    assert {r["status"] for r in results} <= {"accepted", "rejected"}
+    assert any(r["status"] == "rejected" for r in results)  # the simulator's per-recipient refusals
+    assert (tmp_path / "recipients-3000.receipts.csv").exists()
