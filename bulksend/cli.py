@@ -104,11 +104,28 @@ def _add_send_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--callback", type=int, choices=range(8), help="delivery callbacks 0..7 [0]")
     p.add_argument("--default-country", help="region for national numbers, e.g. ZA, GB")
     p.add_argument("--strict", action="store_true", default=None, help="full numbering-plan check")
-    p.add_argument("--no-dedupe", dest="dedupe", action="store_false", default=None)
-    p.add_argument("--resend-unknown", action="store_true", default=None)
+    p.add_argument(
+        "--no-dedupe",
+        dest="dedupe",
+        action="store_false",
+        default=None,
+        help="send repeated numbers too (memory stays flat)",
+    )
+    p.add_argument(
+        "--resend-unknown",
+        action="store_true",
+        default=None,
+        help="send rows recorded unknown again (those found in delivery receipts are not)",
+    )
     p.add_argument("--restart", action="store_true", default=None, help="move old results aside")
     p.add_argument("--summary-json", type=Path, help="also write the summary as JSON here")
-    p.add_argument("--no-progress", dest="progress", action="store_const", const="off")
+    p.add_argument(
+        "--no-progress",
+        dest="progress",
+        action="store_const",
+        const="off",
+        help="no live display (plain log lines are still printed when not on a terminal)",
+    )
     p.add_argument("--insecure", action="store_true", default=None, help="skip TLS verification")
     p.add_argument("--dry-run", action="store_true", default=None, help="count only; no network")
     p.add_argument(
@@ -124,7 +141,17 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--debug", action="store_true", help="verbose logs (secrets redacted)")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
-    send = sub.add_parser("send", help="run a campaign")
+    send = sub.add_parser(
+        "send",
+        help="run a campaign",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=(
+            "The password comes from BULKSEND_PASSWORD or the config file (password_env),\n"
+            "never from the command line. Rerun the same command to resume.\n\n"
+            "exit codes: 0 every row accounted; 1 bad usage or input; 2 stopped on a fatal\n"
+            "gateway error (rerun to resume); 130/143 interrupted by SIGINT/SIGTERM."
+        ),
+    )
     _add_send_arguments(send)
 
     demo = sub.add_parser("demo", help="a campaign against the embedded simulator")
