@@ -33,7 +33,7 @@ from typing import Any
 
 import aiofiles.os
 
-from bulksend import gsm
+from bulksend import aio, gsm
 from bulksend.client import BatchOutcome, BatchStatus, ClientSettings, Gateway, RetryPolicy
 from bulksend.config import CampaignSettings
 from bulksend.errors import ErrorClass, GatewayError, InputError, redact
@@ -92,8 +92,7 @@ class Snapshot:
     unknown: int
     in_flight: int
     rate: float
-    fraction_read: float | None
-    fraction_done: float | None = None
+    fraction_done: float | None = None  # rows sent (or done before) / estimated total
     done: bool = False
 
 
@@ -132,10 +131,6 @@ class CampaignSummary:
 
     def to_json(self) -> str:
         return redact(json.dumps(asdict(self), indent=2, sort_keys=True))
-
-
-class _Stop(Exception):
-    pass
 
 
 class Campaign:
@@ -189,7 +184,6 @@ class Campaign:
         self._sent = 0
         self._in_flight = 0
         self._skipped = 0
-        self._abandoned = 0
         self._bytes_total = 0
         self._rejected_codes: Counter[str] = Counter()
         self._counts: Counter[str] = Counter()
@@ -348,7 +342,7 @@ class Campaign:
             ticker.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await ticker
-            self._emit(journal, done=True)
+            self._emit(done=True)
 
     async def _produce(self, queue: asyncio.Queue[Batch | None], rejects: Any, done: Any) -> None:
         size = self.settings.effective_batch_size
@@ -375,7 +369,6 @@ class Campaign:
                 del rows[:size], msisdns[:size]
             if self._stopping.is_set():
                 return
-            await asyncio.sleep(0)
         if rows and not self._stopping.is_set():
             await queue.put(Batch(rows, msisdns))
 
@@ -387,7 +380,6 @@ class Campaign:
             if batch is None:
                 return
             if self._stopping.is_set():
-                self._abandoned += len(batch.rows)
                 continue
             seqs: list[int] = []
 
@@ -401,7 +393,6 @@ class Campaign:
                 self._in_flight -= 1
             self.summary.requests += outcome.attempts
             if not seqs:  # never left: nothing to record, the rows stay pending
-                self._abandoned += len(batch.rows)
                 if outcome.status is BatchStatus.FATAL:
                     self.stop(redact(outcome.reason), EXIT_FATAL)
                 continue
@@ -438,7 +429,7 @@ class Campaign:
             append = out.append
             accepted = Verdict.ACCEPTED
             tail = f",,,{attempts},{now}\n"
-            n_accepted = n_rejected = n_unknown = held_back = 0
+            n_accepted = n_rejected = n_unknown = 0
             stop_for = ""
             for row, msisdn, result in zip(batch.rows, batch.msisdns, outcome.results, strict=True):
                 if result[0] is accepted:
@@ -465,7 +456,6 @@ class Campaign:
                         n_rejected += 1
                     else:
                         # Not this number's fault (no credit, auth...): nothing was sent to it.
-                        held_back += 1
                         stop_for = (
                             f"gateway error {result.code:03d} ({klass.value}): {result.description}"
                         )
@@ -483,8 +473,7 @@ class Campaign:
             self._counts["unknown"] += n_unknown
             self._sent += len(out)
             journal.complete_text(seq, "".join(out))
-            if held_back:
-                self._abandoned += held_back
+            if stop_for:  # numbers held back: nothing was sent to them
                 self.stop(redact(stop_for), EXIT_FATAL)
             return
         if outcome.status is BatchStatus.UNKNOWN:
@@ -500,7 +489,6 @@ class Campaign:
             return
         # NOT_SENT or FATAL: nothing was processed; the rows stay pending for a resume.
         journal.abandon(seq)
-        self._abandoned += len(batch.rows)
         if outcome.status is BatchStatus.FATAL:
             self.stop(redact(outcome.reason), EXIT_FATAL)
         else:
@@ -510,11 +498,11 @@ class Campaign:
         fsync = aiofiles.os.wrap(_fsync_quietly)
         while True:
             await asyncio.sleep(self.progress_interval)
-            self._emit(journal)
+            self._emit()
             if journal.fsync_due():
                 await fsync(journal.fds())
 
-    def _emit(self, journal: Journal | None, done: bool = False) -> None:
+    def _emit(self, done: bool = False) -> None:
         if self.on_progress is None:
             return
         self.on_progress(self.snapshot(done=done))
@@ -523,10 +511,9 @@ class Campaign:
         elapsed = max(1e-9, time.monotonic() - self._started)
         stats = self.reader.stats
         rejected_input = sum(stats.rejected.values()) + stats.duplicates
-        fraction = None
-        pos = self.reader.bytes_read
-        if pos is not None and self._bytes_total:
-            fraction = min(1.0, pos / self._bytes_total)
+        fraction = (
+            min(1.0, self.reader.bytes_read / self._bytes_total) if self._bytes_total else 0.0
+        )
         done_fraction = None
         if fraction:
             # The reader runs ahead of the senders: estimate the total from what it has seen.
@@ -545,7 +532,6 @@ class Campaign:
             unknown=self._counts["unknown"],
             in_flight=self._in_flight,
             rate=self._sent / elapsed,
-            fraction_read=fraction,
             fraction_done=done_fraction,
             done=done,
         )
@@ -658,9 +644,4 @@ def run_campaign(
     settings: CampaignSettings, *, on_progress: Callable[[Snapshot], None] | None = None
 ) -> CampaignSummary:
     """Run a campaign to the end on a fresh event loop (uvloop where available)."""
-    coro = run_campaign_async(settings, on_progress=on_progress)
-    try:
-        import uvloop
-    except ImportError:  # pragma: no cover - Windows
-        return asyncio.run(coro)
-    return uvloop.run(coro)
+    return aio.run(run_campaign_async(settings, on_progress=on_progress))

@@ -19,7 +19,7 @@ import sys
 import tomllib
 import warnings
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Literal
 
@@ -313,8 +313,3 @@ def load_settings(
     if settings.insecure:
         warnings.warn("TLS certificate verification is OFF (--insecure)", stacklevel=2)
     return settings
-
-
-def with_overrides(settings: CampaignSettings, **changes: Any) -> CampaignSettings:
-    """A copy of ``settings`` with ``changes`` (validated again)."""
-    return replace(settings, **changes)

@@ -9,11 +9,11 @@ drained, the delivery report (:mod:`bulksend.report`) is printed after the campa
 
 from __future__ import annotations
 
-import asyncio
 import random
 import socket
 from pathlib import Path
 
+from bulksend import aio
 from bulksend.campaign import CampaignSummary, run_campaign_async
 from bulksend.config import CampaignSettings
 from bulksend.progress import make_progress, print_summary
@@ -127,12 +127,7 @@ def run_demo(
         jitter=jitter,
         concurrency=concurrency,
     )
-    try:
-        import uvloop
-    except ImportError:  # pragma: no cover
-        summary = asyncio.run(coro)
-    else:
-        summary = uvloop.run(coro)
+    summary = aio.run(coro)
     print_summary(summary)
     receipts = receipts_path_for(summary.results_path)
     print(f"results: {summary.results_path}\nrejects: {summary.rejects_path}")

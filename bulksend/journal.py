@@ -75,12 +75,6 @@ class RowBitmap:
             self._bits[byte] |= bit
             self.count += 1
 
-    def discard(self, row: int) -> None:
-        byte, bit = row >> 3, 1 << (row & 7)
-        if byte < len(self._bits) and self._bits[byte] & bit:
-            self._bits[byte] &= ~bit & 0xFF
-            self.count -= 1
-
     def __contains__(self, row: object) -> bool:
         if not isinstance(row, int) or row < 0:
             return False

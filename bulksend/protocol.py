@@ -211,16 +211,24 @@ def _number(value: float) -> str:
 class SendmsgTemplate:
     """Builds ``sendmsg`` form bodies for one message; the per-batch cost is joining the numbers."""
 
-    __slots__ = ("_static", "options")
+    __slots__ = ("_auth", "_prefix", "_static", "options")
 
     def __init__(self, options: MessageOptions) -> None:
         options.validate()
         self.options = options
         self._static = urlencode(options.params())
+        self._auth: Auth | None = None
+        self._prefix = ""
+
+    def _auth_prefix(self, auth: Auth) -> str:
+        # Auth changes only when a session is renewed: encode it once per Auth, not per batch.
+        if auth is not self._auth:
+            self._auth, self._prefix = auth, f"{auth.encoded()}&{self._static}&to="
+        return self._prefix
 
     def body(self, auth: Auth, numbers: Sequence[str]) -> bytes:
         """The ``application/x-www-form-urlencoded`` body for a POST of ``numbers``."""
-        return f"{auth.encoded()}&{self._static}&to={'%2C'.join(numbers)}".encode("ascii")
+        return (self._auth_prefix(auth) + "%2C".join(numbers)).encode("ascii")
 
     def query(self, auth: Auth, numbers: Sequence[str]) -> str:
         """The query string for a GET of ``numbers`` (at most :data:`MAX_NUMBERS_GET`)."""
@@ -228,7 +236,7 @@ class SendmsgTemplate:
             raise ProtocolError(
                 f"a GET carries at most {MAX_NUMBERS_GET} numbers, not {len(numbers)}"
             )
-        return f"{auth.encoded()}&{self._static}&to={quote_plus(','.join(numbers))}"
+        return self._auth_prefix(auth) + quote_plus(",".join(numbers))
 
 
 # --------------------------------------------------------------------------------------------------

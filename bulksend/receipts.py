@@ -51,6 +51,7 @@ from urllib.parse import unquote_plus
 
 from aiohttp import web
 
+from bulksend import aio
 from bulksend.errors import ConfigError, register_secret
 
 __all__ = [
@@ -525,11 +526,7 @@ def serve(listen: str, out_path: str | os.PathLike[str], token: str | None = Non
         log.warning(
             "listening on %s without --token: anyone who can reach it can add receipts", host
         )
-    try:
-        import uvloop
-    except ImportError:  # pragma: no cover - Windows
-        return asyncio.run(_serve(server))
-    return uvloop.run(_serve(server))
+    return aio.run(_serve(server))
 
 
 def _is_loopback(host: str) -> bool:

@@ -7,7 +7,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -17,30 +16,19 @@ from bulksend.cli import main
 from bulksend.simulator import DEFAULT_API_ID, DEFAULT_PASSWORD, DEFAULT_USER, Simulator
 from tests.e2e.support import (
     read_results,
+    run_bulksend,
     start_send,
     start_simulator_process,
     write_numbers,
 )
 
 
-def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    full_env = {k: v for k, v in os.environ.items() if not k.startswith("BULKSEND_")}
-    full_env.update(env or {})
-    return subprocess.run(
-        [sys.executable, "-m", "bulksend", *args],
-        capture_output=True,
-        text=True,
-        env=full_env,
-        timeout=120,
-    )
-
-
 def test_password_in_argv_is_refused_with_the_env_way_explained(tmp_path: Path) -> None:
-    result = run_cli("send", "x.csv", "--text", "hi", "--password", "hunter2-secret")
+    result = run_bulksend("send", "x.csv", "--text", "hi", "--password", "hunter2-secret")
     assert result.returncode == 1
     assert "BULKSEND_PASSWORD" in result.stderr
     assert "hunter2-secret" not in result.stdout + result.stderr
-    result = run_cli("send", "x.csv", "--text", "hi", "--password=hunter2-secret")
+    result = run_bulksend("send", "x.csv", "--text", "hi", "--password=hunter2-secret")
     assert result.returncode == 1 and "hunter2-secret" not in result.stderr
 
 
@@ -52,7 +40,7 @@ def test_password_in_argv_is_refused_with_the_env_way_explained(tmp_path: Path) 
     ],
 )
 def test_unusable_input_gives_a_message_and_exit_1(tmp_path: Path, make, needle: str) -> None:  # type: ignore[no-untyped-def]
-    result = run_cli("send", str(make(tmp_path)), "--text", "hi", "--dry-run")
+    result = run_bulksend("send", str(make(tmp_path)), "--text", "hi", "--dry-run")
     assert result.returncode == 1
     assert needle in result.stderr
     assert "Traceback" not in result.stderr
@@ -60,7 +48,7 @@ def test_unusable_input_gives_a_message_and_exit_1(tmp_path: Path, make, needle:
 
 def test_output_in_missing_directory_is_exit_1(tmp_path: Path) -> None:
     write_numbers(tmp_path / "in.csv", 5)
-    result = run_cli(
+    result = run_bulksend(
         "send",
         str(tmp_path / "in.csv"),
         "--text",
@@ -77,13 +65,13 @@ def test_output_in_missing_directory_is_exit_1(tmp_path: Path) -> None:
 
 def test_missing_password_is_exit_1(tmp_path: Path) -> None:
     write_numbers(tmp_path / "in.csv", 5)
-    result = run_cli("send", str(tmp_path / "in.csv"), "--text", "hi")
+    result = run_bulksend("send", str(tmp_path / "in.csv"), "--text", "hi")
     assert result.returncode == 1 and "no password" in result.stderr
 
 
 def test_text_over_max_parts_is_exit_1(tmp_path: Path) -> None:
     write_numbers(tmp_path / "in.csv", 5)
-    result = run_cli(
+    result = run_bulksend(
         "send", str(tmp_path / "in.csv"), "--text", "x" * 200, "--max-parts", "1", "--dry-run"
     )
     assert result.returncode == 1 and "max-parts" in result.stderr
@@ -91,7 +79,7 @@ def test_text_over_max_parts_is_exit_1(tmp_path: Path) -> None:
 
 def test_dry_run_prints_counts_and_writes_summary_json(tmp_path: Path) -> None:
     write_numbers(tmp_path / "in.csv", 1201)
-    result = run_cli(
+    result = run_bulksend(
         "send",
         str(tmp_path / "in.csv"),
         "--text",

@@ -6,7 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.e2e.support import cli_env, read_results
+from tests.e2e.support import clean_env, read_results
 
 
 def test_demo_runs_a_campaign_and_reports_deliveries(tmp_path: Path) -> None:
@@ -28,7 +28,7 @@ def test_demo_runs_a_campaign_and_reports_deliveries(tmp_path: Path) -> None:
         ],
         capture_output=True,
         text=True,
-        env={k: v for k, v in cli_env().items() if not k.startswith("BULKSEND_")},
+        env=clean_env(),
         timeout=120,
     )
     assert result.returncode == 0, result.stderr

@@ -11,26 +11,15 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from tests.e2e.support import run_bulksend
+
 HOSTILE = Path(__file__).parent / "data" / "hostile"
 EXPECTED: dict[str, dict[str, Any]] = json.loads((HOSTILE / "expected.json").read_text())
-
-
-def bulksend(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    clean = {k: v for k, v in os.environ.items() if not k.startswith("BULKSEND_")}
-    clean.update(env or {})
-    return subprocess.run(
-        [sys.executable, "-m", "bulksend", *args],
-        capture_output=True,
-        text=True,
-        env=clean,
-        timeout=120,
-    )
 
 
 def _no_traceback(result: subprocess.CompletedProcess[str]) -> None:
@@ -42,7 +31,7 @@ def _no_traceback(result: subprocess.CompletedProcess[str]) -> None:
 def test_hostile_corpus(name: str, tmp_path: Path) -> None:
     expected = EXPECTED[name]
     summary = tmp_path / "s.json"
-    result = bulksend(
+    result = run_bulksend(
         "send", str(HOSTILE / name), "--text", "hi", "--dry-run", "--summary-json", str(summary)
     )
     _no_traceback(result)
@@ -66,7 +55,7 @@ def test_a_10_mb_single_line_is_one_rejected_row(tmp_path: Path) -> None:
     path = tmp_path / "long.csv"
     path.write_bytes(b"phone\n27821234567\n" + b"9" * (10 << 20) + b"\n27831234567\n27841234567\n")
     summary = tmp_path / "s.json"
-    result = bulksend(
+    result = run_bulksend(
         "send", str(path), "--text", "hi", "--dry-run", "--summary-json", str(summary)
     )
     _no_traceback(result)
@@ -76,13 +65,13 @@ def test_a_10_mb_single_line_is_one_rejected_row(tmp_path: Path) -> None:
 
 
 def test_a_directory_as_input(tmp_path: Path) -> None:
-    result = bulksend("send", str(tmp_path), "--text", "hi", "--dry-run")
+    result = run_bulksend("send", str(tmp_path), "--text", "hi", "--dry-run")
     _no_traceback(result)
     assert result.returncode == 1 and "directory" in result.stderr
 
 
 def test_missing_input_file(tmp_path: Path) -> None:
-    result = bulksend("send", str(tmp_path / "nope.csv"), "--text", "hi", "--dry-run")
+    result = run_bulksend("send", str(tmp_path / "nope.csv"), "--text", "hi", "--dry-run")
     _no_traceback(result)
     assert result.returncode == 1 and "nope.csv" in result.stderr
 
@@ -92,7 +81,7 @@ def test_unreadable_input(tmp_path: Path) -> None:
     path = tmp_path / "locked.csv"
     path.write_text("27821234567\n")
     path.chmod(0)
-    result = bulksend("send", str(path), "--text", "hi", "--dry-run")
+    result = run_bulksend("send", str(path), "--text", "hi", "--dry-run")
     _no_traceback(result)
     assert result.returncode == 1 and "locked.csv" in result.stderr
 
@@ -100,7 +89,7 @@ def test_unreadable_input(tmp_path: Path) -> None:
 def test_missing_named_column_lists_the_header(tmp_path: Path) -> None:
     path = tmp_path / "in.csv"
     path.write_text("name,mobile\nAnn,27821234567\n")
-    result = bulksend("send", str(path), "--text", "hi", "--dry-run", "--column", "phone")
+    result = run_bulksend("send", str(path), "--text", "hi", "--dry-run", "--column", "phone")
     _no_traceback(result)
     assert result.returncode == 1
     assert "phone" in result.stderr and "mobile" in result.stderr
@@ -109,7 +98,7 @@ def test_missing_named_column_lists_the_header(tmp_path: Path) -> None:
 def test_output_in_a_missing_directory(tmp_path: Path) -> None:
     path = tmp_path / "in.csv"
     path.write_text("27821234567\n")
-    result = bulksend(
+    result = run_bulksend(
         "send",
         str(path),
         "--text",
@@ -130,6 +119,6 @@ def test_output_in_a_missing_directory(tmp_path: Path) -> None:
 def test_text_empty_or_over_max_parts(tmp_path: Path, text: str, needle: str) -> None:
     path = tmp_path / "in.csv"
     path.write_text("27821234567\n")
-    result = bulksend("send", str(path), "--text", text, "--dry-run")
+    result = run_bulksend("send", str(path), "--text", text, "--dry-run")
     _no_traceback(result)
     assert result.returncode == 1 and needle in result.stderr

@@ -4,7 +4,6 @@ summary is searched for the password and every session id the gateway handed out
 from __future__ import annotations
 
 import asyncio
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -13,6 +12,7 @@ import pytest
 
 from bulksend import cli
 from bulksend.simulator import DEFAULT_API_ID, DEFAULT_USER, Simulator
+from tests.e2e.support import clean_env
 
 PASSWORD = "Tr0ub4dor&3-horse-battery"
 
@@ -28,13 +28,12 @@ def _everything_written(tmp_path: Path, *streams: str) -> str:
 def _assert_clean(blob: str, sim: Simulator) -> None:
     assert PASSWORD not in blob
     assert "Tr0ub4dor" not in blob
-    for session_id in list(sim._sessions) + list(getattr(sim, "_all_sessions", [])):
+    for session_id in sim._sessions:
         assert session_id not in blob
 
 
 async def _run(tmp_path: Path, *args: str, password: str = PASSWORD) -> tuple[int, str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("BULKSEND_")}
-    env.update(
+    env = clean_env(
         BULKSEND_PASSWORD=password, BULKSEND_USER=DEFAULT_USER, BULKSEND_API_ID=DEFAULT_API_ID
     )
     proc = await asyncio.create_subprocess_exec(

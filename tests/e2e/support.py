@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import os
 import random
 import signal
@@ -11,6 +10,7 @@ import sys
 from collections import Counter
 from pathlib import Path
 
+from bulksend import journal
 from bulksend.simulator import DEFAULT_API_ID, DEFAULT_PASSWORD, DEFAULT_USER, Simulator
 
 
@@ -30,8 +30,8 @@ def write_numbers(path: Path, count: int, *, seed: int = 1, header: bool = True)
 
 
 def read_results(path: Path) -> list[dict[str, str]]:
-    with path.open(newline="", encoding="utf-8") as f:
-        return list(csv.DictReader(f))
+    """A results (or rejects) file as a list of dicts."""
+    return list(journal.read_results(path))
 
 
 def check_against_ledger(results: list[dict[str, str]], sim: Simulator) -> Counter[str]:
@@ -53,17 +53,32 @@ def check_against_ledger(results: list[dict[str, str]], sim: Simulator) -> Count
     return Counter(r["status"] for r in results)
 
 
-def cli_env(**extra: str) -> dict[str, str]:
-    """The environment for a `bulksend` child: no stray BULKSEND_* from the caller, the
-    simulator's demo account, and ``extra``."""
+def clean_env(**extra: str) -> dict[str, str]:
+    """This environment without any stray BULKSEND_* of the caller's, plus ``extra``."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("BULKSEND_")}
-    env.update(
+    env.update(extra)
+    return env
+
+
+def cli_env(**extra: str) -> dict[str, str]:
+    """:func:`clean_env` with the simulator's demo account."""
+    return clean_env(
         BULKSEND_PASSWORD=DEFAULT_PASSWORD,
         BULKSEND_USER=DEFAULT_USER,
         BULKSEND_API_ID=DEFAULT_API_ID,
+        **extra,
     )
-    env.update(extra)
-    return env
+
+
+def run_bulksend(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """`bulksend ARGS` to completion, output captured, with :func:`clean_env` plus ``env``."""
+    return subprocess.run(
+        [sys.executable, "-m", "bulksend", *args],
+        capture_output=True,
+        text=True,
+        env=clean_env(**(env or {})),
+        timeout=120,
+    )
 
 
 def start_simulator_process(*args: str) -> tuple[subprocess.Popen[str], str]:
