@@ -115,7 +115,8 @@ class CampaignSummary:
     rejected: int = 0
     rejected_by_code: dict[str, int] = field(default_factory=dict)
     unknown: int = 0
-    pending: int = 0
+    pending: int = 0  # valid rows read but not recorded; see input_complete
+    input_complete: bool = True  # False: stopped before the end of the file (more rows pending)
     previously_done: int = 0
     recovered_unknown: int = 0
     reconciled: int = 0
@@ -364,10 +365,12 @@ class Campaign:
                 msisdns.extend(block.msisdns)
             while len(rows) >= size:
                 if self._stopping.is_set():
+                    self.summary.input_complete = False
                     return
                 await queue.put(Batch(rows[:size], msisdns[:size]))
                 del rows[:size], msisdns[:size]
             if self._stopping.is_set():
+                self.summary.input_complete = False
                 return
         if rows and not self._stopping.is_set():
             await queue.put(Batch(rows, msisdns))

@@ -143,7 +143,10 @@ def print_summary(summary: CampaignSummary, console: Console | None = None) -> N
             rows.append((f"  ERR {code}", f"{count:,}"))
         rows += [
             ("unknown (maybe sent)", f"{summary.unknown:,}"),
-            ("pending (not sent yet)", f"{summary.pending:,}"),
+            (
+                "pending (not sent yet)",
+                f"{summary.pending:,}" + ("" if summary.input_complete else " + rest of file"),
+            ),
         ]
         if summary.resumed:
             rows.append(("done by earlier runs", f"{summary.previously_done:,}"))

@@ -348,6 +348,7 @@ async def test_reader_process_ends_when_the_campaign_stops_early(
         make_settings(simulator, tmp_path / "in.csv", reader="process", concurrency=1)
     )
     assert summary.exit_code == 2
+    assert not summary.input_complete  # the summary says more rows wait beyond "pending"
     assert not [p for p in multiprocessing.active_children() if p.name == "bulksend-reader"]
 
 
