@@ -20,13 +20,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import csv
+import errno
+import io
 import json
 import logging
 import os
 import signal
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine, Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -36,25 +38,37 @@ import aiofiles.os
 from bulksend import aio, gsm
 from bulksend.client import BatchOutcome, BatchStatus, ClientSettings, Gateway, RetryPolicy
 from bulksend.config import CampaignSettings
-from bulksend.errors import ErrorClass, GatewayError, InputError, redact
+from bulksend.errors import (
+    ErrorClass,
+    GatewayError,
+    InputError,
+    StorageError,
+    redact,
+)
 from bulksend.journal import (
     FILE_MODE,
+    InputIdentity,
     Journal,
     ResultLine,
+    ResumeState,
     campaign_fingerprint,
     format_result,
+    input_identity,
     utc_now,
 )
+from bulksend.lock import FileLock
 from bulksend.numbers import NumberPolicy
 from bulksend.protocol import Auth, MessageOptions, SendmsgTemplate, Verdict, classify
 from bulksend.reader import InlineReader, ProcessReader, make_reader
 from bulksend.receipts import collect_receipts, receipts_path_for
-from bulksend.source import RecipientSource
+from bulksend.source import RecipientSource, Reject
 
 __all__ = [
     "EXIT_FATAL",
     "EXIT_INPUT",
+    "EXIT_LOCKED",
     "EXIT_OK",
+    "EXIT_STORAGE",
     "Campaign",
     "CampaignSummary",
     "Snapshot",
@@ -67,6 +81,8 @@ log = logging.getLogger("bulksend.campaign")
 EXIT_OK = 0
 EXIT_INPUT = 1
 EXIT_FATAL = 2
+EXIT_LOCKED = 3
+EXIT_STORAGE = 4
 EXIT_SIGINT = 130
 EXIT_SIGTERM = 143
 
@@ -118,6 +134,10 @@ class CampaignSummary:
     pending: int = 0  # valid rows read but not recorded; see input_complete
     input_complete: bool = True  # False: stopped before the end of the file (more rows pending)
     previously_done: int = 0
+    input_changes: list[str] = field(default_factory=list)
+    moved_rows: int = 0  # results re-keyed to the row their number is on in the changed input
+    removed_rows: int = 0  # results of numbers no longer in the input (see removed_path)
+    removed_path: str = ""
     recovered_unknown: int = 0
     reconciled: int = 0
     resumed: bool = False
@@ -188,6 +208,10 @@ class Campaign:
         self._bytes_total = 0
         self._rejected_codes: Counter[str] = Counter()
         self._counts: Counter[str] = Counter()
+        self._journal: Journal | None = None
+        self._abort = asyncio.Event()  # stop everything now: in-flight requests are cancelled
+        self._storage_error: StorageError | None = None
+        self._unexpected: BaseException | None = None
 
     # -- public ------------------------------------------------------------------------------------
 
@@ -208,6 +232,20 @@ class Campaign:
             self._exit_code = exit_code
             self._stopping.set()
 
+    def fail_storage(self, exc: StorageError) -> None:
+        """A file of the campaign cannot be written: no request may leave from now on (its
+        outcome could not be recorded). Batches in flight are abandoned at once: their intents
+        stay open, so the next run records them ``unknown``."""
+        if self._storage_error is not None:
+            return
+        self._storage_error = exc
+        self._stop_reason = str(exc)
+        self._exit_code = EXIT_STORAGE
+        self._stopping.set()
+        if self._journal is not None and self._journal.failed is None:
+            self._journal.failed = exc
+        self._abort.set()
+
     async def run(self) -> CampaignSummary:
         self._started = time.monotonic()
         try:
@@ -218,9 +256,23 @@ class Campaign:
         if s.dry_run:
             await self._dry_run()
             return self._finish()
-        async with collect_receipts(s.receipts_listen, s.results_path):
-            await self._send_campaign()
-            summary = self._finish()  # before the receiver lingers for late receipts
+        parent = Path(s.results_path).parent
+        if not parent.is_dir():
+            raise InputError(f"the output directory {parent} does not exist")
+        # One runner per campaign, before anything is written (rejects, journal, receipts).
+        lock = FileLock(s.results_path, "campaign").acquire()
+        try:
+            async with collect_receipts(
+                s.receipts_listen, s.results_path, on_storage_error=self.fail_storage
+            ):
+                await self._send_campaign()
+                summary = self._finish()  # before the receiver lingers for late receipts
+        finally:
+            lock.release()
+        if self._storage_error is not None and summary.exit_code != EXIT_STORAGE:
+            # The receipts file failed while the receiver lingered after the campaign.
+            summary.exit_code = EXIT_STORAGE
+            summary.stopped = str(self._storage_error)
         return summary
 
     # -- dry run -----------------------------------------------------------------------------------
@@ -237,19 +289,102 @@ class Campaign:
 
     async def _send_campaign(self) -> None:
         s = self.settings
+        reading: dict[str, object] = {
+            "column": s.column,
+            "default_country": s.default_country,
+            "strict": s.strict,
+            "dedupe": s.dedupe,
+        }
+        identity = await asyncio.to_thread(input_identity, s.input_path, reading)
         journal = Journal(s.results_path, fsync_interval=s.fsync_interval)
-        state = journal.open(
-            self.fingerprint(),
-            describe={
-                "input": str(Path(s.input_path).resolve()),
-                "encoding": self.shape.encoding.value,
-                "parts": self.shape.parts,
-                "sender": s.sender or "",
-            },
-            restart=s.restart,
-            resend_unknown=s.resend_unknown,
-            receipts_path=receipts_path_for(s.results_path),
+        self._journal = journal
+        try:
+            state = journal.open(
+                self.fingerprint(),
+                describe={
+                    "input": identity.path,
+                    "encoding": self.shape.encoding.value,
+                    "parts": self.shape.parts,
+                    "sender": s.sender or "",
+                },
+                restart=s.restart,
+                resend_unknown=s.resend_unknown,
+                receipts_path=receipts_path_for(s.results_path),
+                input_identity=identity,
+            )
+            if state.recovered_unknown:
+                log.warning(
+                    "%d rows were in flight when a previous run stopped; recorded as unknown "
+                    "(use --resend-unknown on a later run to send them again)",
+                    state.recovered_unknown,
+                )
+            if state.input_changes:
+                await self._follow_changed_input(journal, identity, state.input_changes)
+            await self._send_pending(journal, state)
+        finally:
+            journal.close()
+
+    async def _follow_changed_input(
+        self, journal: Journal, identity: InputIdentity, changes: list[str]
+    ) -> None:
+        """The input is not what the journal was made from: before anything is sent, find the
+        rows already handled in the file as it is now (see the README, "Editing the input")."""
+        s = self.settings
+        self.summary.input_changes = list(changes)
+        log.warning("the input changed since the last run of this campaign: %s", "; ".join(changes))
+        reader = make_reader(
+            s.input_path, column=s.column, policy=self.source.policy, dedupe=s.dedupe, mode=s.reader
         )
+        try:
+            if s.dedupe:
+                remap = journal.number_remap()
+                async for block in reader.blocks():
+                    remap.see(block.rows, block.msisdns)
+                result = journal.apply_remap(remap, identity)
+                self.summary.moved_rows = result.moved
+                self.summary.removed_rows = result.removed
+                if result.removed:
+                    self.summary.removed_path = result.removed_path
+                log.warning(
+                    "resuming by number: %d numbers already handled are skipped, not sent again "
+                    "(%d of them stand on other rows now; their results were re-keyed to those "
+                    "rows); %d handled numbers are no longer in the file (their results were "
+                    "moved to %s); every other number is sent",
+                    result.kept,
+                    result.moved,
+                    result.removed,
+                    result.removed_path,
+                )
+                return
+            check = journal.row_check()
+            last_row = 0
+            async for block in reader.blocks():
+                check.see(block.rows, block.msisdns, ((r.row, r.reason) for r in block.rejects))
+                last_row = block.last_row
+            difference = check.finish(last_row)
+        finally:
+            reader.close()
+        if difference is not None:
+            row, then, now = difference
+            raise InputError(
+                f"this row held {then} when the campaign handled it and now holds {now} "
+                f"({'; '.join(changes)}). Without dedupe a changed file cannot be matched by "
+                "number, so nothing was sent. Choose: put back the file the campaign started "
+                "with; or rerun without --no-dedupe to resume by number (numbers already handled "
+                "are skipped, new ones are sent); or --restart to start a new campaign (which "
+                "texts every row again)",
+                path=str(s.input_path),
+                row=row,
+            )
+        journal.accept_input(identity)
+        log.warning(
+            "every row this campaign already handled still holds the same number "
+            "(%d rows checked): resuming by row",
+            check.handled,
+        )
+
+    async def _send_pending(self, journal: Journal, state: ResumeState) -> None:
+        s = self.settings
         self.summary.resumed = state.resumed
         self.summary.previously_done = len(state.done) - state.recovered_unknown
         self.summary.recovered_unknown = state.recovered_unknown
@@ -261,12 +396,6 @@ class Campaign:
                 "accepted; %d will be sent again",
                 state.reconciled,
                 state.resent_unknown,
-            )
-        if state.recovered_unknown:
-            log.warning(
-                "%d rows were in flight when a previous run stopped; recorded as unknown "
-                "(use --resend-unknown on a later run to send them again)",
-                state.recovered_unknown,
             )
         client_settings = ClientSettings(
             endpoint=s.endpoint,
@@ -280,30 +409,32 @@ class Campaign:
             verify_tls=not s.insecure,
             retry=RetryPolicy(max_attempts=s.retry_attempts, max_total_seconds=s.retry_max_seconds),
         )
-        rejects_fd = os.open(s.rejects_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, FILE_MODE)
+        rejects = RejectsFile(Path(s.rejects_path))
         queue: asyncio.Queue[Batch | None] = asyncio.Queue(maxsize=max(2, s.concurrency * 2))
+        gateway: Gateway | None = None
         try:
-            with open(rejects_fd, "w", encoding="utf-8", newline="") as rejects_file:
-                rejects = csv.writer(rejects_file, lineterminator="\n")
-                rejects.writerow(["row", "raw", "reason"])
-                async with Gateway(client_settings, self.template) as gateway:
-                    gateway.limiter_for(s.effective_batch_size)
-                    await self._login(gateway)
-                    with self._signals():
-                        self.reader = make_reader(
-                            s.input_path,
-                            column=s.column,
-                            policy=self.source.policy,
-                            dedupe=s.dedupe,
-                            mode=s.reader,
-                        )
-                        await self._pipeline(gateway, journal, queue, rejects, state.done)
-                rejects_file.flush()
-                os.fsync(rejects_file.fileno())
+            async with Gateway(client_settings, self.template) as gateway:
+                gateway.limiter_for(s.effective_batch_size)
+                await self._login(gateway)
+                with self._signals():
+                    self.reader = make_reader(
+                        s.input_path,
+                        column=s.column,
+                        policy=self.source.policy,
+                        dedupe=s.dedupe,
+                        mode=s.reader,
+                    )
+                    await self._pipeline(gateway, journal, queue, rejects, state.done)
+            if self._storage_error is None:
+                try:
+                    rejects.finish()
+                except StorageError as exc:
+                    self.fail_storage(exc)
         finally:
+            rejects.close()
             self.reader.close()
-            journal.close()
-        self.summary.throttled = gateway.window.throttled
+            if gateway is not None:
+                self.summary.throttled = gateway.window.throttled
 
     async def _login(self, gateway: Gateway) -> None:
         if self.settings.auth != "session":
@@ -318,41 +449,73 @@ class Campaign:
         gateway: Gateway,
         journal: Journal,
         queue: asyncio.Queue[Batch | None],
-        rejects: Any,
+        rejects: RejectsFile,
         done: Any,
     ) -> None:
         s = self.settings
-        producer = asyncio.create_task(self._produce(queue, rejects, done), name="producer")
+        producer = asyncio.create_task(
+            self._guard(self._produce(queue, rejects, done)), name="producer"
+        )
         senders = [
-            asyncio.create_task(self._sender(gateway, journal, queue), name=f"sender-{i}")
+            asyncio.create_task(
+                self._guard(self._sender(gateway, journal, queue)), name=f"sender-{i}"
+            )
             for i in range(s.concurrency)
         ]
-        ticker = asyncio.create_task(self._tick(journal), name="ticker")
-        self._tasks = [producer, *senders]
-        try:
+        ticker = asyncio.create_task(self._guard(self._tick(journal)), name="ticker")
+
+        async def drain() -> None:
             await producer
             for _ in senders:
                 await queue.put(None)
             await asyncio.gather(*senders)
+
+        work = asyncio.create_task(drain(), name="drain")
+        abort = asyncio.create_task(self._abort.wait(), name="abort")
+        everything = (producer, *senders, work)
+        try:
+            await asyncio.wait((work, abort), return_when=asyncio.FIRST_COMPLETED)
+            if not work.done():
+                # A storage failure or a broken stage: nothing more may leave; cancel it all.
+                for task in everything:
+                    task.cancel()
+                await asyncio.gather(*everything, return_exceptions=True)
         except asyncio.CancelledError:
-            for task in (producer, *senders):
+            for task in everything:
                 task.cancel()
-            await asyncio.gather(producer, *senders, return_exceptions=True)
+            await asyncio.gather(*everything, return_exceptions=True)
             raise
         finally:
+            abort.cancel()
             ticker.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await ticker
+            await asyncio.gather(abort, ticker, return_exceptions=True)
             self._emit(done=True)
+        if self._unexpected is not None:
+            raise self._unexpected
 
-    async def _produce(self, queue: asyncio.Queue[Batch | None], rejects: Any, done: Any) -> None:
+    async def _guard(self, stage: Coroutine[Any, Any, None]) -> None:
+        """Run one stage; a storage failure or an unexpected error aborts the whole pipeline
+        instead of leaving the other stages waiting on a queue nobody serves."""
+        try:
+            await stage
+        except StorageError as exc:
+            self.fail_storage(exc)
+        except Exception as exc:
+            if self._unexpected is None:
+                self._unexpected = exc
+            self._stopping.set()
+            self._abort.set()
+
+    async def _produce(
+        self, queue: asyncio.Queue[Batch | None], rejects: RejectsFile, done: Any
+    ) -> None:
         size = self.settings.effective_batch_size
         rows: list[int] = []
         msisdns: list[str] = []
         check_done = len(done) > 0
         async for block in self.reader.blocks():
             if block.rejects:
-                rejects.writerows((r.row, r.raw, r.reason) for r in block.rejects)
+                rejects.write(block.rejects)
             if check_done:
                 for row, msisdn in zip(block.rows, block.msisdns, strict=True):
                     if row in done:
@@ -498,7 +661,7 @@ class Campaign:
             self.stop(f"the gateway kept failing: {redact(outcome.reason)}", EXIT_FATAL)
 
     async def _tick(self, journal: Journal) -> None:
-        fsync = aiofiles.os.wrap(_fsync_quietly)
+        fsync = aiofiles.os.wrap(_fsync_checked)
         while True:
             await asyncio.sleep(self.progress_interval)
             self._emit()
@@ -617,10 +780,63 @@ class Campaign:
         return summary
 
 
-def _fsync_quietly(fds: tuple[int, ...]) -> None:
-    for fd in fds:
-        with contextlib.suppress(OSError):
+def _fsync_checked(fds: tuple[tuple[int, str], ...]) -> None:
+    """fsync off the event loop. EBADF only means the journal closed the file meanwhile (it
+    fsyncs at close itself); any other error is a storage failure."""
+    for fd, path in fds:
+        try:
             os.fsync(fd)
+        except OSError as exc:
+            if exc.errno != errno.EBADF:
+                raise StorageError(path, exc, "fsync") from None
+
+
+class RejectsFile:
+    """``FILE.rejects.csv``, rewritten on every run from the input as it is now: ``row,raw,reason``
+    for every row that is not sent. Buffered in memory up to 64 KiB, written with ``os.write``;
+    every failure is a :class:`StorageError` naming the file."""
+
+    LIMIT = 64 * 1024
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        try:
+            self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, FILE_MODE)
+        except OSError as exc:
+            raise StorageError(str(path), exc, "create") from None
+        self._buffer = io.StringIO()
+        self._csv = csv.writer(self._buffer, lineterminator="\n")
+        self._csv.writerow(["row", "raw", "reason"])
+
+    def write(self, rejects: Iterable[Reject]) -> None:
+        self._csv.writerows((r.row, r.raw, r.reason) for r in rejects)
+        if self._buffer.tell() >= self.LIMIT:
+            self._flush()
+
+    def _flush(self) -> None:
+        data = self._buffer.getvalue().encode("utf-8")
+        self._buffer.seek(0)
+        self._buffer.truncate()
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(self._fd, view) :]
+        except OSError as exc:
+            raise StorageError(str(self.path), exc) from None
+
+    def finish(self) -> None:
+        """Write what is buffered and fsync."""
+        self._flush()
+        try:
+            os.fsync(self._fd)
+        except OSError as exc:
+            raise StorageError(str(self.path), exc, "fsync") from None
+
+    def close(self) -> None:
+        if self._fd >= 0:
+            with contextlib.suppress(OSError):
+                os.close(self._fd)
+            self._fd = -1
 
 
 async def run_campaign_async(

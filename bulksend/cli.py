@@ -14,13 +14,23 @@ from pathlib import Path
 from typing import Any
 
 from bulksend import __version__
-from bulksend.errors import BulkSendError, ConfigError, GatewayError, InputError, redact
+from bulksend.errors import (
+    BulkSendError,
+    CampaignLocked,
+    ConfigError,
+    GatewayError,
+    InputError,
+    StorageError,
+    redact,
+)
 
 __all__ = ["main"]
 
 log = logging.getLogger("bulksend")
 
 EXIT_USAGE = 1
+EXIT_LOCKED = 3
+EXIT_STORAGE = 4
 
 
 class _RedactingFilter(logging.Filter):
@@ -149,7 +159,9 @@ def build_parser() -> argparse.ArgumentParser:
             "The password comes from BULKSEND_PASSWORD or the config file (password_env),\n"
             "never from the command line. Rerun the same command to resume.\n\n"
             "exit codes: 0 every row accounted; 1 bad usage or input; 2 stopped on a fatal\n"
-            "gateway error (rerun to resume); 130/143 interrupted by SIGINT/SIGTERM."
+            "gateway error (rerun to resume); 3 another run holds this campaign (nothing\n"
+            "sent); 4 a file could not be written (disk full, I/O error, read-only: fix it,\n"
+            "then rerun to resume); 130/143 interrupted by SIGINT/SIGTERM."
         ),
     )
     _add_send_arguments(send)
@@ -175,6 +187,18 @@ def build_parser() -> argparse.ArgumentParser:
     receipts.add_argument(
         "--token",
         help="accept callbacks only at /TOKEN (or BULKSEND_RECEIPTS_TOKEN; never logged)",
+    )
+
+    status = sub.add_parser(
+        "status", help="a campaign's state (safe while it runs): holder, rows, pending, input"
+    )
+    status.add_argument("results", type=Path, help="the campaign's results file")
+    status.add_argument("--json", action="store_true", help="print JSON instead of lines")
+    status.add_argument(
+        "--no-pending",
+        dest="pending",
+        action="store_false",
+        help="skip reading the input to count pending rows (fast on huge files)",
     )
 
     report = sub.add_parser("report", help="summarise a campaign's results and receipts")
@@ -257,7 +281,12 @@ def _cmd_send(args: argparse.Namespace) -> int:
             progress.close()
     print_summary(summary)
     if settings.summary_json is not None:
-        settings.summary_json.write_text(summary.to_json() + "\n", encoding="utf-8")
+        try:
+            settings.summary_json.write_text(summary.to_json() + "\n", encoding="utf-8")
+        except OSError as exc:
+            error = StorageError(str(settings.summary_json), exc)
+            sys.stderr.write(f"bulksend: error: {error}\n")
+            return EXIT_STORAGE
     if settings.receipts_listen and not settings.dry_run:
         from bulksend.receipts import receipts_path_for
 
@@ -287,6 +316,17 @@ def _cmd_receipts(args: argparse.Namespace) -> int:
 
     token = args.token or os.environ.get("BULKSEND_RECEIPTS_TOKEN") or None
     return serve(args.listen, args.out, token)
+
+
+def _cmd_status(args: argparse.Namespace) -> int:
+    from bulksend.status import campaign_status, print_status
+
+    status = campaign_status(args.results, count_pending=args.pending)
+    if args.json:
+        print(status.to_json())
+    else:
+        print_status(status)
+    return 0
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
@@ -333,6 +373,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _cmd_receipts(args)
         if args.command == "report":
             return _cmd_report(args)
+        if args.command == "status":
+            return _cmd_status(args)
         if args.command == "bench":
             from bulksend import bench
 
@@ -341,6 +383,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except GatewayError as exc:
         sys.stderr.write(f"bulksend: error: {exc}\n")
         return 2
+    except CampaignLocked as exc:
+        sys.stderr.write(f"bulksend: refused: {exc}\n")
+        return EXIT_LOCKED
+    except StorageError as exc:
+        sys.stderr.write(f"bulksend: error: {exc}; fix it, then rerun the same command to resume\n")
+        return EXIT_STORAGE
     except (InputError, ConfigError, BulkSendError) as exc:
         sys.stderr.write(f"bulksend: error: {redact(str(exc))}\n")
         return EXIT_USAGE

@@ -61,6 +61,19 @@ class FirstRowTable:
                 return row
             i = (i + 1) & mask
 
+    def get(self, key: int) -> int:
+        """The row stored for ``key``, or 0 (rows are never 0)."""
+        keys = self._keys
+        mask = self._mask
+        i = (key ^ (key >> 23)) & mask
+        while True:
+            k = keys[i]
+            if k == key:
+                return self._rows[i]
+            if k == _EMPTY:
+                return 0
+            i = (i + 1) & mask
+
     def _grow(self) -> None:
         old_keys, old_rows = self._keys, self._rows
         self._alloc(2 * len(old_keys))

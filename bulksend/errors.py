@@ -15,11 +15,13 @@ from threading import Lock
 
 __all__ = [
     "BulkSendError",
+    "CampaignLocked",
     "ConfigError",
     "ErrorClass",
     "GatewayError",
     "InputError",
     "ProtocolError",
+    "StorageError",
     "forget_secrets",
     "redact",
     "register_secret",
@@ -77,6 +79,38 @@ class InputError(BulkSendError):
         self.path = path
         self.row = row
         self.reason = message
+
+
+class CampaignLocked(BulkSendError):
+    """Another process holds the campaign (its results file) or the receipts file. Nothing was
+    sent or written. ``holder`` describes that process as it described itself (pid, host, start
+    time, command line without secrets)."""
+
+    def __init__(self, message: str, holder: dict[str, object] | None = None) -> None:
+        super().__init__(redact(message))
+        self.holder = holder or {}
+
+
+class StorageError(BulkSendError):
+    """A write, fsync or create of one of the campaign's files failed (disk full, quota, file too
+    large, I/O error, read-only file system, permission). Names the file and the OS error."""
+
+    def __init__(self, path: str, exc: OSError, action: str = "write") -> None:
+        reason = exc.strerror or type(exc).__name__
+        code = errno_name(exc.errno)
+        super().__init__(
+            redact(f"cannot {action} {path}: {reason}" + (f" ({code})" if code else ""))
+        )
+        self.path = path
+        self.errno = exc.errno
+        self.strerror = reason
+
+
+def errno_name(number: int | None) -> str:
+    """``28`` -> ``ENOSPC`` (empty for None or an unknown number)."""
+    import errno
+
+    return errno.errorcode.get(number, "") if number is not None else ""
 
 
 class ProtocolError(BulkSendError):

@@ -150,6 +150,14 @@ def print_summary(summary: CampaignSummary, console: Console | None = None) -> N
         ]
         if summary.resumed:
             rows.append(("done by earlier runs", f"{summary.previously_done:,}"))
+        if summary.input_changes:
+            rows.append(("input changed since last run", "yes (see the warning above)"))
+            rows.append(("  results re-keyed to new rows", f"{summary.moved_rows:,}"))
+            if summary.removed_rows:
+                rows.append(
+                    ("  numbers no longer in the file", f"{summary.removed_rows:,} (see removed)")
+                )
+                rows.append(("removed", summary.removed_path))
         rows += [
             ("requests", f"{summary.requests:,}"),
             ("throttled answers", f"{summary.throttled:,}"),

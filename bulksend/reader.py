@@ -29,6 +29,7 @@ from concurrent.futures import ThreadPoolExecutor
 from multiprocessing.connection import Connection
 from typing import Any
 
+from bulksend import lock
 from bulksend.errors import BulkSendError, InputError
 from bulksend.numbers import NumberPolicy
 from bulksend.source import Block, RecipientSource, Reject, SourceStats
@@ -76,6 +77,7 @@ def _child(
         # A forked child holds a copy of the parent's reading end: close it, or the pipe would
         # never report the parent gone and a child blocked on a full pipe would wait forever.
         parent_end.close()
+    lock.close_inherited()  # the campaign's lock is the parent's alone (see bulksend.lock)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     source = RecipientSource(

@@ -41,7 +41,7 @@ import os
 import signal
 import sys
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -52,7 +52,8 @@ from urllib.parse import unquote_plus
 from aiohttp import web
 
 from bulksend import aio
-from bulksend.errors import ConfigError, register_secret
+from bulksend.errors import ConfigError, StorageError, register_secret
+from bulksend.lock import FileLock
 
 __all__ = [
     "FINAL_STATUSES",
@@ -201,8 +202,9 @@ class ReceiptStats:
 class _ReceiptFile:
     """The append-only file, its idempotency keys and the group commit."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, on_error: Callable[[OSError, str], None]) -> None:
         self.path = path
+        self.on_error = on_error
         self.keys: set[int | str] = set()
         self._fd = -1
         self._buffer: list[str] = []
@@ -212,16 +214,23 @@ class _ReceiptFile:
 
     def open(self) -> int:
         """Open (creating with the header, or resuming an existing file); receipts on file."""
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        existing = 0
-        if self.path.exists() and self.path.stat().st_size > 0:
-            existing = self._load()
-        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, FILE_MODE)
-        with contextlib.suppress(OSError):
-            os.fchmod(fd, FILE_MODE)
-        if os.fstat(fd).st_size == 0:
-            os.write(fd, (RECEIPTS_HEADER + "\n").encode())
-            os.fsync(fd)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            existing = 0
+            if self.path.exists() and self.path.stat().st_size > 0:
+                existing = self._load()
+            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, FILE_MODE)
+        except OSError as exc:
+            raise StorageError(str(self.path), exc, "open") from None
+        try:
+            with contextlib.suppress(OSError):
+                os.fchmod(fd, FILE_MODE)
+            if os.fstat(fd).st_size == 0:
+                os.write(fd, (RECEIPTS_HEADER + "\n").encode())
+                os.fsync(fd)
+        except OSError as exc:
+            os.close(fd)
+            raise StorageError(str(self.path), exc) from None
         self._fd = fd
         return existing
 
@@ -280,6 +289,7 @@ class _ReceiptFile:
                 view = view[os.write(self._fd, view) :]
         except OSError as exc:
             self.keys.difference_update(keys)
+            self.on_error(exc, "write")
             if pending is not None and not pending.done():
                 pending.set_exception(exc)
                 pending.exception()  # retrieved by the waiters; silence "never retrieved"
@@ -302,6 +312,8 @@ class _ReceiptFile:
             self._flush()
         try:
             os.fsync(self._fd)
+        except OSError as exc:
+            self.on_error(exc, "fsync")
         finally:
             os.close(self._fd)
             self._fd = -1
@@ -320,6 +332,7 @@ class ReceiptServer:
         *,
         fsync_interval: float = 0.5,
         shutdown_timeout: float = 2.0,
+        on_storage_error: Callable[[StorageError], None] | None = None,
     ) -> None:
         if token is not None and (not token or not _alnum(token, 128)):
             raise ConfigError("the receipts token must be 1-128 letters or digits")
@@ -332,11 +345,25 @@ class ReceiptServer:
         self._token = token
         self._fsync_interval = fsync_interval
         self._shutdown_timeout = shutdown_timeout
-        self._file = _ReceiptFile(self.out_path)
+        self._file = _ReceiptFile(self.out_path, self._storage_failed)
+        self._lock = FileLock(self.out_path, "receipts")
+        self._on_storage_error = on_storage_error
+        self.failed: StorageError | None = None
         self._runner: web.ServerRunner | None = None
         self._bound_port: int | None = None
         self._syncer: asyncio.Task[None] | None = None
         self._arrived = asyncio.Event()
+
+    def _storage_failed(self, exc: OSError, action: str) -> None:
+        """A write or fsync of the receipts file failed: receipts can no longer be stored, so
+        every callback is answered 500 from now on (the gateway keeps them) and the owner is told.
+        """
+        if self.failed is None:
+            self.failed = StorageError(str(self.out_path), exc, action)
+            log.error("%s", self.failed)
+            self._arrived.set()  # wake wait_quiet
+            if self._on_storage_error is not None:
+                self._on_storage_error(self.failed)
 
     def __repr__(self) -> str:
         return f"<ReceiptServer {self.out_path} token={'***' if self._token else None}>"
@@ -346,7 +373,12 @@ class ReceiptServer:
     async def start(self) -> None:
         if self._runner is not None:
             raise RuntimeError("the receipt server is already running")
-        self.stats.on_file = self._file.open()
+        self._lock.acquire()  # one writer per receipts file: refuses (CampaignLocked) if held
+        try:
+            self.stats.on_file = self._file.open()
+        except BaseException:
+            self._lock.release()
+            raise
         # aiohttp's low-level server: one handler, no router or middlewares (callbacks come by
         # the thousand per second), and no access log (the path may hold the token).
         runner = web.ServerRunner(
@@ -361,6 +393,7 @@ class ReceiptServer:
         except BaseException:
             await runner.cleanup()
             self._file.close()
+            self._lock.release()
             raise
         self._runner = runner
         self._bound_port = int(runner.addresses[0][1])
@@ -378,7 +411,10 @@ class ReceiptServer:
                 syncer.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await syncer
-            self._file.close()
+            try:
+                self._file.close()
+            finally:
+                self._lock.release()
 
     async def __aenter__(self) -> ReceiptServer:
         await self.start()
@@ -412,7 +448,7 @@ class ReceiptServer:
     async def wait_quiet(self, quiet: float, max_wait: float) -> None:
         """Return once no callback arrived for ``quiet`` seconds, or after ``max_wait``."""
         deadline = time.monotonic() + max_wait
-        while (left := deadline - time.monotonic()) > 0:
+        while (left := deadline - time.monotonic()) > 0 and self.failed is None:
             self._arrived.clear()
             try:
                 await asyncio.wait_for(self._arrived.wait(), min(quiet, left))
@@ -428,7 +464,7 @@ class ReceiptServer:
                 try:
                     await loop.run_in_executor(None, os.fsync, fd)
                 except OSError as exc:
-                    log.error("fsync of %s failed: %s", self.out_path, exc.strerror)
+                    self._storage_failed(exc, "fsync")
 
     # -- HTTP ----------------------------------------------------------------------------------
 
@@ -456,6 +492,9 @@ class ReceiptServer:
             stats.invalid += 1
             log.warning("callback from %s refused (400): %s", request.remote, receipt)
             return web.Response(status=400, text=f"400: {receipt}")
+        if self.failed is not None:
+            stats.failed += 1
+            return web.Response(status=500, text="500: cannot store the receipt")
         key = _key(receipt.api_msg_id, receipt.status)
         store = self._file
         duplicate = key in store.keys
@@ -467,13 +506,12 @@ class ReceiptServer:
             written = store.submit(receipt, key)
         try:
             await asyncio.shield(written)  # shared by the whole group: never cancel it
-        except OSError as exc:
+        except OSError:
             stats.failed += 1
             if duplicate:
                 stats.duplicates -= 1
             else:
                 stats.stored -= 1
-            log.error("cannot write %s: %s", self.out_path, exc.strerror)
             return web.Response(status=500, text="500: cannot store the receipt")
         return web.Response(text="OK")
 
@@ -491,6 +529,7 @@ async def collect_receipts(
     *,
     quiet: float = LINGER_QUIET,
     max_wait: float = LINGER_MAX,
+    on_storage_error: Callable[[StorageError], None] | None = None,
 ) -> AsyncIterator[ReceiptServer | None]:
     """Run a receiver on ``listen`` (``HOST:PORT``; nothing when None) into the receipts file
     beside ``results_path`` for the duration of the block and, when the block ends normally, until
@@ -500,7 +539,9 @@ async def collect_receipts(
         yield None
         return
     host, port = parse_listen(listen)
-    async with ReceiptServer(receipts_path_for(results_path), host, port) as server:
+    async with ReceiptServer(
+        receipts_path_for(results_path), host, port, on_storage_error=on_storage_error
+    ) as server:
         log.info("collecting delivery receipts on %s into %s", server.url, server.out_path)
         yield server
         log.info(
@@ -510,6 +551,8 @@ async def collect_receipts(
             max_wait,
         )
         await server.wait_quiet(quiet, max_wait)
+        if server.failed is not None:
+            return
         log.info("%d delivery receipts in %s", server.stored, server.out_path)
 
 
@@ -519,22 +562,25 @@ LISTENING = "bulksend receipts listening on "
 
 def serve(listen: str, out_path: str | os.PathLike[str], token: str | None = None) -> int:
     """``bulksend receipts``: serve until SIGINT/SIGTERM, then flush, fsync and report on stderr.
-    Exit status 0, or 1 when the address or the file cannot be used."""
+    Exit status 0; 1 when the address cannot be used. Another writer of the same file raises
+    :class:`~bulksend.errors.CampaignLocked` (the CLI exits 3); a file that cannot be created
+    raises :class:`~bulksend.errors.StorageError`, and one that fails while serving stops it with
+    exit status 4 (the CLI's code for storage failures)."""
     host, port = parse_listen(listen)
-    server = ReceiptServer(out_path, host, port, token)
+    stop = asyncio.Event()
+    server = ReceiptServer(out_path, host, port, token, on_storage_error=lambda _exc: stop.set())
     if not token and not _is_loopback(host):
         log.warning(
             "listening on %s without --token: anyone who can reach it can add receipts", host
         )
-    return aio.run(_serve(server))
+    return aio.run(_serve(server, stop))
 
 
 def _is_loopback(host: str) -> bool:
     return host in ("localhost", "::1") or host.startswith("127.")
 
 
-async def _serve(server: ReceiptServer) -> int:
-    stop = asyncio.Event()
+async def _serve(server: ReceiptServer, stop: asyncio.Event) -> int:
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
@@ -551,4 +597,10 @@ async def _serve(server: ReceiptServer) -> int:
         await server.stop()
     counters = " ".join(f"{name}={value}" for name, value in server.stats.as_dict().items())
     print(f"bulksend receipts stopped: {counters}", file=sys.stderr, flush=True)
+    if server.failed is not None:
+        print(f"bulksend: error: {server.failed}", file=sys.stderr, flush=True)
+        return EXIT_STORAGE
     return 0
+
+
+EXIT_STORAGE = 4

@@ -95,7 +95,7 @@ __all__ = [
 ]
 
 DEFAULT_USER = "bulksend"
-DEFAULT_PASSWORD = "bulksend-demo"
+DEFAULT_PASSWORD = "sim-secret-3141"
 DEFAULT_API_ID = "3000001"
 
 MAX_NUMBERS_GET = 300

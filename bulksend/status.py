@@ -1,0 +1,195 @@
+"""``bulksend status RESULTS``: a campaign's state, read without touching it.
+
+Safe while a campaign runs: it opens every file read-only, never creates or locks anything a
+runner would need (the lock is only probed, see :func:`bulksend.lock.probe`) and tolerates a
+results line being written as it reads (a torn last line is not counted). What it tells:
+
+* whether a run holds the campaign now, and which process (pid, host, start, command line);
+* rows in the results file by status, and batches in flight (intents with no outcome yet: a
+  running campaign's requests, or, when nothing runs, rows the next run will record ``unknown``);
+* the input file the journal was made from, and whether it still matches (content digest);
+* rows still pending: valid numbers of the input (read with the campaign's own settings) that are
+  neither in the results nor sent yet; only computed when the input still matches;
+* when the campaign last wrote.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+from bulksend.errors import ConfigError, InputError
+from bulksend.journal import RESULTS_HEADER, InputIdentity, input_identity
+from bulksend.lock import format_holder, probe
+from bulksend.numbers import NumberPolicy
+from bulksend.source import RecipientSource
+
+__all__ = ["CampaignStatus", "campaign_status", "print_status"]
+
+
+@dataclass
+class CampaignStatus:
+    results_path: str
+    running: bool = False
+    holder: dict[str, object] = field(default_factory=dict)
+    created: str = ""
+    rows_by_status: dict[str, int] = field(default_factory=dict)
+    recorded_rows: int = 0
+    in_flight_batches: int = 0
+    in_flight_rows: int = 0
+    input_path: str = ""
+    input_state: str = ""  # "matches", "changed", "missing", "unknown"
+    input_changes: list[str] = field(default_factory=list)
+    input_valid: int | None = None
+    input_rejected: int | None = None
+    pending: int | None = None
+    last_write: str = ""
+    removed_rows: int = 0
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=2, sort_keys=True)
+
+
+def _iso(ts: float) -> str:
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _count_lines(path: Path) -> int:
+    try:
+        with path.open("rb") as f:
+            return max(0, sum(1 for line in f if line.endswith(b"\n")) - 1)
+    except OSError:
+        return 0
+
+
+def campaign_status(
+    results: str | os.PathLike[str], *, count_pending: bool = True
+) -> CampaignStatus:
+    """Read a campaign's state (see the module docstring). Raises ConfigError when ``results``
+    is not a bulksend results file."""
+    path = Path(results)
+    journal_path = path.with_name(path.name + ".journal")
+    if not path.is_file():
+        raise ConfigError(f"{path}: no such results file")
+    status = CampaignStatus(results_path=str(path))
+    lock = probe(path)
+    status.running, status.holder = lock.held, lock.holder if lock.held else {}
+
+    header: dict[str, object] = {}
+    open_intents: dict[str, int] = {}
+    try:
+        with journal_path.open("r", encoding="utf-8") as f:
+            first = json.loads(f.readline() or "{}")
+            header = first if isinstance(first, dict) else {}
+            for line in f:
+                if not line.endswith("\n"):
+                    break  # being written
+                kind, _, rest = line.rstrip("\n").partition(" ")
+                if kind == "I":
+                    seq, _, spec = rest.partition(" ")
+                    rows_spec = spec.partition(" ")[0]
+                    open_intents[seq] = sum(
+                        int(b) - int(a) + 1 if "-" in part else 1
+                        for part in rows_spec.split(",")
+                        if part
+                        for a, _, b in [part.partition("-")]
+                    )
+                elif kind == "D":
+                    open_intents.pop(rest, None)
+    except FileNotFoundError:
+        pass
+    except (ValueError, UnicodeDecodeError):
+        raise ConfigError(f"{journal_path} is not a bulksend journal") from None
+    status.created = str(header.get("created", ""))
+    status.in_flight_batches = len(open_intents)
+    status.in_flight_rows = sum(open_intents.values())
+
+    counts: Counter[str] = Counter()
+    with path.open("r", encoding="utf-8", newline="") as f:
+        first_line = f.readline().rstrip("\r\n")
+        if first_line != RESULTS_HEADER:
+            raise ConfigError(f"{path} is not a bulksend results file")
+        for record in csv.reader(line for line in f if line.endswith("\n")):
+            if len(record) == 8 and record[0].isdigit():
+                counts[record[2]] += 1
+    status.rows_by_status = dict(counts)
+    status.recorded_rows = sum(counts.values())
+    status.removed_rows = _count_lines(path.with_name(path.name + ".removed.csv"))
+    mtimes = [p.stat().st_mtime for p in (path, journal_path) if p.exists()]
+    status.last_write = _iso(max(mtimes)) if mtimes else ""
+
+    recorded = InputIdentity.from_json(header.get("input_identity"))
+    if recorded is None:
+        status.input_path = str(header.get("input", ""))
+        status.input_state = "unknown"
+        return status
+    status.input_path = recorded.path
+    try:
+        now = input_identity(recorded.path, recorded.reading)
+    except InputError:
+        status.input_state = "missing"
+        return status
+    status.input_changes = [c for c in now.changes_since(recorded) if not c.startswith("--")]
+    status.input_state = "changed" if status.input_changes else "matches"
+    if count_pending and status.input_state == "matches":
+        reading = recorded.reading
+        column = reading.get("column")
+        country = reading.get("default_country")
+        source = RecipientSource(
+            recorded.path,
+            column=column if isinstance(column, (str, int)) else None,
+            policy=NumberPolicy(
+                default_country=country if isinstance(country, str) else None,
+                strict=bool(reading.get("strict")),
+            ),
+            dedupe=bool(reading.get("dedupe", True)),
+            block_rows=8192,
+            compact_dedupe=True,
+        )
+        for _ in source.blocks():
+            pass
+        status.input_valid = source.stats.valid
+        status.input_rejected = source.stats.rows - source.stats.valid
+        status.pending = max(0, source.stats.valid - status.recorded_rows - status.in_flight_rows)
+    return status
+
+
+def print_status(status: CampaignStatus) -> None:
+    out: list[tuple[str, str]] = [("campaign", status.results_path)]
+    if status.running:
+        out.append(("state", f"running: {format_holder(status.holder)}"))
+    else:
+        out.append(("state", "not running"))
+    if status.created:
+        out.append(("created", status.created))
+    out.append(("last write", status.last_write or "-"))
+    for name in ("accepted", "rejected", "unknown"):
+        out.append((name, f"{status.rows_by_status.get(name, 0):,}"))
+    for name, count in sorted(status.rows_by_status.items()):
+        if name not in ("accepted", "rejected", "unknown"):
+            out.append((name, f"{count:,}"))
+    if status.in_flight_rows:
+        note = (
+            "in flight" if status.running else "left in flight: the next run records them unknown"
+        )
+        out.append((note, f"{status.in_flight_rows:,} rows ({status.in_flight_batches:,} batches)"))
+    if status.pending is not None:
+        out.append(("pending (not sent yet)", f"{status.pending:,}"))
+    if status.removed_rows:
+        out.append(("results of numbers removed from the input", f"{status.removed_rows:,}"))
+    input_line = status.input_path or "-"
+    state = {
+        "matches": "unchanged",
+        "changed": "CHANGED since the last run: " + "; ".join(status.input_changes),
+        "missing": "MISSING",
+        "unknown": "not recorded by this journal",
+    }.get(status.input_state, status.input_state)
+    out.append(("input", f"{input_line} ({state})"))
+    width = max(len(name) for name, _ in out)
+    for name, value in out:
+        print(f"{name:<{width}}  {value}")
