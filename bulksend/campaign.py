@@ -83,6 +83,9 @@ EXIT_INPUT = 1
 EXIT_FATAL = 2
 EXIT_LOCKED = 3
 EXIT_STORAGE = 4
+
+STORAGE_DRAIN_SECONDS = 5.0
+"""After a storage failure that still lets outcomes be recorded, in-flight batches get this long."""
 EXIT_SIGINT = 130
 EXIT_SIGTERM = 143
 
@@ -242,9 +245,18 @@ class Campaign:
         self._stop_reason = str(exc)
         self._exit_code = EXIT_STORAGE
         self._stopping.set()
-        if self._journal is not None and self._journal.failed is None:
-            self._journal.failed = exc
-        self._abort.set()
+        journal = self._journal
+        if journal is None:
+            self._abort.set()
+            return
+        journal.refuse_intents = exc
+        if exc.path in (str(journal.results_path), str(journal.intent_path)):
+            journal.failed = journal.failed or exc
+            self._abort.set()
+        else:
+            # Outcomes can still be recorded (the rejects or receipts file failed): let the
+            # batches in flight finish and be recorded, within a bound.
+            asyncio.get_running_loop().call_later(STORAGE_DRAIN_SECONDS, self._abort.set)
 
     async def run(self) -> CampaignSummary:
         self._started = time.monotonic()
@@ -425,11 +437,10 @@ class Campaign:
                         mode=s.reader,
                     )
                     await self._pipeline(gateway, journal, queue, rejects, state.done)
-            if self._storage_error is None:
-                try:
-                    rejects.finish()
-                except StorageError as exc:
-                    self.fail_storage(exc)
+            try:
+                rejects.finish()  # after another file failed too: what the disk still takes
+            except StorageError as exc:
+                self.fail_storage(exc)
         finally:
             rejects.close()
             self.reader.close()
@@ -555,6 +566,11 @@ class Campaign:
             self._in_flight += 1
             try:
                 outcome = await gateway.send(batch.msisdns, before_first_request=intend)
+            except StorageError as exc:
+                if seqs:
+                    raise
+                self.fail_storage(exc)  # the intent was refused: the batch never left
+                continue
             finally:
                 self._in_flight -= 1
             self.summary.requests += outcome.attempts

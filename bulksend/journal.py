@@ -50,6 +50,7 @@ __all__ = [
     "RowBitmap",
     "RowCheck",
     "campaign_fingerprint",
+    "expand_rows",
     "input_identity",
 ]
 
@@ -223,7 +224,8 @@ def _compress(rows: Sequence[int]) -> str:
     return ",".join(parts)
 
 
-def _expand(spec: str) -> Iterator[int]:
+def expand_rows(spec: str) -> Iterator[int]:
+    """``1-3,7`` -> 1, 2, 3, 7 (the row list of an intent line)."""
     for part in spec.split(","):
         if "-" in part:
             a, b = part.split("-", 1)
@@ -406,7 +408,8 @@ class Journal:
         self.state = ResumeState()
         self.header: dict[str, object] = {}
         self.recorded_input: InputIdentity | None = None
-        self.failed: StorageError | None = None
+        self.failed: StorageError | None = None  # a write of this journal failed
+        self.refuse_intents: StorageError | None = None  # another file of the campaign failed
         self._results_fd = -1
         self._intent_fd = -1
         self._seq = 0
@@ -568,7 +571,7 @@ class Journal:
         for seq, spec in pending.items():
             self._seq = max(self._seq, seq)
             rows_spec, _, numbers = spec.partition(" ")
-            rows = list(_expand(rows_spec))
+            rows = list(expand_rows(rows_spec))
             msisdns = numbers.split(",") if numbers else []
             if len(msisdns) != len(rows):
                 msisdns = [""] * len(rows)
@@ -824,8 +827,9 @@ class Journal:
         Raises :class:`StorageError` (and the request must not leave) if the journal cannot be
         written, or if any earlier write of this journal failed.
         """
-        if self.failed is not None:
-            raise self.failed
+        refusal = self.failed or self.refuse_intents
+        if refusal is not None:
+            raise refusal
         self._seq += 1
         line = f"I {self._seq} {_compress(rows)} {','.join(msisdns)}\n"
         try:
