@@ -13,6 +13,12 @@ Stopping: a fatal gateway answer, a gateway that stays unavailable after its ret
 SIGTERM stop the producer; batches already in flight finish and are recorded, queued batches are
 left pending for a resume. A second SIGINT cancels everything at once; the journal's open intents
 then make the next run record those batches ``unknown`` instead of re-sending them.
+
+Around that: a run holds the campaign's lock (:mod:`bulksend.lock`) from before its first write to
+its end; it hashes the input and, when the journal was made from another input, matches the rows
+already handled to the file as it is now before sending (:meth:`Campaign._follow_changed_input`);
+and a storage failure in any stage (:meth:`Campaign.fail_storage`) stops the pipeline at once with
+exit code 4 instead of leaving the other stages waiting on a queue.
 """
 
 from __future__ import annotations
@@ -334,6 +340,10 @@ class Campaign:
                 await self._follow_changed_input(journal, identity, state.input_changes)
             await self._send_pending(journal, state)
         finally:
+            if _changed_since(identity):
+                # Edited while this run read it: the rows sent may come from either version, so
+                # the next run must check them whatever the digest says then.
+                journal.forget_input("the input file changed while a run was reading it")
             journal.close()
 
     async def _follow_changed_input(
@@ -343,7 +353,11 @@ class Campaign:
         rows already handled in the file as it is now (see the README, "Editing the input")."""
         s = self.settings
         self.summary.input_changes = list(changes)
-        log.warning("the input changed since the last run of this campaign: %s", "; ".join(changes))
+        log.warning(
+            "the input changed since the last run of this campaign: %s; checking it against "
+            "the rows already handled before sending anything",
+            "; ".join(changes),
+        )
         reader = make_reader(
             s.input_path, column=s.column, policy=self.source.policy, dedupe=s.dedupe, mode=s.reader
         )
@@ -794,6 +808,14 @@ class Campaign:
             summary.exit_code = EXIT_FATAL
             summary.stopped = summary.stopped or f"{summary.pending} rows left pending"
         return summary
+
+
+def _changed_since(identity: InputIdentity) -> bool:
+    try:
+        st = os.stat(identity.path)
+    except OSError:
+        return True
+    return (st.st_size, st.st_mtime_ns) != (identity.size, identity.mtime_ns)
 
 
 def _fsync_checked(fds: tuple[tuple[int, str], ...]) -> None:

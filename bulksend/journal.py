@@ -22,6 +22,17 @@ power loss):
 
 Resume memory is a bitmap of done rows (one bit per row number) plus the counters; the results file
 is read once, streaming. Journal files are created with mode 0600.
+
+The journal's header also records the input it was made from (:class:`InputIdentity`: real path,
+size, mtime, SHA-256 and the reading settings). When a resume finds a different input, rows can no
+longer be trusted to hold the numbers they held: the campaign either re-keys the results by number
+(:meth:`Journal.number_remap`, :meth:`Journal.apply_remap`: each line moves to the row its number
+stands on now, lines of numbers that left the file go to ``<out>.removed.csv``; a commit marker
+makes it crash-safe) or, without dedupe, checks that every handled row still holds its number
+(:meth:`Journal.row_check`) before anything is sent.
+
+Every failed create, write or fsync raises :class:`~bulksend.errors.StorageError` naming the file;
+after one, :meth:`Journal.intend` refuses, so no request leaves whose outcome could not be written.
 """
 
 from __future__ import annotations
@@ -111,7 +122,9 @@ class InputIdentity:
         if before is None:
             return ["the journal does not say which input it was made from"]
         out: list[str] = []
-        if before.sha256 != self.sha256:
+        if before.sha256.startswith("unknown: "):
+            out.append(before.sha256.removeprefix("unknown: "))
+        elif before.sha256 != self.sha256:
             when = datetime.fromtimestamp(self.mtime_ns / 1e9, UTC).strftime("%Y-%m-%d %H:%M:%S")
             out.append(
                 f"the content of {self.path} changed ({before.size:,} -> {self.size:,} bytes, "
@@ -749,6 +762,12 @@ class Journal:
         self.header["input_identity"] = identity.as_json()
         self.recorded_input = identity
         self.compact()
+
+    def forget_input(self, why: str) -> None:
+        """Make the next run check the input whatever it holds then (written at :meth:`close`)."""
+        recorded = self.header.get("input_identity")
+        if isinstance(recorded, dict):
+            recorded["sha256"] = f"unknown: {why}"
 
     @staticmethod
     def _remap_path(path: Path) -> Path:

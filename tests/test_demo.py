@@ -42,3 +42,31 @@ def test_demo_runs_a_campaign_and_reports_deliveries(tmp_path: Path) -> None:
     assert {r["status"] for r in results} <= {"accepted", "rejected"}
     assert any(r["status"] == "rejected" for r in results)  # the simulator's per-recipient refusals
     assert (tmp_path / "recipients-3000.receipts.csv").exists()
+
+
+def test_demo_paths_are_printed_unmasked_in_its_default_directory(tmp_path: Path) -> None:
+    """The demo password is no word of the demo's paths, so nothing readable gets masked."""
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "bulksend",
+            "demo",
+            "--recipients",
+            "500",
+            "--no-progress",
+            "--latency",
+            "0.005",
+            "--jitter",
+            "0",
+        ],
+        capture_output=True,
+        text=True,
+        env=clean_env(),
+        timeout=120,
+        cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr
+    output = result.stdout + result.stderr
+    assert "***" not in output
+    assert "bulksend-demo/recipients-500.receipts.csv" in output

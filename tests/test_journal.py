@@ -13,7 +13,7 @@ from bulksend.journal import (
     ResultLine,
     RowBitmap,
     _compress,
-    _expand,
+    expand_rows,
     read_results,
 )
 
@@ -41,7 +41,7 @@ def test_bitmap_adds_discards_and_counts() -> None:
 
 @pytest.mark.parametrize("rows", [[5], [1, 2, 3], [1, 2, 3, 7, 9, 10, 11], [4, 6, 8]])
 def test_row_ranges_round_trip(rows: list[int]) -> None:
-    assert list(_expand(_compress(rows))) == rows
+    assert list(expand_rows(_compress(rows))) == rows
 
 
 def test_new_journal_writes_header_and_private_files(tmp_path: Path) -> None:

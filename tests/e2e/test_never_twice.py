@@ -312,3 +312,25 @@ def test_no_dedupe_resumes_by_row_when_only_rows_were_appended(
     per_number = _ledger_counts(ledger)
     assert per_number["27831111111"] == 2  # --no-dedupe: both rows, as asked
     assert all(per_number[n] == 1 for n in numbers)
+
+
+def test_input_edited_while_a_run_reads_it_is_checked_by_the_next_run(
+    tmp_path: Path, slow_gateway: tuple[str, Path]
+) -> None:
+    url, ledger = slow_gateway
+    input_path = tmp_path / "in.csv"
+    write_numbers(input_path, 12_000)
+    original = input_path.read_bytes()
+    proc = start_send(
+        url, input_path, "--concurrency", "2", "--batch-size", "100", text="never twice"
+    )
+    _wait_for_results(tmp_path / "in.results.csv", 1_000, proc)
+    _edit(input_path, prepend=200, delete=0, shuffle=True, seed=5)
+    proc.send_signal(signal.SIGINT)
+    proc.communicate(timeout=60)
+    input_path.write_bytes(original)  # and back: the digest matches the first run's again
+    rerun = _run(_send_cmd(url, input_path, "--concurrency", "16"))
+    per_number = _ledger_counts(ledger)
+    assert max(per_number.values()) == 1, "a number was texted twice"
+    assert rerun.returncode == 0, rerun.stderr
+    assert "changed while a run was reading it" in rerun.stderr
