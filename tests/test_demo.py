@@ -9,27 +9,20 @@ from pathlib import Path
 from tests.e2e.support import clean_env, read_results
 
 
-def test_demo_runs_a_campaign_and_reports_deliveries(tmp_path: Path) -> None:
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "bulksend",
-            "demo",
-            "--recipients",
-            "3000",
-            "--dir",
-            str(tmp_path),
-            "--no-progress",
-            "--latency",
-            "0.01",
-            "--jitter",
-            "0.005",
-        ],
+def _demo(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "bulksend", "demo", "--no-progress", *args],
         capture_output=True,
         text=True,
         env=clean_env(),
         timeout=120,
+        cwd=cwd,
+    )
+
+
+def test_demo_runs_a_campaign_and_reports_deliveries(tmp_path: Path) -> None:
+    result = _demo(
+        "--recipients", "3000", "--dir", str(tmp_path), "--latency", "0.01", "--jitter", "0.005"
     )
     assert result.returncode == 0, result.stderr
     assert "Traceback" not in result.stderr
@@ -46,26 +39,7 @@ def test_demo_runs_a_campaign_and_reports_deliveries(tmp_path: Path) -> None:
 
 def test_demo_paths_are_printed_unmasked_in_its_default_directory(tmp_path: Path) -> None:
     """The demo password is no word of the demo's paths, so nothing readable gets masked."""
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "bulksend",
-            "demo",
-            "--recipients",
-            "500",
-            "--no-progress",
-            "--latency",
-            "0.005",
-            "--jitter",
-            "0",
-        ],
-        capture_output=True,
-        text=True,
-        env=clean_env(),
-        timeout=120,
-        cwd=tmp_path,
-    )
+    result = _demo("--recipients", "500", "--latency", "0.005", "--jitter", "0", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     output = result.stdout + result.stderr
     assert "***" not in output

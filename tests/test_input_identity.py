@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import random
 from pathlib import Path
 
 import pytest
@@ -17,20 +16,13 @@ from bulksend.journal import (
     input_identity,
     read_results,
 )
+from tests.e2e.support import distinct_numbers
 
 READING = {"column": None, "default_country": None, "strict": False, "dedupe": True}
 
 
 def _numbers(count: int, seed: int = 1) -> list[str]:
-    rng = random.Random(seed)
-    out: list[str] = []
-    seen: set[str] = set()
-    while len(out) < count:
-        n = f"2782{rng.randrange(10**7):07d}"
-        if n not in seen:
-            seen.add(n)
-            out.append(n)
-    return out
+    return distinct_numbers(count, seed=seed)
 
 
 def _write(path: Path, numbers: list[str]) -> None:

@@ -14,8 +14,8 @@ from bulksend import journal
 from bulksend.simulator import DEFAULT_API_ID, DEFAULT_PASSWORD, DEFAULT_USER, Simulator
 
 
-def write_numbers(path: Path, count: int, *, seed: int = 1, header: bool = True) -> list[str]:
-    """A CSV of ``count`` distinct valid international numbers; returns them in file order."""
+def distinct_numbers(count: int, *, seed: int = 1) -> list[str]:
+    """``count`` distinct valid South African mobile numbers (international digits)."""
     rng = random.Random(seed)
     numbers: list[str] = []
     seen: set[str] = set()
@@ -24,6 +24,12 @@ def write_numbers(path: Path, count: int, *, seed: int = 1, header: bool = True)
         if n not in seen:
             seen.add(n)
             numbers.append(n)
+    return numbers
+
+
+def write_numbers(path: Path, count: int, *, seed: int = 1, header: bool = True) -> list[str]:
+    """A CSV of ``count`` distinct valid international numbers; returns them in file order."""
+    numbers = distinct_numbers(count, seed=seed)
     lines = (["phone\n"] if header else []) + [f"+{n}\n" for n in numbers]
     path.write_text("".join(lines), encoding="utf-8")
     return numbers
@@ -100,22 +106,22 @@ def stop_process(proc: subprocess.Popen[str]) -> None:
     proc.wait(timeout=30)
 
 
+def bulksend_cmd(*args: str) -> list[str]:
+    """The command line of `bulksend ARGS` run by this interpreter."""
+    return [sys.executable, "-m", "bulksend", *args]
+
+
+def send_cmd(url: str, input_path: Path | str, *extra: str, text: str = "hi") -> list[str]:
+    """`bulksend send INPUT --text TEXT --endpoint URL --no-progress EXTRA`."""
+    return bulksend_cmd(
+        "send", str(input_path), "--text", text, "--endpoint", url, "--no-progress", *extra
+    )
+
+
 def start_send(url: str, input_path: Path, *extra: str, text: str = "hi") -> subprocess.Popen[str]:
-    """`bulksend send INPUT --text TEXT --endpoint URL --no-progress EXTRA` as a child process."""
+    """:func:`send_cmd` as a child process with the simulator's demo account."""
     return subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "bulksend",
-            "send",
-            str(input_path),
-            "--text",
-            text,
-            "--endpoint",
-            url,
-            "--no-progress",
-            *extra,
-        ],
+        send_cmd(url, input_path, *extra, text=text),
         env=cli_env(),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,

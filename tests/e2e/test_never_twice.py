@@ -10,7 +10,6 @@ import os
 import random
 import signal
 import subprocess
-import sys
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -20,8 +19,10 @@ import pytest
 
 from bulksend.simulator import read_ledger
 from tests.e2e.support import (
+    bulksend_cmd,
     cli_env,
     read_results,
+    send_cmd,
     start_send,
     start_simulator_process,
     stop_process,
@@ -58,19 +59,7 @@ def _ledger_counts(ledger: Path) -> Counter[str]:
 
 
 def _send_cmd(url: str, input_path: Path, *extra: str) -> list[str]:
-    return [
-        sys.executable,
-        "-m",
-        "bulksend",
-        "send",
-        str(input_path),
-        "--text",
-        "never twice",
-        "--endpoint",
-        url,
-        "--no-progress",
-        *extra,
-    ]
+    return send_cmd(url, input_path, *extra, text="never twice")
 
 
 def _run(
@@ -121,7 +110,7 @@ def test_second_runner_refuses_through_other_names_then_takes_over_after_kill_9(
     assert not list(tmp_path.glob("in.results.csv.1*"))
     assert first.poll() is None, "the first run was disturbed"
 
-    status = _run([sys.executable, "-m", "bulksend", "status", str(results), "--json"])
+    status = _run(bulksend_cmd("status", str(results), "--json"))
     state = json.loads(status.stdout)
     assert state["running"] is True and state["holder"]["pid"] == first.pid
 
@@ -139,17 +128,9 @@ def test_second_runner_refuses_through_other_names_then_takes_over_after_kill_9(
 
 def test_two_receipt_receivers_on_one_file_refuse(tmp_path: Path) -> None:
     out = tmp_path / "receipts.csv"
+    receive = bulksend_cmd("receipts", "--listen", "127.0.0.1:0", "--out", str(out))
     first = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "bulksend",
-            "receipts",
-            "--listen",
-            "127.0.0.1:0",
-            "--out",
-            str(out),
-        ],
+        receive,
         env=cli_env(),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -159,16 +140,7 @@ def test_two_receipt_receivers_on_one_file_refuse(tmp_path: Path) -> None:
         assert first.stdout is not None
         assert "listening on" in first.stdout.readline()
         second = _run(
-            [
-                sys.executable,
-                "-m",
-                "bulksend",
-                "receipts",
-                "--listen",
-                "127.0.0.1:0",
-                "--out",
-                str(out),
-            ],
+            receive,
             timeout=30,
         )
         assert second.returncode == 3, second.stderr

@@ -16,7 +16,6 @@ import resource
 import signal
 import socket
 import subprocess
-import sys
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -26,7 +25,13 @@ import pytest
 
 from bulksend.receipts import receipts_path_for
 from bulksend.simulator import read_ledger
-from tests.e2e.support import cli_env, read_results, start_simulator_process, stop_process
+from tests.e2e.support import (
+    cli_env,
+    read_results,
+    send_cmd,
+    start_simulator_process,
+    stop_process,
+)
 
 CONCURRENCY = 8
 BATCH = 100
@@ -51,6 +56,11 @@ class SmallFs:
         )
         if done.returncode != 0:
             pytest.skip(f"cannot mount a tmpfs here: {done.stderr.decode().strip()}")
+
+    def hold(self, path: Path) -> None:
+        """Put just ``path`` on this file system: a symlink to a file here."""
+        (self.path / path.name).touch()
+        path.symlink_to(self.path / path.name)
 
     def grow(self) -> None:
         subprocess.run(["mount", "-o", "remount,size=64m", str(self.path)], check=True)
@@ -111,23 +121,16 @@ def _input(path: Path, count: int, invalid_every: int = 0) -> None:
 def _send(
     url: str, input_path: Path, *extra: str, preexec: Callable[[], None] | None = None
 ) -> tuple[subprocess.CompletedProcess[str], float]:
-    cmd = [
-        sys.executable,
-        "-m",
-        "bulksend",
-        "send",
-        str(input_path),
-        "--text",
-        "disk test",
-        "--endpoint",
+    cmd = send_cmd(
         url,
-        "--no-progress",
+        input_path,
         "--concurrency",
         str(CONCURRENCY),
         "--batch-size",
         str(BATCH),
         *extra,
-    ]
+        text="disk test",
+    )
     started = time.monotonic()
     done = subprocess.run(
         cmd,
@@ -198,8 +201,7 @@ def test_full_disk_under_results_or_journal_stops_with_exit_4_then_resumes(
     results = tmp_path / "out.csv"
     fs = small_fs("256k")
     victim = results if which == "results" else results.with_name("out.csv.journal")
-    (fs.path / victim.name).touch()
-    victim.symlink_to(fs.path / victim.name)
+    fs.hold(victim)
 
     done, took = _send(url, input_path, "--out", str(results))
     _assert_stopped(done, took, victim)
@@ -216,8 +218,7 @@ def test_full_rejects_file_stops_with_exit_4(
     _input(input_path, 60_000, invalid_every=2)
     fs = small_fs("96k")
     rejects = tmp_path / "in.rejects.csv"
-    (fs.path / rejects.name).touch()
-    rejects.symlink_to(fs.path / rejects.name)
+    fs.hold(rejects)
     done, took = _send(url, input_path)
     _assert_stopped(done, took, rejects)
     # The results and the journal were fine: the batches in flight were recorded, none unknown.
@@ -234,8 +235,7 @@ def test_full_receipts_file_stops_with_exit_4(
     _input(input_path, 30_000)
     fs = small_fs("32k")
     receipts = receipts_path_for(tmp_path / "in.results.csv")
-    (fs.path / receipts.name).touch()
-    receipts.symlink_to(fs.path / receipts.name)
+    fs.hold(receipts)
     listen = ("--callback", "2", "--receipts-listen", f"127.0.0.1:{receipts_port}")
     done, took = _send(url, input_path, "--concurrency", "2", *listen)
     _assert_stopped(done, took, receipts)
