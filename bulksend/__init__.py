@@ -12,11 +12,13 @@ from typing import TYPE_CHECKING, Any
 
 from bulksend.errors import (
     BulkSendError,
+    CampaignLocked,
     ConfigError,
     ErrorClass,
     GatewayError,
     InputError,
     ProtocolError,
+    StorageError,
 )
 
 __version__ = "0.1.0"
@@ -31,11 +33,13 @@ if TYPE_CHECKING:
     )
     from bulksend.config import CampaignSettings, load_settings
     from bulksend.simulator import Simulator
+    from bulksend.status import campaign_status
 
 _LAZY = {
     "Campaign": "bulksend.campaign",
     "CampaignSummary": "bulksend.campaign",
     "Snapshot": "bulksend.campaign",
+    "campaign_status": "bulksend.status",
     "run_campaign": "bulksend.campaign",
     "run_campaign_async": "bulksend.campaign",
     "CampaignSettings": "bulksend.config",
@@ -56,6 +60,7 @@ def __getattr__(name: str) -> Any:
 __all__ = [
     "BulkSendError",
     "Campaign",
+    "CampaignLocked",
     "CampaignSettings",
     "CampaignSummary",
     "ConfigError",
@@ -65,7 +70,9 @@ __all__ = [
     "ProtocolError",
     "Simulator",
     "Snapshot",
+    "StorageError",
     "__version__",
+    "campaign_status",
     "load_settings",
     "run_campaign",
     "run_campaign_async",

@@ -886,7 +886,10 @@ async def run_campaign_async(
     """Run a campaign on the current event loop and return its summary.
 
     Raises :class:`~bulksend.errors.InputError` / :class:`~bulksend.errors.ConfigError` for inputs
-    that cannot be used; gateway trouble is reported in the summary (``exit_code``, ``stopped``).
+    that cannot be used, :class:`~bulksend.errors.CampaignLocked` when another run holds the
+    campaign (nothing sent or written), and :class:`~bulksend.errors.StorageError` when an output
+    file cannot be created before the first request. Gateway trouble, and a storage failure once
+    sending has begun, are reported in the summary (``exit_code`` 2 or 4, ``stopped``).
     """
     campaign = Campaign(settings, on_progress=on_progress, progress_interval=progress_interval)
     try:
