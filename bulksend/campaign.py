@@ -42,12 +42,14 @@ from typing import Any
 import aiofiles.os
 
 from bulksend import aio, gsm
+from bulksend.account import Account
 from bulksend.client import BatchOutcome, BatchStatus, ClientSettings, Gateway, RetryPolicy
 from bulksend.config import CampaignSettings
 from bulksend.errors import (
     ErrorClass,
     GatewayError,
     InputError,
+    ProtocolError,
     StorageError,
     redact,
 )
@@ -57,6 +59,7 @@ from bulksend.journal import (
     Journal,
     ResultLine,
     ResumeState,
+    RowBitmap,
     campaign_fingerprint,
     format_result,
     input_identity,
@@ -64,6 +67,7 @@ from bulksend.journal import (
 )
 from bulksend.lock import FileLock
 from bulksend.numbers import NumberPolicy
+from bulksend.optout import OptOuts, append_opt_outs, load_opt_outs
 from bulksend.protocol import Auth, MessageOptions, SendmsgTemplate, Verdict, classify
 from bulksend.reader import InlineReader, ProcessReader, make_reader
 from bulksend.receipts import collect_receipts, receipts_path_for
@@ -89,6 +93,9 @@ EXIT_INPUT = 1
 EXIT_FATAL = 2
 EXIT_LOCKED = 3
 EXIT_STORAGE = 4
+
+OPTED_OUT = 122
+"""The gateway's "Destination mobile opted out" (``--record-opt-outs`` keeps these numbers)."""
 
 STORAGE_DRAIN_SECONDS = 5.0
 """After a storage failure that still lets outcomes be recorded, in-flight batches get this long."""
@@ -150,6 +157,14 @@ class CampaignSummary:
     recovered_unknown: int = 0
     reconciled: int = 0
     resumed: bool = False
+    opted_out: int = 0  # rows refused because an --exclude list holds their number
+    opt_out_lists: int = 0  # numbers in the --exclude lists
+    recorded_opt_outs: int = 0  # ERR 122 numbers appended to --record-opt-outs
+    options: dict[str, object] = field(default_factory=dict)
+    balance_before: float | None = None
+    balance_after: float | None = None
+    credits_needed: int | None = None  # counted when the balance might not cover the campaign
+    credit_limit: int | None = None  # --allow-partial: messages the credit covers
     batches: int = 0
     requests: int = 0
     throttled: int = 0
@@ -176,7 +191,14 @@ class Campaign:
         self.settings = settings
         self.on_progress = on_progress
         self.progress_interval = progress_interval
-        self.shape = gsm.analyse(settings.text, settings.unicode)
+        udh = data = None
+        if settings.data is not None:
+            udh_octets = gsm.parse_hex(settings.udh or "", "--udh")
+            data_octets = gsm.parse_hex(settings.data, "--data")
+            self.shape = gsm.analyse_binary(udh_octets, data_octets)
+            udh, data = udh_octets.hex().upper() or None, data_octets.hex().upper()
+        else:
+            self.shape = gsm.analyse(settings.text, settings.unicode)
         if self.shape.parts > settings.max_parts:
             raise InputError(
                 f"the text needs {self.shape.parts} parts ({self.shape.units} "
@@ -184,12 +206,18 @@ class Campaign:
                 f"more than --max-parts {settings.max_parts}"
             )
         self.options = MessageOptions(
-            text=gsm.wire_text(settings.text, self.shape.encoding),
+            text="" if data is not None else gsm.wire_text(settings.text, self.shape.encoding),
             sender=settings.sender,
             mo=settings.mo,
             callback=settings.callback,
             unicode=self.shape.encoding is gsm.Encoding.UCS2,
             concat=self.shape.parts,
+            max_credits=settings.max_credits,
+            deliv_time=settings.deliver_in,
+            validity=settings.validity,
+            msg_type="SMS_FLASH" if settings.flash else None,
+            udh=udh,
+            data=data,
         )
         self.template = SendmsgTemplate(self.options)
         self.summary = CampaignSummary(
@@ -199,6 +227,7 @@ class Campaign:
             dry_run=settings.dry_run,
             encoding=self.shape.encoding.value,
             parts=self.shape.parts,
+            options=self.message_options(),
         )
         self.source = RecipientSource(
             settings.input_path,
@@ -218,20 +247,39 @@ class Campaign:
         self._rejected_codes: Counter[str] = Counter()
         self._counts: Counter[str] = Counter()
         self._journal: Journal | None = None
+        self.opt_outs: OptOuts | None = None
+        self._send_limit: int | None = None  # messages the credit covers (--allow-partial)
+        self._opted_out_numbers: list[str] = []  # ERR 122 answers, for --record-opt-outs
         self._abort = asyncio.Event()  # stop everything now: in-flight requests are cancelled
         self._storage_error: StorageError | None = None
         self._unexpected: BaseException | None = None
 
     # -- public ------------------------------------------------------------------------------------
 
+    def message_options(self) -> dict[str, object]:
+        """The message options that were set (flash, binary, scheduling, validity, credits)."""
+        o = self.options
+        chosen: dict[str, object] = {
+            "flash": o.msg_type == "SMS_FLASH",
+            "udh": o.udh,
+            "data": o.data,
+            "deliver_in": o.deliv_time,
+            "validity": o.validity,
+            "max_credits": o.max_credits,
+        }
+        return {k: v for k, v in chosen.items() if v not in (None, False)}
+
     def fingerprint(self) -> str:
         s = self.settings
+        # Options join the identity only when set, so campaigns without them keep the
+        # fingerprint earlier versions wrote (their journals still resume).
         return campaign_fingerprint(
             text=s.text,
             sender=s.sender,
             mo=s.mo,
             callback=s.callback,
             encoding=self.shape.encoding.value,
+            **self.message_options(),
         )
 
     def stop(self, reason: str, exit_code: int) -> None:
@@ -271,6 +319,21 @@ class Campaign:
         except OSError:
             self._bytes_total = 0
         s = self.settings
+        if s.exclude:
+            self.opt_outs = await asyncio.to_thread(load_opt_outs, s.exclude, self.source.policy)
+            self.summary.opt_out_lists = len(self.opt_outs)
+            for path, count in self.opt_outs.skipped.items():
+                log.warning(
+                    "opt-out list %s: %d rows are not numbers and exclude nothing", path, count
+                )
+            self.source = RecipientSource(
+                s.input_path,
+                column=s.column,
+                policy=self.source.policy,
+                dedupe=s.dedupe,
+                opt_outs=self.opt_outs,
+            )
+            self.reader = InlineReader(self.source)
         if s.dry_run:
             await self._dry_run()
             return self._finish()
@@ -302,6 +365,14 @@ class Campaign:
         size = self.settings.effective_batch_size
         self.summary.batches = -(-self.summary.valid // size) if self.summary.valid else 0
         self.summary.pending = self.summary.valid
+        s = self.settings
+        if s.password and s.check_balance:
+            # With credentials, the dry run also says whether the credit would last.
+            try:
+                async with Account(self._client_settings()) as account:
+                    self.summary.balance_before = await account.balance()
+            except (GatewayError, ProtocolError) as exc:
+                log.warning("could not read the balance: %s", redact(str(exc)))
 
     # -- the real thing ----------------------------------------------------------------------------
 
@@ -324,6 +395,7 @@ class Campaign:
                     "encoding": self.shape.encoding.value,
                     "parts": self.shape.parts,
                     "sender": s.sender or "",
+                    "options": self.message_options(),
                 },
                 restart=s.restart,
                 resend_unknown=s.resend_unknown,
@@ -423,7 +495,44 @@ class Campaign:
                 state.reconciled,
                 state.resent_unknown,
             )
-        client_settings = ClientSettings(
+        client_settings = self._client_settings()
+        rejects = RejectsFile(Path(s.rejects_path))
+        queue: asyncio.Queue[Batch | None] = asyncio.Queue(maxsize=max(2, s.concurrency * 2))
+        gateway: Gateway | None = None
+        try:
+            async with Gateway(client_settings, self.template) as gateway:
+                gateway.limiter_for(s.effective_batch_size)
+                await self._login(gateway)
+                if s.check_balance and not self._stopping.is_set():
+                    async with Account(client_settings) as account:
+                        await self._preflight(account, state.done)
+                with self._signals():
+                    self.reader = make_reader(
+                        s.input_path,
+                        column=s.column,
+                        policy=self.source.policy,
+                        dedupe=s.dedupe,
+                        mode=s.reader,
+                        opt_outs=self.opt_outs,
+                    )
+                    await self._pipeline(gateway, journal, queue, rejects, state.done)
+                if s.check_balance and self.summary.balance_before is not None:
+                    with contextlib.suppress(GatewayError, ProtocolError):
+                        async with Account(client_settings) as account:
+                            self.summary.balance_after = await account.balance()
+            try:
+                rejects.finish()  # after another file failed too: what the disk still takes
+            except StorageError as exc:
+                self.fail_storage(exc)
+        finally:
+            rejects.close()
+            self.reader.close()
+            if gateway is not None:
+                self.summary.throttled = gateway.window.throttled
+
+    def _client_settings(self) -> ClientSettings:
+        s = self.settings
+        return ClientSettings(
             endpoint=s.endpoint,
             auth=Auth(api_id=s.api_id, user=s.user, password=s.password),
             use_session=s.auth == "session",
@@ -435,31 +544,74 @@ class Campaign:
             verify_tls=not s.insecure,
             retry=RetryPolicy(max_attempts=s.retry_attempts, max_total_seconds=s.retry_max_seconds),
         )
-        rejects = RejectsFile(Path(s.rejects_path))
-        queue: asyncio.Queue[Batch | None] = asyncio.Queue(maxsize=max(2, s.concurrency * 2))
-        gateway: Gateway | None = None
+
+    async def _preflight(self, account: Account, done: RowBitmap) -> None:
+        """Before the first message: does the credit cover the rows still to send?
+
+        The cheap bound first (every line of the file, at this campaign's parts); only when the
+        balance is below it are the rows counted exactly (valid, not excluded, not handled)."""
+        s = self.settings
+        parts = self.shape.parts
         try:
-            async with Gateway(client_settings, self.template) as gateway:
-                gateway.limiter_for(s.effective_batch_size)
-                await self._login(gateway)
-                with self._signals():
-                    self.reader = make_reader(
-                        s.input_path,
-                        column=s.column,
-                        policy=self.source.policy,
-                        dedupe=s.dedupe,
-                        mode=s.reader,
-                    )
-                    await self._pipeline(gateway, journal, queue, rejects, state.done)
-            try:
-                rejects.finish()  # after another file failed too: what the disk still takes
-            except StorageError as exc:
-                self.fail_storage(exc)
+            balance = await account.balance()
+        except GatewayError as exc:
+            if exc.fatal and exc.code:  # the gateway's own ERR (authentication, frozen, ...)
+                self.stop(f"cannot read the balance: {exc}", EXIT_FATAL)
+            else:
+                log.warning("could not read the balance (%s); sending without the pre-flight", exc)
+            return
+        except ProtocolError as exc:
+            log.warning("could not read the balance (%s); sending without the pre-flight", exc)
+            return
+        self.summary.balance_before = balance
+        upper = max(0, await asyncio.to_thread(_count_lines, s.input_path) - len(done))
+        if balance >= upper * parts:
+            return
+        rows = await self._count_unsent(done)
+        need = rows * parts
+        self.summary.credits_needed = need
+        if balance >= need:
+            return
+        covered = int(balance // parts)
+        if not s.allow_partial:
+            self.stop(
+                f"the credit ({balance:,.2f}) does not cover this campaign: {rows:,} messages x "
+                f"{parts} part(s) = {need:,} credits; nothing was sent. Top up, or pass "
+                f"--allow-partial to send the first {covered:,} (the rest stays pending)",
+                EXIT_FATAL,
+            )
+            return
+        self._send_limit = covered
+        self.summary.credit_limit = covered
+        log.warning(
+            "the credit (%s) covers %d of %d messages: sending those (--allow-partial); the "
+            "rest stays pending for a resume after a top-up",
+            f"{balance:,.2f}",
+            covered,
+            rows,
+        )
+
+    async def _count_unsent(self, done: RowBitmap) -> int:
+        s = self.settings
+        reader = make_reader(
+            s.input_path,
+            column=s.column,
+            policy=self.source.policy,
+            dedupe=s.dedupe,
+            mode=s.reader,
+            opt_outs=self.opt_outs,
+        )
+        count = 0
+        try:
+            async for block in reader.blocks():
+                count += (
+                    len(block.rows)
+                    if not len(done)
+                    else sum(1 for row in block.rows if row not in done)
+                )
         finally:
-            rejects.close()
-            self.reader.close()
-            if gateway is not None:
-                self.summary.throttled = gateway.window.throttled
+            reader.close()
+        return count
 
     async def _login(self, gateway: Gateway) -> None:
         if self.settings.auth != "session":
@@ -538,9 +690,15 @@ class Campaign:
         rows: list[int] = []
         msisdns: list[str] = []
         check_done = len(done) > 0
+        limit = self._send_limit
         async for block in self.reader.blocks():
             if block.rejects:
-                rejects.write(block.rejects)
+                if check_done:
+                    # A row the campaign already handled stays in the results only, even if an
+                    # opt-out list now refuses it.
+                    rejects.write([r for r in block.rejects if r.row not in done])
+                else:
+                    rejects.write(block.rejects)
             if check_done:
                 for row, msisdn in zip(block.rows, block.msisdns, strict=True):
                     if row in done:
@@ -551,12 +709,28 @@ class Campaign:
             else:
                 rows.extend(block.rows)
                 msisdns.extend(block.msisdns)
+            if limit is not None and len(rows) >= limit:
+                # What the credit covers is queued; the rest of the file stays pending.
+                del rows[limit:], msisdns[limit:]
+                while rows and not self._stopping.is_set():
+                    await queue.put(Batch(rows[:size], msisdns[:size]))
+                    del rows[:size], msisdns[:size]
+                self.summary.input_complete = False
+                if not self._stopping.is_set():
+                    self._stop_reason = (
+                        f"the credit covered {self._send_limit:,} messages (--allow-partial); "
+                        "the rest stays pending"
+                    )
+                    self._exit_code = EXIT_FATAL
+                return
             while len(rows) >= size:
                 if self._stopping.is_set():
                     self.summary.input_complete = False
                     return
                 await queue.put(Batch(rows[:size], msisdns[:size]))
                 del rows[:size], msisdns[:size]
+                if limit is not None:
+                    limit -= size
             if self._stopping.is_set():
                 self.summary.input_complete = False
                 return
@@ -627,6 +801,8 @@ class Campaign:
             tail = f",,,{attempts},{now}\n"
             n_accepted = n_rejected = n_unknown = 0
             stop_for = ""
+            record_opt_outs = self.settings.record_opt_outs
+            opted_out: list[str] = []
             for row, msisdn, result in zip(batch.rows, batch.msisdns, outcome.results, strict=True):
                 if result[0] is accepted:
                     append(f"{row},{msisdn},accepted,{result[1]}{tail}")
@@ -650,6 +826,8 @@ class Campaign:
                         )
                         self._rejected_codes[f"{result.code:03d}"] += 1
                         n_rejected += 1
+                        if result.code == OPTED_OUT and record_opt_outs:
+                            opted_out.append(msisdn)
                     else:
                         # Not this number's fault (no credit, auth...): nothing was sent to it.
                         stop_for = (
@@ -669,6 +847,9 @@ class Campaign:
             self._counts["unknown"] += n_unknown
             self._sent += len(out)
             journal.complete_text(seq, "".join(out))
+            if opted_out and record_opt_outs is not None:
+                append_opt_outs(record_opt_outs, opted_out)
+                self.summary.recorded_opt_outs += len(opted_out)
             if stop_for:  # numbers held back: nothing was sent to them
                 self.stop(redact(stop_for), EXIT_FATAL)
             return
@@ -786,6 +967,9 @@ class Campaign:
             by_reason["duplicate"] = stats.duplicates
         self.summary.input_rejected = sum(stats.rejected.values()) + stats.duplicates
         self.summary.input_rejected_by_reason = by_reason
+        self.summary.opted_out = sum(
+            count for reason, count in stats.rejected.items() if reason.startswith("opted out")
+        )
         self.summary.credits_estimate = stats.valid * self.shape.parts
 
     def _finish(self) -> CampaignSummary:
@@ -808,6 +992,18 @@ class Campaign:
             summary.exit_code = EXIT_FATAL
             summary.stopped = summary.stopped or f"{summary.pending} rows left pending"
         return summary
+
+
+def _count_lines(path: Path) -> int:
+    """Lines in the file (LF, or CR for old Mac files): an upper bound of its rows."""
+    lf = cr = 0
+    last = b""
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            lf += chunk.count(b"\n")
+            cr += chunk.count(b"\r")
+            last = chunk[-1:]
+    return max(lf, cr) + (1 if last not in (b"", b"\n", b"\r") else 0)
 
 
 def _changed_since(identity: InputIdentity) -> bool:

@@ -84,13 +84,73 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, not {value}")
+    return value
+
+
 def _column(text: str) -> str | int:
     return int(text) if text.isdigit() else text
 
 
 def _add_send_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("file", type=Path, help="recipient file: CSV or one number per line")
-    p.add_argument("--text", required=True, help="the message (one text for every recipient)")
+    message = p.add_mutually_exclusive_group(required=True)
+    message.add_argument("--text", help="the message (one text for every recipient)")
+    message.add_argument(
+        "--text-file", type=Path, metavar="PATH", help="the message from a UTF-8 file"
+    )
+    message.add_argument("--data", metavar="HEX", help="binary message payload (with --udh)")
+    message.add_argument(
+        "--data-file", type=Path, metavar="PATH", help="binary message payload from a file"
+    )
+    p.add_argument("--udh", metavar="HEX", help="user data header of a binary message")
+    p.add_argument(
+        "--flash", action="store_true", default=None, help="flash message (msg_type=SMS_FLASH)"
+    )
+    p.add_argument(
+        "--deliver-in",
+        type=_non_negative_int,
+        metavar="MINUTES",
+        help="deliver after this delay (deliv_time, at most 10080); cancel with bulksend cancel",
+    )
+    p.add_argument(
+        "--validity", type=_positive_int, metavar="MINUTES", help="how long the network tries"
+    )
+    p.add_argument(
+        "--max-credits", type=float, metavar="N", help="refuse messages costing more credits"
+    )
+    p.add_argument(
+        "--exclude",
+        type=Path,
+        action="append",
+        metavar="FILE",
+        help="opt-out / suppression list (repeatable): its numbers are not sent",
+    )
+    p.add_argument(
+        "--record-opt-outs",
+        type=Path,
+        metavar="FILE",
+        help="append numbers the gateway refuses as opted out (ERR 122) to FILE",
+    )
+    p.add_argument(
+        "--allow-partial",
+        action="store_true",
+        default=None,
+        help="when the credit is short, send what it covers (the rest stays pending)",
+    )
+    p.add_argument(
+        "--no-balance-check",
+        dest="check_balance",
+        action="store_false",
+        default=None,
+        help="skip the credit pre-flight (getbalance before the first message)",
+    )
     p.add_argument(
         "--config", type=Path, help="TOML config file (see config/bulksend.example.toml)"
     )
@@ -262,10 +322,23 @@ def _cmd_send(args: argparse.Namespace) -> int:
             "insecure",
             "dry_run",
             "receipts_listen",
+            "text",
+            "text_file",
+            "data",
+            "data_file",
+            "udh",
+            "flash",
+            "deliver_in",
+            "validity",
+            "max_credits",
+            "record_opt_outs",
+            "allow_partial",
+            "check_balance",
         ]
     }
     cli["input_path"] = args.file
-    cli["text"] = args.text
+    if args.exclude:
+        cli["exclude"] = tuple(args.exclude)
     settings = load_settings(
         cli, config_path=args.config, profile=args.profile, prompt_password=True
     )

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Literal
 
-from bulksend.errors import ConfigError, register_secret
+from bulksend.errors import ConfigError, InputError, register_secret
 
 __all__ = [
     "DEFAULT_ENDPOINT",
@@ -54,6 +54,12 @@ _KEYS: dict[str, type | tuple[type, ...]] = {
     "default_country": str,
     "strict": bool,
     "dedupe": bool,
+    "flash": bool,
+    "validity": int,
+    "max_credits": (int, float),
+    "exclude": list,
+    "record_opt_outs": str,
+    "allow_partial": bool,
     "connect_timeout": (int, float),
     "read_timeout": (int, float),
     "retry_attempts": int,
@@ -113,9 +119,38 @@ class CampaignSettings:
     reader: Literal["auto", "process", "inline"] = "auto"
     receipts_listen: str | None = None
     """``HOST:PORT``: run a delivery-receipt receiver alongside the campaign."""
+    # Message options (part of the campaign's identity: a resume with others is refused).
+    flash: bool = False
+    udh: str | None = None  # binary message: hex
+    data: str | None = None  # binary message: hex, instead of text
+    deliver_in: int | None = None  # minutes (deliv_time)
+    validity: int | None = None  # minutes
+    max_credits: float | None = None
+    # Audience and pre-flight.
+    exclude: tuple[Path, ...] = ()
+    record_opt_outs: Path | None = None
+    allow_partial: bool = False
+    check_balance: bool = True
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "input_path", Path(self.input_path))
+        object.__setattr__(self, "exclude", tuple(Path(p) for p in self.exclude))
+        if self.record_opt_outs is not None:
+            object.__setattr__(self, "record_opt_outs", Path(self.record_opt_outs))
+        if self.data is None and self.udh is not None:
+            raise ConfigError("--udh needs --data (a binary message)")
+        if self.data is not None and self.text:
+            raise ConfigError("a binary message (--data) has no --text")
+        if self.data is not None and self.flash:
+            raise ConfigError("--flash is for text messages, not binary ones (--data)")
+        if self.deliver_in is not None and not 0 <= self.deliver_in <= 10080:
+            raise ConfigError(
+                f"--deliver-in must be 0..10080 minutes (7 days), not {self.deliver_in}"
+            )
+        if self.validity is not None and not 1 <= self.validity <= 10080:
+            raise ConfigError(f"--validity must be 1..10080 minutes, not {self.validity}")
+        if self.max_credits is not None and self.max_credits <= 0:
+            raise ConfigError(f"--max-credits must be positive, not {self.max_credits}")
         if self.password:
             register_secret(self.password)
         if self.method not in ("post", "get"):
@@ -239,7 +274,48 @@ _COERCE: dict[str, Any] = {
     "retry_attempts": int,
     "retry_max_seconds": float,
     "fsync_interval": float,
+    "validity": int,
+    "max_credits": float,
+    "deliver_in": int,
 }
+
+
+def _read_text_file(path: Path, what: str) -> bytes:
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        raise InputError("no such file", path=f"{what} {path}") from None
+    except IsADirectoryError:
+        raise InputError("is a directory, not a file", path=f"{what} {path}") from None
+    except OSError as exc:
+        raise InputError(f"cannot read: {exc.strerror or exc}", path=f"{what} {path}") from None
+
+
+def _message_from_files(merged: dict[str, Any]) -> None:
+    """``text_file`` -> ``text`` (UTF-8, one final line end dropped); ``data_file`` -> ``data``."""
+    text_file = merged.pop("text_file", None)
+    if text_file is not None:
+        if merged.get("text"):
+            raise ConfigError("--text and --text-file exclude each other: give one")
+        raw = _read_text_file(Path(text_file), "--text-file")
+        try:
+            text = raw.decode("utf-8-sig")
+        except UnicodeDecodeError as exc:
+            raise InputError(
+                f"not UTF-8 (byte {exc.start + 1})", path=f"--text-file {text_file}"
+            ) from None
+        if text.endswith("\r\n"):
+            text = text[:-2]
+        elif text.endswith("\n"):
+            text = text[:-1]
+        if not text:
+            raise InputError("is empty", path=f"--text-file {text_file}")
+        merged["text"] = text
+    data_file = merged.pop("data_file", None)
+    if data_file is not None:
+        if merged.get("data"):
+            raise ConfigError("--data and --data-file exclude each other: give one")
+        merged["data"] = _read_text_file(Path(data_file), "--data-file").hex().upper()
 
 
 def load_settings(
@@ -303,8 +379,12 @@ def load_settings(
     if password:
         register_secret(password)
 
-    if "input_path" not in merged or "text" not in merged:
-        raise ConfigError("a campaign needs an input file and --text")
+    _message_from_files(merged)
+    if "input_path" not in merged or ("text" not in merged and "data" not in merged):
+        raise ConfigError("a campaign needs an input file and --text (or --text-file, --data)")
+    merged.setdefault("text", "")
+    if isinstance(merged.get("exclude"), list):
+        merged["exclude"] = tuple(Path(str(p)) for p in merged["exclude"])
     known = {f.name for f in fields(CampaignSettings)}
     unknown = set(merged) - known
     if unknown:

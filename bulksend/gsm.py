@@ -89,6 +89,7 @@ class Encoding(StrEnum):
 
     GSM7 = "gsm7"
     UCS2 = "ucs2"
+    BINARY = "binary"  # udh + data as hex octets (no text)
 
 
 @dataclass(frozen=True, slots=True)
@@ -212,6 +213,40 @@ def decode_ucs2_hex(hex_text: str) -> str:
         raise ValueError(
             f"UCS-2 hex has a lone surrogate {unit} at unit {exc.start // 2}"
         ) from None
+
+
+BINARY_OCTETS = 140
+"""Octets in one SMS: a binary message's UDH and data together must fit."""
+
+
+def parse_hex(value: str, what: str) -> bytes:
+    """``"0B05 04"`` -> bytes (spaces and a ``0x`` prefix allowed); InputError naming ``what``."""
+    text = value.strip().replace(" ", "")
+    if text[:2].lower() == "0x":
+        text = text[2:]
+    bad = _NOT_HEX_RE.search(text)
+    if bad is not None:
+        raise InputError(f"{what} is not hex: {bad.group()!r} at position {bad.start() + 1}")
+    if len(text) % 2:
+        raise InputError(f"{what} has an odd number of hex digits ({len(text)})")
+    return bytes.fromhex(text)
+
+
+def analyse_binary(udh: bytes, data: bytes) -> MessageShape:
+    """A binary message is one SMS of at most 140 octets, UDH included (InputError past that)."""
+    octets = len(udh) + len(data)
+    if not data:
+        raise InputError("the binary message (--data) is empty")
+    if udh and udh[0] != len(udh) - 1:
+        raise InputError(
+            f"the UDH's first octet (its length) says {udh[0]} but {len(udh) - 1} octets follow"
+        )
+    if octets > BINARY_OCTETS:
+        raise InputError(
+            f"the binary message is {octets} octets (UDH {len(udh)} + data {len(data)}), more "
+            f"than the {BINARY_OCTETS} of one SMS; split it with a concatenation UDH per part"
+        )
+    return MessageShape(Encoding.BINARY, octets, 1)
 
 
 def wire_text(text: str, encoding: Encoding) -> str:

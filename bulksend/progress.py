@@ -129,6 +129,15 @@ def print_summary(summary: CampaignSummary, console: Console | None = None) -> N
     for reason, count in sorted(summary.input_rejected_by_reason.items(), key=lambda kv: -kv[1]):
         rows.append((f"  {reason}", f"{count:,}"))
     rows.append(("message", f"{summary.encoding}, {summary.parts} part(s)"))
+    for name, value in summary.options.items():
+        shown = f"{len(str(value)) // 2} octets" if name in ("udh", "data") else str(value)
+        rows.append((f"  {name.replace('_', '-')}", "yes" if value is True else shown))
+    if summary.opt_out_lists:
+        rows.append(("numbers in opt-out lists", f"{summary.opt_out_lists:,}"))
+    if summary.balance_before is not None:
+        rows.append(("credit before", f"{summary.balance_before:,.2f}"))
+    if summary.credits_needed is not None:
+        rows.append(("credits needed", f"{summary.credits_needed:,}"))
     if summary.dry_run:
         rows += [
             ("batches", f"{summary.batches:,}"),
@@ -158,6 +167,10 @@ def print_summary(summary: CampaignSummary, console: Console | None = None) -> N
                     ("  numbers no longer in the file", f"{summary.removed_rows:,} (see removed)")
                 )
                 rows.append(("removed", summary.removed_path))
+        if summary.balance_after is not None:
+            rows.append(("credit after", f"{summary.balance_after:,.2f}"))
+        if summary.recorded_opt_outs:
+            rows.append(("opt-outs recorded (ERR 122)", f"{summary.recorded_opt_outs:,}"))
         rows += [
             ("requests", f"{summary.requests:,}"),
             ("throttled answers", f"{summary.throttled:,}"),

@@ -161,10 +161,21 @@ class MessageOptions:
     validity: int | None = None
     escalate: int | None = None
     queue: int | None = None
+    msg_type: str | None = None  # SMS_TEXT (the gateway's default), SMS_FLASH, ...
+    udh: str | None = None  # binary message: user data header, hex
+    data: str | None = None  # binary message: payload, hex (replaces text)
     extra: tuple[tuple[str, str], ...] = ()
 
     def params(self) -> list[tuple[str, str]]:
-        out: list[tuple[str, str]] = [("text", self.text)]
+        out: list[tuple[str, str]]
+        if self.data is not None:
+            out = [("data", self.data)]
+            if self.udh:
+                out.append(("udh", self.udh))
+        else:
+            out = [("text", self.text)]
+        if self.msg_type:
+            out.append(("msg_type", self.msg_type))
         if self.sender:
             out.append(("from", self.sender))
         if self.mo:
@@ -188,8 +199,18 @@ class MessageOptions:
 
     def validate(self) -> None:
         """Raise :class:`ProtocolError` for a request the gateway would refuse outright."""
-        if not self.text:
+        if not self.text and not self.data:
             raise ProtocolError("the message text is empty")
+        if self.msg_type is not None and self.msg_type not in MSG_TYPES:
+            raise ProtocolError(f"msg_type must be one of {', '.join(MSG_TYPES)}")
+        for name in ("udh", "data"):
+            value = getattr(self, name)
+            if value is not None and (len(value) % 2 or not _is_hex(value)):
+                raise ProtocolError(f"{name} must be hex octets")
+        if self.validity is not None and self.validity < 1:
+            raise ProtocolError(f"validity must be at least 1 minute, not {self.validity}")
+        if self.max_credits is not None and self.max_credits <= 0:
+            raise ProtocolError(f"max_credits must be positive, not {self.max_credits}")
         if not 0 <= self.callback <= 7:
             raise ProtocolError(f"callback must be 0..7, not {self.callback}")
         if self.concat < 1:
@@ -202,6 +223,24 @@ class MessageOptions:
             raise ProtocolError("climsgid must be at most 32 alphanumeric characters")
         if self.deliv_time is not None and not 0 <= self.deliv_time <= 10080:
             raise ProtocolError(f"deliv_time must be 0..10080 minutes, not {self.deliv_time}")
+
+
+MSG_TYPES = (
+    "SMS_TEXT",
+    "SMS_FLASH",
+    "SMS_NOKIA_OLOGO",
+    "SMS_NOKIA_GLOGO",
+    "SMS_NOKIA_PICTURE",
+    "SMS_NOKIA_RINGTONE",
+    "SMS_NOKIA_RTTL",
+    "SMS_NOKIA_CLEAN",
+    "SMS_NOKIA_VCARD",
+    "SMS_NOKIA_VCAL",
+)
+
+
+def _is_hex(value: str) -> bool:
+    return all(c in "0123456789abcdefABCDEF" for c in value)
 
 
 def _number(value: float) -> str:
@@ -505,8 +544,11 @@ def parse_ping(body: str) -> None:
 
 
 _QUERY = re.compile(r"ID:\s*([0-9A-Za-z]{1,64})\s+Status:\s*(\d{3})", re.IGNORECASE)
+# ``apiMsgId: <id> charge: <x> status: <NNN>`` is the documented answer (and what third-party
+# clients parse); ``ID: <id> Charge: ...`` is what older notes said. Both are accepted.
 _CHARGE = re.compile(
-    r"ID:\s*([0-9A-Za-z]{1,64})\s+Charge:\s*([0-9.]+)\s+Status:\s*(\d{3})", re.IGNORECASE
+    r"(?:apiMsgId|ID):\s*([0-9A-Za-z]{1,64})\s+Charge:\s*([0-9.]+)\s+Status:\s*(\d{3})",
+    re.IGNORECASE,
 )
 _CREDIT = re.compile(r"Credit:\s*(-?[0-9]+(?:\.[0-9]*)?)", re.IGNORECASE)
 
@@ -521,11 +563,14 @@ def parse_querymsg(body: str) -> tuple[str, str]:
 
 
 def parse_getmsgcharge(body: str) -> tuple[str, float, str]:
-    """``(api_msg_id, charge, status)`` from ``ID: <id> Charge: <x> Status: <NNN>``."""
+    """``(api_msg_id, charge, status)`` from ``apiMsgId: <id> charge: <x> status: <NNN>`` (or the
+    ``ID: <id> Charge: <x> Status: <NNN>`` spelling)."""
     line = _single_line(body, "getmsgcharge")
     m = _CHARGE.fullmatch(line)
     if m is None:
-        raise ProtocolError("getmsgcharge answer is not 'ID: <id> Charge: <x> Status: <NNN>'", line)
+        raise ProtocolError(
+            "getmsgcharge answer is not 'apiMsgId: <id> charge: <x> status: <NNN>'", line
+        )
     return m.group(1), float(m.group(2)), m.group(3)
 
 

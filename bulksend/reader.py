@@ -32,6 +32,7 @@ from typing import Any
 from bulksend import lock
 from bulksend.errors import BulkSendError, InputError
 from bulksend.numbers import NumberPolicy
+from bulksend.optout import OptOuts
 from bulksend.source import Block, RecipientSource, Reject, SourceStats
 
 __all__ = ["InlineReader", "ProcessReader", "make_reader"]
@@ -72,6 +73,7 @@ def _child(
     column: str | int | None,
     policy: NumberPolicy,
     dedupe: bool,
+    opt_outs: OptOuts | None,
 ) -> None:
     if parent_end is not None:
         # A forked child holds a copy of the parent's reading end: close it, or the pipe would
@@ -86,7 +88,8 @@ def _child(
         policy=policy,
         dedupe=dedupe,
         block_rows=_BLOCK_ROWS,
-        compact_dedupe=True,  # memory matters most for big files; this core has CPU to spare
+        compact_dedupe=True,
+        opt_outs=opt_outs,  # memory matters most for big files; this core has CPU to spare
     )
     try:
         for block in source.blocks():
@@ -125,6 +128,7 @@ class ProcessReader:
         column: str | int | None,
         policy: NumberPolicy,
         dedupe: bool,
+        opt_outs: OptOuts | None = None,
     ) -> None:
         self.path = os.fspath(path)
         self.stats = SourceStats()
@@ -135,7 +139,15 @@ class ProcessReader:
         self._conn, child_conn = context.Pipe(duplex=False)
         self._process = context.Process(
             target=_child,
-            args=(child_conn, self._conn if fork else None, self.path, column, policy, dedupe),
+            args=(
+                child_conn,
+                self._conn if fork else None,
+                self.path,
+                column,
+                policy,
+                dedupe,
+                opt_outs,
+            ),
             name="bulksend-reader",
             daemon=True,
         )
@@ -184,6 +196,7 @@ def make_reader(
     policy: NumberPolicy,
     dedupe: bool,
     mode: str = "auto",
+    opt_outs: OptOuts | None = None,
 ) -> InlineReader | ProcessReader:
     """``process`` / ``inline`` as asked; ``auto``: a process for files over a few MB."""
     if mode == "auto":
@@ -193,5 +206,7 @@ def make_reader(
             big = False
         mode = "process" if big else "inline"
     if mode == "process":
-        return ProcessReader(path, column=column, policy=policy, dedupe=dedupe)
-    return InlineReader(RecipientSource(path, column=column, policy=policy, dedupe=dedupe))
+        return ProcessReader(path, column=column, policy=policy, dedupe=dedupe, opt_outs=opt_outs)
+    return InlineReader(
+        RecipientSource(path, column=column, policy=policy, dedupe=dedupe, opt_outs=opt_outs)
+    )

@@ -238,6 +238,7 @@ def test_ping_accepts_ok_with_trailing_space() -> None:
 def test_querymsg_getmsgcharge_getbalance() -> None:
     assert parse_querymsg(f"ID: {ID1} Status: 004") == (ID1, "004")
     assert parse_getmsgcharge(f"ID: {ID1} Charge: 1.5 Status: 003") == (ID1, 1.5, "003")
+    assert parse_getmsgcharge(f"apiMsgId: {ID1} charge: 0.8 status: 004") == (ID1, 0.8, "004")
     assert parse_getbalance("Credit: 1234.500\n") == 1234.5
     with pytest.raises(GatewayError) as info:
         parse_querymsg("ERR: 103, Unknown API message ID")

@@ -205,13 +205,17 @@ async def test_fatal_auth_error_midway_stops_then_resume_sends_only_the_rest(
     assert sorted(r["to"] for r in results) == sorted(numbers)
 
 
-async def test_no_credit_stops_with_exit_2_and_rest_pending(
+async def test_credit_running_out_mid_campaign_stops_with_exit_2_and_rest_pending(
     tmp_path: Path, simulator: Simulator, make_settings: MakeSettings
 ) -> None:
+    """The credit can still run out after the pre-flight (another campaign spends it): the
+    gateway's ERR 301 stops the campaign with the rest pending."""
     write_numbers(tmp_path / "in.csv", 3000)
     simulator.faults.credit = 1000
     summary = await run_campaign_async(
-        make_settings(simulator, tmp_path / "in.csv", concurrency=1, batch_size=500)
+        make_settings(
+            simulator, tmp_path / "in.csv", concurrency=1, batch_size=500, check_balance=False
+        )
     )
     assert summary.exit_code == 2
     assert "301" in summary.stopped
@@ -277,17 +281,28 @@ async def test_input_rejects_and_duplicates_are_accounted(
     assert summary.rows == summary.valid + summary.input_rejected
 
 
-async def test_dry_run_counts_without_network(
+async def test_dry_run_counts_without_sending(
     tmp_path: Path, make_settings: MakeSettings, simulator: Simulator
 ) -> None:
     write_numbers(tmp_path / "in.csv", 1300)
-    settings = make_settings(simulator, tmp_path / "in.csv", dry_run=True, text="ć" * 100)
+    # Without credentials: no network at all.
+    settings = make_settings(
+        simulator, tmp_path / "in.csv", dry_run=True, text="ć" * 100, password=""
+    )
     summary = await run_campaign_async(settings)
     assert summary.valid == 1300 and summary.batches == 3
     assert summary.parts == 2 and summary.encoding == "ucs2"
     assert summary.credits_estimate == 2600
-    assert len(simulator.ledger) == 0
+    assert summary.balance_before is None
     assert simulator.stats.requests == 0
+    # With credentials it also reads the balance (one getbalance), and still sends nothing.
+    simulator.faults.credit = 2000
+    summary = await run_campaign_async(
+        make_settings(simulator, tmp_path / "in.csv", dry_run=True, text="ć" * 100)
+    )
+    assert summary.balance_before == 2000
+    assert simulator.stats.requests == 1
+    assert len(simulator.ledger) == 0
     assert not (tmp_path / "in.results.csv").exists()
 
 

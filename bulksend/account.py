@@ -1,0 +1,135 @@
+"""The gateway calls beside ``sendmsg``: the credit balance and stopping scheduled messages.
+
+:class:`Account` is a small keep-alive client of its own (``async with Account(settings)``) for
+``getbalance`` (the credit pre-flight) and ``delmsg`` (``bulksend cancel``). Like the sender it
+retries only what the gateway certainly did not process (a refused connection, HTTP
+429/502/503/504, ``ERR: 901``) with backoff and ``Retry-After``; an expired session is renewed and
+the call repeated. Both calls are safe to repeat anyway: asking a balance changes nothing, and
+stopping a message that is already stopped answers its status again. Gateway refusals raise
+:class:`~bulksend.errors.GatewayError`; unreadable answers :class:`~bulksend.errors.ProtocolError`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from types import TracebackType
+
+import aiohttp
+
+from bulksend.client import MAX_ANSWER_BYTES, ClientSettings
+from bulksend.errors import ErrorClass, GatewayError, ProtocolError, redact, register_secret
+from bulksend.protocol import parse_auth, parse_getbalance, parse_querymsg
+
+__all__ = ["Account"]
+
+_NOT_PROCESSED = frozenset({429, 502, 503, 504})
+
+
+class _Retry(Exception):
+    def __init__(self, reason: str, retry_after: float | None = None) -> None:
+        super().__init__(reason)
+        self.retry_after = retry_after
+
+
+class Account:
+    """``getbalance`` and ``delmsg`` with the campaign's endpoint and credentials."""
+
+    def __init__(self, settings: ClientSettings) -> None:
+        self.settings = settings
+        self._base = settings.endpoint.rstrip("/")
+        self._session: aiohttp.ClientSession | None = None
+        self._auth = settings.auth
+        self._login_lock = asyncio.Lock()
+
+    async def __aenter__(self) -> Account:
+        s = self.settings
+        self._session = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=s.concurrency, ssl=s.verify_tls),
+            timeout=aiohttp.ClientTimeout(
+                total=s.connect_timeout + s.read_timeout, connect=s.connect_timeout
+            ),
+            headers={"User-Agent": s.user_agent},
+        )
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    async def balance(self) -> float:
+        """The account's credit (``getbalance``)."""
+        return parse_getbalance(await self._call("/http/getbalance", []))
+
+    async def stop_message(self, api_msg_id: str) -> str:
+        """``delmsg``: stop a message that has not left yet; returns the status the gateway
+        reports for it afterwards (``006``: stopped; another code: it had already gone on)."""
+        _, status = parse_querymsg(await self._call("/http/delmsg", [("apimsgid", api_msg_id)]))
+        return status
+
+    async def _login(self, stale: object) -> None:
+        async with self._login_lock:
+            if self._auth is not stale:
+                return
+            body = await self._post("/http/auth", self.settings.auth.params())
+            session_id = parse_auth(body)
+            register_secret(session_id)
+            self._auth = self.settings.auth.with_session(session_id)
+
+    async def _call(self, path: str, params: list[tuple[str, str]]) -> str:
+        policy = self.settings.retry
+        delay = policy.initial_backoff
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + policy.max_total_seconds
+        for attempt in range(1, policy.max_attempts + 1):
+            if self.settings.use_session and not self._auth.session_id:
+                await self._login(self._auth)
+            auth = self._auth
+            try:
+                body = await self._post(path, [*auth.params(), *params])
+            except _Retry as exc:
+                if attempt == policy.max_attempts or loop.time() >= deadline:
+                    raise GatewayError(
+                        0, f"{path} kept failing: {exc}", ErrorClass.TRANSIENT
+                    ) from None
+                wait = max(delay * (1 + random.random() * policy.jitter), exc.retry_after or 0)
+                await asyncio.sleep(min(wait, max(0.0, deadline - loop.time())))
+                delay = min(delay * 2, policy.max_backoff)
+                continue
+            stripped = body.strip()
+            if stripped.startswith("ERR: 003") and self.settings.use_session:
+                await self._login(auth)
+                continue
+            if stripped.startswith("ERR: 901"):
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, policy.max_backoff)
+                continue
+            return body
+        raise GatewayError(0, f"{path} kept failing", ErrorClass.TRANSIENT)
+
+    async def _post(self, path: str, form: list[tuple[str, str]]) -> str:
+        assert self._session is not None, "use Account as an async context manager"
+        url = self._base + path
+        try:
+            async with self._session.post(url, data=form) as resp:
+                if resp.status in _NOT_PROCESSED:
+                    header = resp.headers.get("Retry-After")
+                    try:
+                        retry_after = float(header) if header else None
+                    except ValueError:
+                        retry_after = None
+                    raise _Retry(f"HTTP {resp.status}", retry_after)
+                body = await resp.content.read(MAX_ANSWER_BYTES)
+                if resp.status != 200:
+                    raise GatewayError(0, f"HTTP {resp.status} from {path}", ErrorClass.FATAL)
+                return body.decode("utf-8", "replace")
+        except aiohttp.ClientConnectorError as exc:
+            raise _Retry(redact(f"cannot connect: {exc}")) from None
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise ProtocolError(redact(f"{path}: {type(exc).__name__}: {exc}")) from None
