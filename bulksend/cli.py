@@ -261,6 +261,23 @@ def build_parser() -> argparse.ArgumentParser:
         help="skip reading the input to count pending rows (fast on huge files)",
     )
 
+    cancel = sub.add_parser(
+        "cancel", help="stop a scheduled campaign's messages that have not left (delmsg)"
+    )
+    cancel.add_argument("results", type=Path, help="the campaign's results file")
+    cancel.add_argument("--config", type=Path, help="TOML config file")
+    cancel.add_argument("--profile", help="profile of the config file to use")
+    cancel.add_argument("--endpoint", help="gateway base URL")
+    cancel.add_argument("--user", help="Clickatell user (or BULKSEND_USER)")
+    cancel.add_argument("--api-id", dest="api_id", help="Clickatell API id (or BULKSEND_API_ID)")
+    cancel.add_argument("--auth", choices=["password", "session"])
+    cancel.add_argument("--concurrency", type=_positive_int, help="delmsg calls in flight [32]")
+    cancel.add_argument("--insecure", action="store_true", default=None)
+    cancel.add_argument(
+        "--force", action="store_true", help="also for a campaign sent without --deliver-in"
+    )
+    cancel.add_argument("--json", action="store_true", help="print JSON instead of lines")
+
     report = sub.add_parser("report", help="summarise a campaign's results and receipts")
     report.add_argument("results", type=Path, help="the campaign's results file")
     report.add_argument("--receipts", type=Path, help="receipts file to join (delivery figures)")
@@ -391,6 +408,26 @@ def _cmd_receipts(args: argparse.Namespace) -> int:
     return serve(args.listen, args.out, token)
 
 
+def _cmd_cancel(args: argparse.Namespace) -> int:
+    from bulksend import aio
+    from bulksend.cancel import cancel_campaign, print_cancel
+    from bulksend.config import load_account
+
+    cli = {
+        key: getattr(args, key)
+        for key in ("endpoint", "user", "api_id", "auth", "concurrency", "insecure")
+    }
+    account = load_account(cli, config_path=args.config, profile=args.profile, prompt_password=True)
+    if not account.password:
+        raise ConfigError("no password: set BULKSEND_PASSWORD, or password_env in the config file")
+    summary = aio.run(cancel_campaign(args.results, account, force=args.force))
+    if args.json:
+        print(summary.to_json())
+    else:
+        print_cancel(summary)
+    return summary.exit_code
+
+
 def _cmd_status(args: argparse.Namespace) -> int:
     from bulksend.status import campaign_status, print_status
 
@@ -448,6 +485,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _cmd_report(args)
         if args.command == "status":
             return _cmd_status(args)
+        if args.command == "cancel":
+            return _cmd_cancel(args)
         if args.command == "bench":
             from bulksend import bench
 

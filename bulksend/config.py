@@ -27,7 +27,9 @@ from bulksend.errors import ConfigError, InputError, register_secret
 
 __all__ = [
     "DEFAULT_ENDPOINT",
+    "AccountSettings",
     "CampaignSettings",
+    "load_account",
     "load_settings",
 ]
 
@@ -331,6 +333,62 @@ def load_settings(
     ``cli`` holds the command-line values that were given (``None`` means not given), under the
     field names of :class:`CampaignSettings` (``from`` is ``sender``).
     """
+    merged, password = _merge(cli, env, config_path, profile, prompt_password)
+    _message_from_files(merged)
+    if "input_path" not in merged or ("text" not in merged and "data" not in merged):
+        raise ConfigError("a campaign needs an input file and --text (or --text-file, --data)")
+    merged.setdefault("text", "")
+    if isinstance(merged.get("exclude"), list):
+        merged["exclude"] = tuple(Path(str(p)) for p in merged["exclude"])
+    known = {f.name for f in fields(CampaignSettings)}
+    unknown = set(merged) - known
+    if unknown:
+        raise ConfigError(f"unknown settings: {', '.join(sorted(unknown))}")
+    settings = CampaignSettings(password=password, **merged)
+    if settings.insecure:
+        warnings.warn("TLS certificate verification is OFF (--insecure)", stacklevel=2)
+    return settings
+
+
+@dataclass(frozen=True)
+class AccountSettings:
+    """What a call to the account needs (``bulksend cancel``): endpoint and credentials."""
+
+    endpoint: str = DEFAULT_ENDPOINT
+    user: str = ""
+    api_id: str = ""
+    password: str = field(default="", repr=False)
+    auth: Literal["password", "session"] = "password"
+    concurrency: int = 32
+    insecure: bool = False
+    connect_timeout: float = 10.0
+    read_timeout: float = 60.0
+
+
+def load_account(
+    cli: Mapping[str, Any],
+    *,
+    env: Mapping[str, str] | None = None,
+    config_path: str | os.PathLike[str] | None = None,
+    profile: str | None = None,
+    prompt_password: bool = False,
+) -> AccountSettings:
+    """The account part of the settings, with the same sources and precedence as a campaign."""
+    merged, password = _merge(cli, env, config_path, profile, prompt_password)
+    known = {f.name for f in fields(AccountSettings)}
+    settings = AccountSettings(password=password, **{k: v for k, v in merged.items() if k in known})
+    if not settings.endpoint.startswith(("http://", "https://")):
+        raise ConfigError(f"--endpoint must be an http(s) URL, not {settings.endpoint!r}")
+    return settings
+
+
+def _merge(
+    cli: Mapping[str, Any],
+    env: Mapping[str, str] | None,
+    config_path: str | os.PathLike[str] | None,
+    profile: str | None,
+    prompt_password: bool,
+) -> tuple[dict[str, Any], str]:
     env = os.environ if env is None else env
     merged: dict[str, Any] = {}
     path = config_path or env.get("BULKSEND_CONFIG") or None
@@ -378,18 +436,4 @@ def load_settings(
         password = getpass.getpass("Clickatell password: ")
     if password:
         register_secret(password)
-
-    _message_from_files(merged)
-    if "input_path" not in merged or ("text" not in merged and "data" not in merged):
-        raise ConfigError("a campaign needs an input file and --text (or --text-file, --data)")
-    merged.setdefault("text", "")
-    if isinstance(merged.get("exclude"), list):
-        merged["exclude"] = tuple(Path(str(p)) for p in merged["exclude"])
-    known = {f.name for f in fields(CampaignSettings)}
-    unknown = set(merged) - known
-    if unknown:
-        raise ConfigError(f"unknown settings: {', '.join(sorted(unknown))}")
-    settings = CampaignSettings(password=password, **merged)
-    if settings.insecure:
-        warnings.warn("TLS certificate verification is OFF (--insecure)", stacklevel=2)
-    return settings
+    return merged, password
