@@ -159,6 +159,7 @@ class CampaignSummary:
     resumed: bool = False
     opted_out: int = 0  # rows refused because an --exclude list holds their number
     opt_out_lists: int = 0  # numbers in the --exclude lists
+    opt_out_load_seconds: float = 0.0
     recorded_opt_outs: int = 0  # ERR 122 numbers appended to --record-opt-outs
     options: dict[str, object] = field(default_factory=dict)
     balance_before: float | None = None
@@ -320,8 +321,10 @@ class Campaign:
             self._bytes_total = 0
         s = self.settings
         if s.exclude:
+            loading = time.monotonic()
             self.opt_outs = await asyncio.to_thread(load_opt_outs, s.exclude, self.source.policy)
             self.summary.opt_out_lists = len(self.opt_outs)
+            self.summary.opt_out_load_seconds = round(time.monotonic() - loading, 3)
             for path, count in self.opt_outs.skipped.items():
                 log.warning(
                     "opt-out list %s: %d rows are not numbers and exclude nothing", path, count
