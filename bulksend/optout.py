@@ -85,6 +85,11 @@ class OptOuts:
     def nbytes(self) -> int:
         return len(self._keys) * self._keys.itemsize + len(self._bits)
 
+    def filter(self) -> tuple[bytearray, int]:
+        """The bitmap and its mask: ``key`` may be listed only if bit ``_mix(key) & mask`` is set
+        (the recipient reader tests it inline, saving two calls per row)."""
+        return self._bits, self._mask
+
     def list_of(self, key: int) -> str | None:
         """The first list that excludes ``key`` (an MSISDN as an int), or None."""
         h = _mix(key) & self._mask

@@ -556,7 +556,9 @@ class RecipientSource:
         else:
             seen = {}
         first_row_of = seen.setdefault
-        listed = self.opt_outs.list_of if self.opt_outs is not None else None
+        opt_outs = self.opt_outs
+        listed = opt_outs.list_of if opt_outs is not None else _never_listed
+        opt_bits, opt_mask = opt_outs.filter() if opt_outs is not None else (None, 0)
         rejected = st.rejected
         row = start = 1 if st.header else 0
         end = row + block_rows
@@ -575,11 +577,26 @@ class RecipientSource:
                     msisdn = normalise(value, policy)
                     if type(msisdn) is Reason:
                         rejects.append(self._refused(row, value, msisdn))
-                    elif listed is not None and (name := listed(int(msisdn))) is not None:
+                    elif (
+                        opt_bits is not None
+                        # The opt-out bitmap inline (see bulksend.optout): most numbers stop here.
+                        and opt_bits[
+                            (h := ((key := int(msisdn)) ^ (key >> 17) ^ (key >> 31)) & opt_mask)
+                            >> 3
+                        ]
+                        & (1 << (h & 7))
+                        and (name := listed(key)) is not None
+                    ):
                         why = f"opted out ({name})"
                         rejected[why] += 1
                         rejects.append(Reject(row, _printable(value), why))
-                    elif dedupe and (first := first_row_of(int(msisdn), row)) is not row:
+                    elif (
+                        dedupe
+                        and (
+                            first := first_row_of(key if opt_bits is not None else int(msisdn), row)
+                        )
+                        is not row
+                    ):
                         st.duplicates += 1
                         rejects.append(Reject(row, _printable(value), f"duplicate of row {first}"))
                     else:
@@ -621,6 +638,10 @@ class RecipientSource:
         if st.header:
             why += f" ({st.column})"
         return _Unreadable(why, (st.delimiter or ",").join(cells))
+
+
+def _never_listed(key: int) -> str | None:
+    return None
 
 
 def _line_end(text: str) -> str:
