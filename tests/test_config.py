@@ -113,3 +113,47 @@ def test_default_paths_sit_beside_the_input() -> None:
     assert s.rejects_path == Path("/data/recipients.rejects.csv")
     s = CampaignSettings(input_path=Path("/data/r.csv"), text="t", out=Path("/o/run1.csv"))
     assert s.rejects_path == Path("/o/run1.rejects.csv")
+
+
+@pytest.mark.parametrize("profile", [None, "production", "simulator"])
+def test_the_documented_example_config_loads(profile: str | None) -> None:
+    example = Path(__file__).resolve().parent.parent / "config" / "bulksend.example.toml"
+    settings = load_settings(
+        {"input_path": Path("in.csv"), "text": "hi"},
+        env={"CLICKATELL_PASSWORD": "x", "BULKSEND_SIM_PASSWORD": "y"},
+        config_path=example,
+        profile=profile,
+    )
+    assert settings.allow_partial is False
+
+
+def test_message_options_and_lists_from_a_config_file(tmp_path: Path) -> None:
+    config = tmp_path / "c.toml"
+    config.write_text(
+        'flash = true\nvalidity = 60\nmax_credits = 2\nexclude = ["a.csv", "b.txt"]\n'
+        'record_opt_outs = "a.csv"\n'
+    )
+    settings = load_settings(
+        {"input_path": Path("in.csv"), "text": "hi"}, env={}, config_path=config
+    )
+    assert settings.flash and settings.validity == 60 and settings.max_credits == 2.0
+    assert settings.exclude == (Path("a.csv"), Path("b.txt"))
+    assert settings.record_opt_outs == Path("a.csv")
+
+
+def test_text_file_and_binary_data_file(tmp_path: Path) -> None:
+    (tmp_path / "msg.txt").write_text("Grüße\n", encoding="utf-8")
+    settings = load_settings(
+        {"input_path": Path("in.csv"), "text_file": tmp_path / "msg.txt"}, env={}
+    )
+    assert settings.text == "Grüße"
+    (tmp_path / "logo.bin").write_bytes(b"\x01\x02\xff")
+    settings = load_settings(
+        {"input_path": Path("in.csv"), "data_file": tmp_path / "logo.bin", "udh": "0605040B8423F0"},
+        env={},
+    )
+    assert settings.data == "0102FF" and settings.text == ""
+    with pytest.raises(ConfigError, match="exclude each other"):
+        load_settings({"input_path": Path("in.csv"), "text": "a", "text_file": "x"}, env={})
+    with pytest.raises(ConfigError, match="--deliver-in"):
+        load_settings({"input_path": Path("in.csv"), "text": "a", "deliver_in": 20000}, env={})
