@@ -203,3 +203,42 @@ def test_second_ctrl_c_aborts_at_once_and_resume_is_still_correct(tmp_path: Path
     assert sorted(int(r["row"]) for r in results) == list(range(2, 6002))
     # the batches cut off by the abort were recorded unknown, not re-sent
     assert any(r["status"] == "unknown" for r in results)
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["--data", "00" * 141], "141 octets"),
+        (["--data", "0102", "--udh", "05000301"], "UDH's first octet"),
+        (["--data", "01zz"], "not hex"),
+        (["--text", "hi", "--udh", "050003010201"], "--udh needs --data"),
+        (["--text", "hi", "--deliver-in", "20000"], "--deliver-in must be 0..10080"),
+        (["--text", "hi", "--text-file", "m.txt"], "not allowed with argument"),
+        (["--text-file", "missing.txt"], "missing.txt"),
+        (["--text", "hi", "--exclude", "nope.csv"], "opt-out list: no such file"),
+    ],
+)
+def test_bad_message_options_are_refused_before_anything_is_sent(
+    tmp_path: Path, args: list[str], needle: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    write_numbers(tmp_path / "in.csv", 10)
+    monkeypatch.chdir(tmp_path)
+    result = run_bulksend(
+        "send", "in.csv", "--endpoint", "http://127.0.0.1:9", *args,
+        env={"BULKSEND_PASSWORD": "x-123456"},
+    )  # fmt: skip
+    assert result.returncode == 1, result.stderr
+    assert needle in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "in.results.csv").exists()
+
+
+def test_dry_run_shows_the_message_options(tmp_path: Path) -> None:
+    write_numbers(tmp_path / "in.csv", 10)
+    result = run_bulksend(
+        "send", str(tmp_path / "in.csv"), "--text", "hi", "--flash", "--deliver-in", "30",
+        "--validity", "60", "--max-credits", "2", "--dry-run",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    for needle in ("flash", "deliver-in", "30", "validity", "max-credits"):
+        assert needle in result.stdout
