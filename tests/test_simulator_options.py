@@ -201,7 +201,7 @@ def test_an_old_six_column_ledger_still_reads(tmp_path: Path):
     path.write_text(
         "to,api_msg_id,climsgid,parts,time,text\n"
         f'27821234567,{"a" * 32},c1,2,1700000000.000000,"hello, you"\n'
-        f'27831234567,{"b" * 32},,1,17000',
+        f"27831234567,{'b' * 32},,1,17000",
         encoding="utf-8",
     )
     [entry] = read_ledger(path)
@@ -412,6 +412,7 @@ option_names = st.text("abcdefghijklmnopqrstuvwxyz_", min_size=1, max_size=12).f
 @given(st.dictionaries(option_names, st.text(max_size=20), max_size=8))
 def test_options_round_trip_and_never_hold_a_comma_quote_or_newline(options: dict[str, str]):
     rendered = options_of({**options, "password": "p", "to": "1", "text": "t", "user": "u"})
+    assert rendered == urlencode(sorted(options.items()))
     assert parse_options(rendered) == options
     assert not {",", '"', "\n", "\r"} & set(rendered)
 

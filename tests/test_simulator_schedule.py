@@ -109,7 +109,9 @@ async def test_a_scheduled_message_is_011_until_its_time_then_003(
     assert by_minutes and by_time and at_once
     ids = [m.group(1) for m in (by_minutes, by_time, at_once)]
     answers = [await query(http, sim, "querymsg", apimsgid=i) for i in ids]
-    assert answers == [f"ID: {i} Status: {s}" for i, s in zip(ids, ["011", "011", "003"], strict=True)]
+    assert answers == [
+        f"ID: {i} Status: {s}" for i, s in zip(ids, ["011", "011", "003"], strict=True)
+    ]
     await asyncio.sleep(4 * MINUTE + 0.1)
     for api_msg_id in ids:
         assert await query(http, sim, "querymsg", apimsgid=api_msg_id) == (
