@@ -105,7 +105,7 @@ from aiohttp.log import access_logger
 from bulksend.simulator.callbacks import CallbackDispatcher
 from bulksend.simulator.codes import err
 from bulksend.simulator.faults import Fault, Faults, retry_after_header
-from bulksend.simulator.ledger import STATUS_CANCELLED, Ledger, LedgerEntry
+from bulksend.simulator.ledger import Ledger, LedgerEntry
 from bulksend.simulator.message import parse_message
 
 __all__ = [
@@ -551,7 +551,7 @@ class Simulator:
         if isinstance(entry, str):
             return entry
         status = self.ledger.status(entry.api_msg_id)
-        charge = 0.0 if status == STATUS_CANCELLED else float(entry.parts)
+        charge = 0.0 if self.ledger.is_cancelled(entry.api_msg_id) else float(entry.parts)
         return f"apiMsgId: {entry.api_msg_id} charge: {charge} status: {status}"
 
     def _delmsg(self, params: Params, is_post: bool) -> Answer:

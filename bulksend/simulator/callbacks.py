@@ -50,6 +50,7 @@ from urllib.parse import quote_plus
 
 import aiohttp
 
+from bulksend.simulator.codes import STATUS_CANCELLED
 from bulksend.simulator.faults import Faults
 from bulksend.simulator.ledger import AcceptedBatch, Ledger
 
@@ -59,7 +60,6 @@ log = logging.getLogger("bulksend.simulator.callbacks")
 
 INTERMEDIATE, FINAL, ERRORS = 1, 2, 4
 DELIVERED = "004"
-CANCELLED = "006"
 _ERROR_STATUSES = ("007", "007", "005", "010", "009", "007")
 _FORM = {"Content-Type": "application/x-www-form-urlencoded"}
 _RETRY_STATUSES = frozenset({408, 429})
@@ -212,7 +212,7 @@ class CallbackDispatcher:
         self.stats.cancelled += 1
         if message.callback & FINAL:
             [number], [api_msg_id] = message.numbers, message.api_msg_ids
-            await self._push(message, number, api_msg_id, CANCELLED, int(time.time()))
+            await self._push(message, number, api_msg_id, STATUS_CANCELLED, int(time.time()))
         self._add(-1)
 
     def _without_cancelled(self, batch: AcceptedBatch) -> AcceptedBatch:

@@ -54,7 +54,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, NamedTuple
 
-from bulksend.simulator.codes import STATUS_DELIVERED_TO_GATEWAY
+from bulksend.simulator.codes import (
+    STATUS_CANCELLED,
+    STATUS_DELIVERED_TO_GATEWAY,
+    STATUS_SCHEDULED,
+)
 from bulksend.simulator.message import parse_options
 
 __all__ = [
@@ -71,8 +75,6 @@ __all__ = [
 CSV_HEADER = "to,api_msg_id,climsgid,parts,time,text,options,status"
 CSV_HEADER_V1 = "to,api_msg_id,climsgid,parts,time,text"
 """The header of ledgers written before options and status were recorded (still readable)."""
-STATUS_SCHEDULED = "011"
-STATUS_CANCELLED = "006"
 _CANCELLED_CODE = int(STATUS_CANCELLED)
 
 # Odd multipliers, so multiplication modulo a power of two is a bijection with an inverse.
