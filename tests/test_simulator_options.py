@@ -344,13 +344,13 @@ async def test_cli_two_way_number_and_minute_seconds_reach_the_server(tmp_path: 
         line = (await asyncio.wait_for(process.stdout.readline(), 10)).decode()
         url = line.split("listening on ")[1].strip()
         async with aiohttp.ClientSession() as http:
-            form = {**CREDENTIALS, "to": "27821234567", "text": "x", "mo": "1", "deliv_time": "2"}
+            form = {**CREDENTIALS, "to": "27821234567", "text": "x", "mo": "1", "deliv_time": "20"}
             async with http.post(f"{url}/http/sendmsg", data=form) as response:
                 api_msg_id = (await response.text())[4:]
             query = {**CREDENTIALS, "apimsgid": api_msg_id}
             async with http.post(f"{url}/http/querymsg", data=query) as response:
                 assert await response.text() == f"ID: {api_msg_id} Status: 011"
-            await asyncio.sleep(0.15)  # two scaled minutes: 0.1 s
+            await asyncio.sleep(1.1)  # 20 scaled minutes: 1 s
             async with http.post(f"{url}/http/querymsg", data=query) as response:
                 assert await response.text() == f"ID: {api_msg_id} Status: 003"
     finally:
@@ -360,7 +360,7 @@ async def test_cli_two_way_number_and_minute_seconds_reach_the_server(tmp_path: 
     assert (entry.to, entry.status, entry.option_map) == (
         "27821234567",
         "011",
-        {"mo": "1", "deliv_time": "2"},
+        {"mo": "1", "deliv_time": "20"},
     )
 
 
@@ -428,3 +428,6 @@ def test_delivery_time_limits(minutes: int, ahead: int):
     assert (by_time == 120) == (ahead > 7 * 86400)
     if not isinstance(by_time, int):
         assert by_time.delay_minutes == max(0, ahead) / 60
+    both = {"text": "x", "deliv_time": "5", "scheduled_time": str(int(now) + ahead)}
+    if not isinstance(by_time, int):  # the absolute time decides
+        assert parse_message(both, now) == by_time._replace(options=options_of(both))
