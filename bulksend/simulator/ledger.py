@@ -327,7 +327,8 @@ class Ledger:
         self.set_status(self._api_msg_id(serial), STATUS_CANCELLED)
         entry = self._entry(batch, serial - batch.first_serial, batch.numbers.split(","))
         if self._file is not None:
-            self._file.write(f'{entry.to},{entry.api_msg_id},,,{time.time():.6f},"",,006\n')
+            stamp = f"{time.time():.6f}"
+            self._file.write(f'{entry.to},{entry.api_msg_id},,,{stamp},"",,{STATUS_CANCELLED}\n')
             self._file.flush()
         if serial < len(self._entries):  # already materialised: keep the views in step
             old = self._entries[serial]
