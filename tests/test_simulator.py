@@ -316,8 +316,21 @@ async def test_numbers_per_request_limit(
         ({"to": "27821234567", "text": "x", "scheduled_time": str(int(time.time()) + 8 * 86400)}, "ERR: 120, Invalid delivery time"),
         ({"to": "27821234567", "text": "x", "from": "+27821234567"}, "ERR: 106, Invalid source address"),
         ({"to": "27821234567", "text": "x", "from": "TwelveLetter"}, "ERR: 106, Invalid source address"),
-        ({"to": "27821234567", "text": "x", "mo": "1"}, "ERR: 106, Invalid source address"),
+        ({"to": "27821234567", "text": "x", "mo": "2"}, "ERR: 101, Invalid or missing parameters"),
         ({"to": "27821234567", "text": "x", "max_credits": "lots"}, "ERR: 101, Invalid or missing parameters"),
+        ({"to": "27821234567", "text": "x", "max_credits": "nan"}, "ERR: 101, Invalid or missing parameters"),
+        ({"to": "27821234567", "text": "x", "max_credits": "-1"}, "ERR: 101, Invalid or missing parameters"),
+        ({"to": "27821234567", "text": "x", "validity": "a day"}, "ERR: 101, Invalid or missing parameters"),
+        ({"to": "27821234567", "text": "x", "msg_type": "SMS_LOUD"}, "ERR: 101, Invalid or missing parameters"),
+        ({"to": "27821234567", "data": "0G"}, "ERR: 101, Invalid or missing parameters"),
+        ({"to": "27821234567", "data": "ABC"}, "ERR: 101, Invalid or missing parameters"),
+        ({"to": "27821234567", "text": "x", "udh": "050003CC0201"}, "ERR: 101, Invalid or missing parameters"),
+        ({"to": "27821234567", "data": "AB", "udh": "0500"}, "ERR: 102, Invalid user data header"),
+        ({"to": "27821234567", "data": "AB", "udh": "05ZZ03CC0201"}, "ERR: 102, Invalid user data header"),
+        ({"to": "27821234567", "data": "AB", "udh": "050003CC020"}, "ERR: 102, Invalid user data header"),
+        ({"to": "27821234567", "data": ""}, "ERR: 107, Empty message"),
+        ({"to": "27821234567", "data": "AB" * 135, "udh": "050003CC0201"}, "ERR: 113, Maximum message parts exceeded"),
+        ({"to": "27821234567", "data": "AB" * 141}, "ERR: 113, Maximum message parts exceeded"),
     ],
 )  # fmt: skip
 async def test_whole_request_errors_are_one_line_and_process_nothing(
@@ -452,12 +465,12 @@ async def test_querymsg_by_api_and_client_message_id(sim: Simulator, http: aioht
     )
     assert await call(http, sim, "getmsgcharge", session_id=sid, apimsgid=first) == (
         200,
-        f"ID: {first} Charge: 1.0 Status: 003",
+        f"apiMsgId: {first} charge: 1.0 status: 003",
     )
 
 
 async def test_unknown_command_is_404(sim: Simulator, http: aiohttp.ClientSession):
-    status, _ = await call(http, sim, "delmsg", **CREDENTIALS)
+    status, _ = await call(http, sim, "cancelmsg", **CREDENTIALS)
     assert status == 404
     async with http.get(f"{sim.url}/nothing/here") as response:
         assert response.status == 404
@@ -616,7 +629,7 @@ async def test_ledger_csv_is_flushed_before_the_answer(tmp_path: Path, http: aio
         await send(http, sim, to="27841234567", text=hex_text, unicode="1")
         assert (
             path.read_text(encoding="utf-8").splitlines()[0]
-            == "to,api_msg_id,climsgid,parts,time,text"
+            == "to,api_msg_id,climsgid,parts,time,text,options,status"
         )
         on_disk = read_ledger(path)  # while the simulator still runs: nothing buffered
         assert on_disk == sim.ledger.entries

@@ -11,38 +11,62 @@ Wire behaviour (``/work/shared/clickatell-http-api.md``): every command is ``/ht
 GET or POST (``application/x-www-form-urlencoded``; multipart is accepted too); API answers are
 ``text/plain`` with HTTP 200, errors as ``ERR: NNN, description``. Single-line answers carry no
 trailing newline; the multi-recipient ``sendmsg`` answer ends each line with ``\\n``. Commands:
-``auth``, ``ping``, ``sendmsg``, ``querymsg``, ``getmsgcharge``, ``getbalance``; anything else is a
-plain 404 and other methods a 405.
+``auth``, ``ping``, ``sendmsg``, ``querymsg``, ``getmsgcharge``, ``getbalance``, ``delmsg``, and
+``/utils/routeCoverage.php`` (also without ``.php``, as a widely used PHP client calls it);
+anything else is a plain 404 and other methods a 405.
+
+Lenient in, exact out. Where ``clickatell-http-api.md`` is ambiguous or real clients differ, the
+simulator accepts what real third-party clients send and answers exactly the documented format:
+parameter names in any letter case (``apiMsgId`` is ``apimsgid``); ``mo=1`` without ``from``
+(sent from the account's two-way number, ``two_way_number``); ``msg_callback`` as an alias of
+``callback``; ``msg_type`` in any letter case; a ``scheduled_time`` already past (sent at once);
+a ``msisdn`` with a leading ``+``. The per-parameter rules of ``sendmsg`` are in ``message.py``.
+
+The other answers:
+
+* ``querymsg`` → ``ID: <id> Status: <NNN>``; ``getmsgcharge`` → ``apiMsgId: <id> charge: <float>
+  status: <NNN>`` (lower-case keys, as the corrected doc says and clients parse; the charge is
+  the message's parts, 0.0 once stopped and refunded). Both take ``apimsgid``, else
+  ``climsgid`` (the first message of the latest request with it): unknown → 103 / 104, neither →
+  109.
+* ``delmsg`` (same target rules) stops a message that has not left yet, that is one sent with
+  ``deliv_time`` / ``scheduled_time`` whose time has not come: its status becomes ``006`` for
+  good (``querymsg`` says so, it is never delivered, its delivery callback is replaced by a
+  ``006`` push to "final" subscribers), its credit is refunded (Clickatell refunds stopped
+  scheduled messages) and the answer is ``ID: <id> Status: 006``. Any other message cannot be
+  stopped any more and the answer is its current status, ``ID: <id> Status: <NNN>`` (003, 004,
+  ...; 006 again for one already stopped), not an error. This is the convention for what the doc
+  leaves open (its code table has no "cannot stop" error): the documented answer carries a status,
+  and only ``006`` means stopped, so a client reads the outcome from the status alone.
+* Scheduling: a message with a delay has status ``011`` (queued for later delivery) until it
+  leaves; a minute of delay lasts ``minute_seconds`` real seconds (60 by default;
+  ``--minute-seconds 0.01`` makes a day of delay 14.4 s), read at acceptance. Its delivery
+  (callbacks) is played from the time it leaves. ``validity`` is validated and recorded, not played.
+* ``/utils/routeCoverage.php`` (auth, ``msisdn``: 1-15 digits, a prefix or a whole number) →
+  ``OK: This prefix is currently supported. Messages sent to this prefix will be routed. Charge:
+  1`` (credits for one part), or, for a ``msisdn`` starting with one of
+  ``faults.reject_prefixes`` (``--reject-prefix``: messages to it would be refused, whatever
+  ``reject_code``), ``ERR: This prefix is not currently supported. Messages sent to this prefix
+  will fail. Please contact support for assistance.`` (no code). ``msisdn`` missing → 101, not
+  digits → 105.
 
 One request, in this order:
 
 1. Faults (only on ``faults.commands``, default ``sendmsg``): one draw decides drop-before, 503 or
    901 (nothing processed), drop-after (processed, answer lost) or nothing; the delay
    (``latency ± jitter``) is waited after processing and before answering or dropping.
-2. Authentication (``sendmsg``, ``querymsg``, ``getmsgcharge``, ``getbalance``): a non-empty
+2. Authentication (every command but ``auth`` and ``ping``): a non-empty
    ``session_id`` is used alone (unknown or idle longer than ``session_ttl`` → 003; every use
    extends it); otherwise, if any of ``api_id``/``user``/``password`` is given, ``api_id`` must match
    (else 108), then ``user`` and ``password`` (else 001); with none of them → 005. Sessions are not
    tied to a password: :meth:`Simulator.set_credentials` leaves live sessions alive, like a real
    password change; call :meth:`Simulator.expire_sessions` for a revocation.
-3. ``sendmsg`` parameters, whole-request errors, first match wins. Where the documentation names no
-   code, these are the choices (conventions of this simulator):
-
-   * ``to`` missing or empty → 101; more than 300 numbers on GET or 600 on POST → 101 (the request
-     is malformed as a whole; 105 is a per-number code and 113 is about message parts);
-   * ``text`` missing → 101; empty (also after UCS-2 decoding) → 107;
-   * ``unicode`` other than ``0``/``1`` → 101; ``unicode=1`` with bad hex → 116;
-   * ``concat`` not an integer ≥ 1 → 101; parts above ``concat`` (capped at the documented
-     maximum 3) → 113; ``max_credits`` not a number → 101, below the message's cost (its parts)
-     → 113, the same "this message is too long for what you allowed" refusal;
-   * ``callback``/``msg_callback`` not 0–7 → 101; ``climsgid`` not 1–32 ASCII letters/digits → 101;
-   * ``deliv_time`` not an integer in 0–10080 → 120; ``scheduled_time`` not a unix time at most
-     7 days ahead → 120;
-   * ``mo`` other than ``0``/``1`` → 101; ``from`` neither 1–16 digits nor 1–11 ASCII letters,
-     digits or spaces, or missing with ``mo=1`` → 106.
-
-   ``validity``, ``escalate``, ``queue``, ``req_feat``, ``msg_type``, ``udh`` and ``binary`` are
-   accepted and ignored.
+3. ``sendmsg`` parameters, whole-request errors, first match wins. ``to`` missing or empty →
+   101; more than 300 numbers on GET or 600 on POST → 101 (the request is malformed as a whole;
+   105 is a per-number code and 113 is about message parts). Then the message itself, as
+   ``message.py`` decides: body (``text``/``unicode`` or binary ``udh``+``data``), ``msg_type``,
+   ``concat``, ``max_credits``, ``callback``, ``climsgid``, ``deliv_time``/``scheduled_time``,
+   ``validity``, ``mo``/``from``; every option is recorded as sent in the ledger's ``options``.
 4. Per number (commas split, spaces around numbers ignored, empty items skipped): not 8–15 digits,
    or starting with ``0`` (so no ``00`` prefix; no country code starts with 0), or with ``+``
    → 105; matching ``reject_prefixes``/``reject_suffixes`` → ``reject_code`` (default 114).
@@ -78,15 +102,17 @@ from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
 from aiohttp.log import access_logger
 
-from bulksend.gsm import Encoding, decode_ucs2_hex, part_count
 from bulksend.simulator.callbacks import CallbackDispatcher
 from bulksend.simulator.codes import err
 from bulksend.simulator.faults import Fault, Faults, retry_after_header
 from bulksend.simulator.ledger import Ledger, LedgerEntry
+from bulksend.simulator.message import parse_message
 
 __all__ = [
     "DEFAULT_API_ID",
+    "DEFAULT_MINUTE_SECONDS",
     "DEFAULT_PASSWORD",
+    "DEFAULT_TWO_WAY_NUMBER",
     "DEFAULT_USER",
     "MAX_NUMBERS_GET",
     "MAX_NUMBERS_POST",
@@ -98,13 +124,23 @@ DEFAULT_USER = "bulksend"
 DEFAULT_PASSWORD = "sim-secret-3141"
 DEFAULT_API_ID = "3000001"
 
+DEFAULT_TWO_WAY_NUMBER = "27999000111"
+"""The account's own two-way number: the sender of ``mo=1`` messages sent without ``from``."""
+DEFAULT_MINUTE_SECONDS = 60.0
+"""Real seconds per minute of ``deliv_time``/``scheduled_time`` delay (tests shrink it)."""
+
 MAX_NUMBERS_GET = 300
 MAX_NUMBERS_POST = 600
-MAX_CONCAT = 3
-MAX_DELIV_TIME_MINUTES = 10080
-MAX_SCHEDULE_AHEAD_SECONDS = 7 * 24 * 3600
 UNLIMITED_CREDIT = 1_000_000_000.0
 """What ``getbalance`` reports for an account without a credit limit."""
+CREDITS_PER_PART = 1.0
+ROUTE_SUPPORTED = (
+    "OK: This prefix is currently supported. Messages sent to this prefix will be routed. Charge: "
+)
+ROUTE_UNSUPPORTED = (
+    "ERR: This prefix is not currently supported. Messages sent to this prefix will fail. "
+    "Please contact support for assistance."
+)
 
 _SESSION_PRUNE_AT = 4096
 _GOOD_NUMBER = "[1-9][0-9]{7,14}"  # 8-15 ASCII digits, no leading 0 (hence no 00 prefix)
@@ -122,7 +158,7 @@ class SimulatorStats:
     answered, http_503, http_429, err_901, dropped_before or dropped_after."""
 
     requests: int = 0
-    """Every request to an ``/http/<command>`` route."""
+    """Every request to a command's route (``/http/<command>``, ``/utils/routeCoverage.php``)."""
     answered: int = 0
     """Processed and answered normally (including ``ERR:`` answers)."""
     http_503: int = 0
@@ -163,6 +199,9 @@ class _SendRequest(NamedTuple):
     climsgid: str
     sender: str
     callback: int
+    mo: bool
+    delay_minutes: float
+    options: str
 
 
 class _PathOnlyAccessLogger(AbstractAccessLogger):
@@ -196,7 +235,17 @@ class Simulator:
         shutdown_timeout: float = 2.0,
         keep_numbers: bool = True,
         callback_url: str | None = None,
+        two_way_number: str = DEFAULT_TWO_WAY_NUMBER,
+        minute_seconds: float = DEFAULT_MINUTE_SECONDS,
     ) -> None:
+        if not (two_way_number.isascii() and two_way_number.isdigit()):
+            raise ValueError(f"a two-way number is digits, got {two_way_number!r}")
+        if not minute_seconds >= 0.0:
+            raise ValueError(f"minute_seconds must be >= 0, got {minute_seconds!r}")
+        self.two_way_number = two_way_number
+        """Sender of ``mo=1`` messages without ``from`` (the account's own two-way number)."""
+        self.minute_seconds = minute_seconds
+        """Real seconds a minute of scheduled delay lasts (60.0: real time); may change live."""
         self.faults = faults if faults is not None else Faults()
         self.callback_url = callback_url
         """The account's callback URL: deliveries are pushed there (``callbacks.py``)."""
@@ -317,11 +366,16 @@ class Simulator:
             "querymsg": self._querymsg,
             "getmsgcharge": self._getmsgcharge,
             "getbalance": self._getbalance,
+            "delmsg": self._delmsg,
         }
         for command, process in commands.items():
             handler = self._handler(command, process)
             app.router.add_route("GET", f"/http/{command}", handler)
             app.router.add_route("POST", f"/http/{command}", handler)
+        coverage = self._handler("routeCoverage", self._route_coverage)
+        for path in ("/utils/routeCoverage.php", "/utils/routeCoverage"):
+            app.router.add_route("GET", path, coverage)
+            app.router.add_route("POST", path, coverage)
         return app
 
     def _handler(self, command: str, process: Process) -> Handler:
@@ -447,14 +501,17 @@ class Simulator:
         stats.recipients += len(numbers)
         stats.accepted += len(accepted)
         stats.rejected += len(numbers) - len(accepted)
+        delay = parsed.delay_minutes * self.minute_seconds
         ids = self.ledger.accept(
             accepted,
             parsed.text,
             climsgid=parsed.climsgid,
             parts=parsed.parts,
-            sender=parsed.sender,
+            sender=parsed.sender or (self.two_way_number if parsed.mo else ""),
             callback=parsed.callback,
             joined=parsed.joined if codes is None else None,
+            options=parsed.options,
+            due=time.monotonic() + delay if delay > 0.0 else 0.0,
         )
         if len(numbers) == 1:
             return "ID: " + ids[0] if codes is None else err(codes[0])
@@ -494,7 +551,35 @@ class Simulator:
         if isinstance(entry, str):
             return entry
         status = self.ledger.status(entry.api_msg_id)
-        return f"ID: {entry.api_msg_id} Charge: {float(entry.parts)} Status: {status}"
+        charge = 0.0 if self.ledger.is_cancelled(entry.api_msg_id) else float(entry.parts)
+        return f"apiMsgId: {entry.api_msg_id} charge: {charge} status: {status}"
+
+    def _delmsg(self, params: Params, is_post: bool) -> Answer:
+        entry = self._query_target(params)
+        if isinstance(entry, str):
+            return entry
+        stopped = self.ledger.cancel(entry.api_msg_id)
+        if stopped is not None:
+            credit = self.faults.credit
+            if credit is not None:
+                self.faults.credit = credit + stopped.parts
+            if self.callbacks is not None:
+                self.callbacks.on_cancelled(stopped)
+        return f"ID: {entry.api_msg_id} Status: {self.ledger.status(entry.api_msg_id)}"
+
+    def _route_coverage(self, params: Params, is_post: bool) -> Answer:
+        refusal = self._authenticate(params)
+        if refusal is not None:
+            return refusal
+        msisdn = params.get("msisdn", "").strip().removeprefix("+")
+        if not msisdn:
+            return err(101)
+        if not (len(msisdn) <= 15 and msisdn.isascii() and msisdn.isdigit()):
+            return err(105)
+        prefixes = self.faults.reject_prefixes
+        if prefixes and msisdn.startswith(prefixes):
+            return ROUTE_UNSUPPORTED
+        return ROUTE_SUPPORTED + f"{CREDITS_PER_PART:g}"
 
     def _getbalance(self, params: Params, is_post: bool) -> Answer:
         refusal = self._authenticate(params)
@@ -578,16 +663,6 @@ def _refusals(numbers: list[str], joined: str, faults: Faults) -> list[int] | No
     ]
 
 
-def _int_param(value: str | None, default: int) -> int | None:
-    """The integer a parameter holds (``default`` when absent or empty), None if not one."""
-    if not value:
-        return default
-    value = value.strip()
-    if not value.isdigit() or not value.isascii():
-        return None
-    return int(value)
-
-
 def _parse_sendmsg(params: Params, is_post: bool) -> _SendRequest | int:
     """The request's numbers and message, or the whole-request error code (app docstring, 3.)."""
     to = params.get("to")
@@ -602,63 +677,18 @@ def _parse_sendmsg(params: Params, is_post: bool) -> _SendRequest | int:
     if not numbers or len(numbers) > (MAX_NUMBERS_POST if is_post else MAX_NUMBERS_GET):
         return 101
 
-    text = params.get("text")
-    if text is None:
-        return 101
-    unicode = params.get("unicode", "")
-    if unicode == "1":
-        try:
-            text = decode_ucs2_hex(text)
-        except ValueError:
-            return 116
-        encoding = Encoding.UCS2
-    elif unicode in ("", "0"):
-        encoding = Encoding.GSM7
-    else:
-        return 101
-    if not text:
-        return 107
-
-    concat = _int_param(params.get("concat"), 1)
-    if concat is None or concat < 1:
-        return 101
-    parts = part_count(text, encoding)
-    if parts > min(concat, MAX_CONCAT):
-        return 113
-    max_credits = params.get("max_credits")
-    if max_credits:
-        try:
-            allowed = float(max_credits)
-        except ValueError:
-            return 101
-        if parts > allowed:
-            return 113
-
-    callback = _int_param(params.get("callback") or params.get("msg_callback"), 0)
-    if callback is None or callback > 7:
-        return 101
-    climsgid = params.get("climsgid", "")
-    if climsgid and not (len(climsgid) <= 32 and climsgid.isascii() and climsgid.isalnum()):
-        return 101
-
-    deliv_time = _int_param(params.get("deliv_time"), 0)
-    if deliv_time is None or deliv_time > MAX_DELIV_TIME_MINUTES:
-        return 120
-    scheduled = params.get("scheduled_time")
-    if scheduled:
-        when = _int_param(scheduled, 0)
-        if when is None or when > time.time() + MAX_SCHEDULE_AHEAD_SECONDS:
-            return 120
-
-    mo = params.get("mo", "")
-    if mo not in ("", "0", "1"):
-        return 101
-    sender = params.get("from", "")
-    if sender:
-        digits = sender.isdigit() and sender.isascii() and len(sender) <= 16
-        alpha = len(sender) <= 11 and sender.isascii() and sender.replace(" ", "").isalnum()
-        if not (digits or alpha):
-            return 106
-    elif mo == "1":
-        return 106
-    return _SendRequest(numbers, joined, text, parts, climsgid, sender, callback)
+    message = parse_message(params, time.time())
+    if isinstance(message, int):
+        return message
+    return _SendRequest(
+        numbers,
+        joined,
+        message.text,
+        message.parts,
+        message.climsgid,
+        message.sender,
+        message.callback,
+        message.mo,
+        message.delay_minutes,
+        message.options,
+    )

@@ -12,6 +12,14 @@ accepted request whose ``callback`` (``msg_callback``) value is 1-7 it plays a r
   the value has bit 2 (final: any final status) or bit 4 (errors: not ``004``) -- the table of
   ``clickatell-http-api.md``, "Callbacks".
 
+A scheduled message (``deliv_time``/``scheduled_time``: its batch has a ``due`` time) is played
+from its due time on: ``003`` comes ``delivery_delay`` after it left, not after acceptance.
+A message stopped by ``delmsg`` (:meth:`CallbackDispatcher.on_cancelled`, called by the handler
+after :meth:`~bulksend.simulator.ledger.Ledger.cancel`) is taken out of its batch: it never gets
+``003`` or a final status; instead ``006`` (user cancelled) is pushed at once when the value has
+bit 2 (final). The callback table of ``clickatell-http-api.md`` is silent on ``006``; this is the
+convention: ``006`` is a final status, so "final" subscribers hear of it.
+
 A push is one POST (``application/x-www-form-urlencoded``) carrying ``api_id``, ``apiMsgId``,
 ``cliMsgId``, ``to``, ``from``, ``timestamp`` (unix seconds), ``status`` (3 digits) and ``charge``
 (the message's parts, as a float). An answer 2xx is success; a connection failure, a timeout, a
@@ -31,6 +39,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import heapq
 import itertools
 import logging
@@ -41,6 +50,7 @@ from urllib.parse import quote_plus
 
 import aiohttp
 
+from bulksend.simulator.codes import STATUS_CANCELLED
 from bulksend.simulator.faults import Faults
 from bulksend.simulator.ledger import AcceptedBatch, Ledger
 
@@ -53,7 +63,7 @@ DELIVERED = "004"
 _ERROR_STATUSES = ("007", "007", "005", "010", "009", "007")
 _FORM = {"Content-Type": "application/x-www-form-urlencoded"}
 _RETRY_STATUSES = frozenset({408, 429})
-_INTERMEDIATE_STAGE, _FINAL_STAGE = 1, 2
+_INTERMEDIATE_STAGE, _FINAL_STAGE, _CANCELLED_STAGE = 1, 2, 3
 
 
 @dataclass(slots=True)
@@ -64,6 +74,8 @@ class CallbackStats:
     """Messages whose delivery is being played (callback value 1-7)."""
     decided: int = 0
     """Messages that reached their final status."""
+    cancelled: int = 0
+    """Messages stopped by ``delmsg`` before they left (never delivered)."""
     sent: int = 0
     """Pushes answered 2xx."""
     retries: int = 0
@@ -152,8 +164,18 @@ class CallbackDispatcher:
         count = len(batch.api_msg_ids)
         self.stats.scheduled += count
         self._add(count)
-        due = time.monotonic() + self._faults.delivery_delay
+        due = max(time.monotonic(), batch.due) + self._faults.delivery_delay
         heapq.heappush(self._schedule, (due, next(self._order), _INTERMEDIATE_STAGE, batch))
+        self._wake.set()
+
+    def on_cancelled(self, message: AcceptedBatch) -> None:
+        """A message (one-message batch) was stopped by ``delmsg``: push ``006`` if asked for;
+        its batch will skip it when its time comes."""
+        if not message.callback:
+            return
+        heapq.heappush(
+            self._schedule, (time.monotonic(), next(self._order), _CANCELLED_STAGE, message)
+        )
         self._wake.set()
 
     # -- tasks ---------------------------------------------------------------------------------
@@ -181,10 +203,36 @@ class CallbackDispatcher:
             _, _, stage, batch = heapq.heappop(schedule)
             if stage == _INTERMEDIATE_STAGE:
                 await self._intermediate(batch)
-            else:
+            elif stage == _FINAL_STAGE:
                 await self._final(batch)
+            else:
+                await self._cancelled(batch)
+
+    async def _cancelled(self, message: AcceptedBatch) -> None:
+        self.stats.cancelled += 1
+        if message.callback & FINAL:
+            [number], [api_msg_id] = message.numbers, message.api_msg_ids
+            await self._push(message, number, api_msg_id, STATUS_CANCELLED, int(time.time()))
+        self._add(-1)
+
+    def _without_cancelled(self, batch: AcceptedBatch) -> AcceptedBatch:
+        """The batch minus the messages ``delmsg`` stopped (only scheduled ones can be)."""
+        if not batch.due:
+            return batch
+        is_cancelled = self._ledger.is_cancelled
+        keep = [i for i, api_msg_id in enumerate(batch.api_msg_ids) if not is_cancelled(api_msg_id)]
+        if len(keep) == len(batch.api_msg_ids):
+            return batch
+        return dataclasses.replace(
+            batch,
+            numbers=[batch.numbers[i] for i in keep],
+            api_msg_ids=[batch.api_msg_ids[i] for i in keep],
+        )
 
     async def _intermediate(self, batch: AcceptedBatch) -> None:
+        batch = self._without_cancelled(batch)
+        if not batch.api_msg_ids:
+            return
         if batch.callback & INTERMEDIATE:
             stamp = int(time.time())
             for number, api_msg_id in zip(batch.numbers, batch.api_msg_ids, strict=True):

@@ -15,6 +15,9 @@ flag per knob of :class:`~bulksend.simulator.faults.Faults` plus where to listen
 * with ``--callback-url``, messages sent with ``callback=1..7`` get their delivery played and
   pushed there (``callbacks.py``; knobs ``--delivery-delay``, ``--delivery-failure-rate``,
   ``--callback-tries``, ``--callback-backoff``); the URL is never printed (it may hold a token);
+* ``--two-way-number`` is the account's own number (the sender of ``mo=1`` without ``from``);
+  ``--minute-seconds`` is how many real seconds a minute of ``deliv_time``/``scheduled_time``
+  delay lasts (60: real time; 0.01 lets a test see a 10-minute schedule pass in 0.1 s);
 * uvloop drives the event loop when it is installed.
 """
 
@@ -29,7 +32,14 @@ from collections.abc import Callable
 
 from aiohttp.log import access_logger
 
-from bulksend.simulator.app import DEFAULT_API_ID, DEFAULT_PASSWORD, DEFAULT_USER, Simulator
+from bulksend.simulator.app import (
+    DEFAULT_API_ID,
+    DEFAULT_MINUTE_SECONDS,
+    DEFAULT_PASSWORD,
+    DEFAULT_TWO_WAY_NUMBER,
+    DEFAULT_USER,
+    Simulator,
+)
 from bulksend.simulator.codes import RECIPIENT_CODES
 from bulksend.simulator.faults import COMMANDS, Faults
 
@@ -49,7 +59,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     where.add_argument(
         "--ledger",
         metavar="FILE",
-        help="write every accepted message to this CSV (to,api_msg_id,climsgid,parts,time,text)",
+        help="write every accepted message to this CSV "
+        "(to,api_msg_id,climsgid,parts,time,text,options,status)",
     )
     where.add_argument(
         "--access-log",
@@ -76,6 +87,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=900.0,
         metavar="SECONDS",
         help="idle seconds before a session id answers ERR 003 [%(default)s]",
+    )
+
+    scheduling = parser.add_argument_group("two-way number and scheduling")
+    scheduling.add_argument(
+        "--two-way-number",
+        type=_digits,
+        default=DEFAULT_TWO_WAY_NUMBER,
+        metavar="DIGITS",
+        help="the account's two-way number: sender of mo=1 messages without from [%(default)s]",
+    )
+    scheduling.add_argument(
+        "--minute-seconds",
+        type=_non_negative,
+        default=DEFAULT_MINUTE_SECONDS,
+        metavar="SECONDS",
+        help="real seconds per minute of deliv_time/scheduled_time delay (time scale for "
+        "scheduled messages) [%(default)s]",
     )
 
     faults = parser.add_argument_group("faults and load")
@@ -192,6 +220,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _digits(value: str) -> str:
+    if not (value.isascii() and value.isdigit()):
+        raise argparse.ArgumentTypeError(f"not a number in international format: {value!r}")
+    return value
+
+
+def _non_negative(value: str) -> float:
+    number = float(value)
+    if not number >= 0.0:
+        raise argparse.ArgumentTypeError(f"must be >= 0: {value!r}")
+    return number
+
+
 def faults_from_args(args: argparse.Namespace) -> Faults:
     """The :class:`Faults` the parsed flags describe (ValueError for an out-of-range value)."""
     return Faults(
@@ -236,6 +277,8 @@ def run(args: argparse.Namespace) -> int:
         access_log=args.access_log,
         keep_numbers=False,  # nobody can read them here; the record is the --ledger file
         callback_url=args.callback_url,
+        two_way_number=args.two_way_number,
+        minute_seconds=args.minute_seconds,
     )
     with asyncio.Runner(loop_factory=_loop_factory()) as runner:
         return runner.run(_serve(simulator))

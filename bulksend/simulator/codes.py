@@ -12,7 +12,9 @@ from __future__ import annotations
 __all__ = [
     "DESCRIPTIONS",
     "RECIPIENT_CODES",
+    "STATUS_CANCELLED",
     "STATUS_DELIVERED_TO_GATEWAY",
+    "STATUS_SCHEDULED",
     "err",
 ]
 
@@ -51,6 +53,10 @@ RECIPIENT_CODES: frozenset[int] = frozenset({105, 114, 115, 121, 122, 128})
 
 STATUS_DELIVERED_TO_GATEWAY = "003"
 """The status of every accepted message until delivery receipts move it on."""
+STATUS_CANCELLED = "006"
+"""User cancelled message delivery: a scheduled message stopped by ``delmsg``."""
+STATUS_SCHEDULED = "011"
+"""Queued for later delivery: a ``deliv_time``/``scheduled_time`` message before its time."""
 
 
 def err(code: int) -> str:

@@ -43,9 +43,10 @@ from bulksend.simulator.codes import RECIPIENT_CODES
 __all__ = ["COMMANDS", "Fault", "Faults", "retry_after_header"]
 
 COMMANDS: frozenset[str] = frozenset(
-    {"auth", "ping", "sendmsg", "querymsg", "getmsgcharge", "getbalance"}
+    {"auth", "ping", "sendmsg", "querymsg", "getmsgcharge", "getbalance", "delmsg", "routeCoverage"}
 )
-"""The commands the simulator serves under ``/http/``; faults may apply to any of them."""
+"""The commands the simulator serves (``/http/<command>``, ``/utils/routeCoverage.php``); faults
+may apply to any of them."""
 
 
 class Fault(Enum):

@@ -21,14 +21,25 @@ Promises:
   :meth:`count_for` and iteration give :class:`LedgerEntry` rows in acceptance order (built lazily
   and incrementally, so asking costs nothing on the hot path).
 * With a file open (:meth:`Ledger.open`), every accepted message is written as a CSV row
-  ``to,api_msg_id,climsgid,parts,time,text`` (text always quoted) and the file is flushed to the
-  operating system before :meth:`accept` returns, that is before the answer is sent: a simulator
-  process killed at any moment (even SIGKILL) leaves in the file every message whose answer it
-  sent, and every message of a processed request whose answer it was about to send, unless the kill
-  tore that very write. :func:`read_ledger` reads the file back and skips a torn last row.
+  ``to,api_msg_id,climsgid,parts,time,text,options,status`` (text always quoted) and the file is
+  flushed to the operating system before :meth:`accept` returns, that is before the answer is
+  sent: a simulator process killed at any moment (even SIGKILL) leaves in the file every message
+  whose answer it sent, and every message of a processed request whose answer it was about to
+  send, unless the kill tore that very write. :func:`read_ledger` reads the file back and skips a
+  torn last row; it also reads the older six-column files (``options`` empty, ``status`` 003).
+* ``options`` is every other parameter the request carried, as sent (``name=value&...``, names
+  sorted, URL-encoded; never the credentials): :attr:`LedgerEntry.option_map` reads it back.
+  ``status`` is what the gateway recorded: ``003`` for a message sent at once, ``011`` for one
+  scheduled for later (``deliv_time``/``scheduled_time``), ``006`` once :meth:`Ledger.cancel`
+  stopped it. A stop is appended to the file as an update row ``to,api_msg_id,,,time,"",,006``
+  (empty ``parts``), flushed before ``delmsg`` answers; :func:`read_ledger` folds it into the
+  message's entry, so the file stays append-only and an entry is still one message.
+  Delivery progress (003 → 004 ...) is not recorded: that is :meth:`Ledger.status`.
 * :attr:`Ledger.listeners` are called with an :class:`AcceptedBatch` after each accepted request
-  (the hook for delivery receipts); :meth:`status` is each message's status, ``003`` until
-  :meth:`set_status` moves it on.
+  (the hook for delivery receipts); :meth:`status` is each message's status: ``011`` while a
+  scheduled message waits for its time (its ``due``, on the monotonic clock), then ``003`` until
+  :meth:`set_status` moves it on; ``006`` for ever once stopped. A ledger without numbers still
+  keeps those of scheduled requests, which ``delmsg`` callbacks need.
 """
 
 from __future__ import annotations
@@ -43,11 +54,28 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, NamedTuple
 
-from bulksend.simulator.codes import STATUS_DELIVERED_TO_GATEWAY
+from bulksend.simulator.codes import (
+    STATUS_CANCELLED,
+    STATUS_DELIVERED_TO_GATEWAY,
+    STATUS_SCHEDULED,
+)
+from bulksend.simulator.message import parse_options
 
-__all__ = ["CSV_HEADER", "AcceptedBatch", "Ledger", "LedgerEntry", "read_ledger"]
+__all__ = [
+    "CSV_HEADER",
+    "CSV_HEADER_V1",
+    "STATUS_CANCELLED",
+    "STATUS_SCHEDULED",
+    "AcceptedBatch",
+    "Ledger",
+    "LedgerEntry",
+    "read_ledger",
+]
 
-CSV_HEADER = "to,api_msg_id,climsgid,parts,time,text"
+CSV_HEADER = "to,api_msg_id,climsgid,parts,time,text,options,status"
+CSV_HEADER_V1 = "to,api_msg_id,climsgid,parts,time,text"
+"""The header of ledgers written before options and status were recorded (still readable)."""
+_CANCELLED_CODE = int(STATUS_CANCELLED)
 
 # Odd multipliers, so multiplication modulo a power of two is a bijection with an inverse.
 _LOW_SIZE = 1 << 16
@@ -74,6 +102,20 @@ class LedgerEntry(NamedTuple):
     parts: int
     time: float
     text: str
+    options: str = ""
+    """The request's other parameters as sent, ``name=value&...`` (see :attr:`option_map`)."""
+    status: str = STATUS_DELIVERED_TO_GATEWAY
+    """Recorded status: ``003`` sent at once, ``011`` scheduled, ``006`` stopped by delmsg."""
+
+    @property
+    def option_map(self) -> dict[str, str]:
+        """The options as a dict, e.g. ``{"msg_type": "SMS_FLASH", "deliv_time": "60"}``."""
+        return parse_options(self.options)
+
+    @property
+    def cancelled(self) -> bool:
+        """Stopped by ``delmsg`` before it left (never delivered, credit refunded)."""
+        return self.status == STATUS_CANCELLED
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,6 +130,9 @@ class AcceptedBatch:
     time: float
     sender: str
     callback: int
+    options: str = ""
+    due: float = 0.0
+    """When the messages leave (``time.monotonic()``); 0.0: at once."""
 
 
 class _Batch(NamedTuple):
@@ -100,6 +145,8 @@ class _Batch(NamedTuple):
     time: float
     sender: str
     callback: int
+    options: str
+    due: float  # monotonic; 0.0 = not scheduled
 
 
 class Ledger:
@@ -155,10 +202,13 @@ class Ledger:
         sender: str = "",
         callback: int = 0,
         joined: str | None = None,
+        options: str = "",
+        due: float = 0.0,
     ) -> list[str]:
         """Record one message per number (same text), return their new API message ids.
 
-        ``joined`` is ``",".join(numbers)`` when the caller already holds it (saves a copy).
+        ``joined`` is ``",".join(numbers)`` when the caller already holds it (saves a copy);
+        ``due`` (``time.monotonic()``, 0.0 for none) makes them scheduled messages.
         """
         start = self._next_serial
         count = len(numbers)
@@ -168,7 +218,11 @@ class Ledger:
         self._batches.append(
             _Batch(
                 start,
-                "" if not self.keep_numbers else ",".join(numbers) if joined is None else joined,
+                ""
+                if not (self.keep_numbers or due)
+                else ",".join(numbers)
+                if joined is None
+                else joined,
                 count,
                 text,
                 climsgid,
@@ -176,17 +230,22 @@ class Ledger:
                 now,
                 sender,
                 callback,
+                options,
+                due,
             )
         )
         self._starts.append(start)
         self._count += count
         if self._file is not None:
             quoted = '"' + text.replace('"', '""') + '"'
-            tail = f",{climsgid},{parts},{now:.6f},{quoted}\n"
+            status = STATUS_SCHEDULED if due else STATUS_DELIVERED_TO_GATEWAY
+            tail = f",{climsgid},{parts},{now:.6f},{quoted},{options},{status}\n"
             self._file.write(tail.join(map(",".join, zip(numbers, ids, strict=True))) + tail)
             self._file.flush()
         if self.listeners:
-            batch = AcceptedBatch(numbers, ids, text, climsgid, parts, now, sender, callback)
+            batch = AcceptedBatch(
+                numbers, ids, text, climsgid, parts, now, sender, callback, options, due
+            )
             for listener in self.listeners:
                 listener(batch)
         return ids
@@ -220,7 +279,7 @@ class Ledger:
         serial = self._serial(api_msg_id.lower())
         if serial is None:
             return None
-        batch = self._batches[bisect_right(self._starts, serial) - 1]
+        batch = self._batch_of(serial)
         return self._entry(batch, serial - batch.first_serial, batch.numbers.split(","))
 
     def find_by_climsgid(self, climsgid: str) -> LedgerEntry | None:
@@ -232,14 +291,62 @@ class Ledger:
                 return self._entry(batch, 0, batch.numbers.split(","))
         return None
 
-    def status(self, api_msg_id: str) -> str:
-        """The message's status code (three digits): ``003`` until set otherwise."""
+    def status(self, api_msg_id: str, now: float | None = None) -> str:
+        """The message's status code (three digits): ``011`` while scheduled for later (``now``
+        is ``time.monotonic()`` by default), then ``003`` until set otherwise."""
         serial = self._serial(api_msg_id)
-        if serial is not None and serial < len(self._status_codes):
-            code = self._status_codes[serial]
-            if code:
-                return f"{code:03d}"
-        return self._statuses.get(api_msg_id, STATUS_DELIVERED_TO_GATEWAY)
+        if serial is None:
+            return self._statuses.get(api_msg_id, STATUS_DELIVERED_TO_GATEWAY)
+        code = self._code(serial)
+        if code:
+            return f"{code:03d}"
+        odd = self._statuses.get(api_msg_id)
+        if odd is not None:
+            return odd
+        due = self._batch_of(serial).due
+        if due and due > (time.monotonic() if now is None else now):
+            return STATUS_SCHEDULED
+        return STATUS_DELIVERED_TO_GATEWAY
+
+    def is_cancelled(self, api_msg_id: str) -> bool:
+        """Whether :meth:`cancel` stopped this message."""
+        serial = self._serial(api_msg_id)
+        return serial is not None and self._code(serial) == _CANCELLED_CODE
+
+    def cancel(self, api_msg_id: str, now: float | None = None) -> AcceptedBatch | None:
+        """Stop a message that has not left yet (``delmsg``): its status becomes ``006`` for
+        good, in memory and in the file. Returns the stopped message as a one-message batch, or
+        None when there is nothing to stop (unknown id, not scheduled, already due, already
+        decided or already stopped). ``now`` is ``time.monotonic()`` by default."""
+        serial = self._serial(api_msg_id.lower())
+        if serial is None or self._code(serial):
+            return None
+        batch = self._batch_of(serial)
+        if not batch.due or batch.due <= (time.monotonic() if now is None else now):
+            return None
+        self.set_status(self._api_msg_id(serial), STATUS_CANCELLED)
+        entry = self._entry(batch, serial - batch.first_serial, batch.numbers.split(","))
+        if self._file is not None:
+            stamp = f"{time.time():.6f}"
+            self._file.write(f'{entry.to},{entry.api_msg_id},,,{stamp},"",,{STATUS_CANCELLED}\n')
+            self._file.flush()
+        if serial < len(self._entries):  # already materialised: keep the views in step
+            old = self._entries[serial]
+            self._entries[serial] = entry
+            same_number = self._by_number[old.to]
+            same_number[same_number.index(old)] = entry
+        return AcceptedBatch(
+            [entry.to],
+            [entry.api_msg_id],
+            batch.text,
+            batch.climsgid,
+            batch.parts,
+            batch.time,
+            batch.sender,
+            batch.callback,
+            batch.options,
+            batch.due,
+        )
 
     def set_status(self, api_msg_id: str, status: str) -> None:
         """Move a message to a new status (for delivery receipts). A status of one of our ids
@@ -252,6 +359,14 @@ class Ledger:
         if serial >= len(codes):
             codes.extend(bytes(max(serial + 1 - len(codes), len(codes) // 2 + 4096)))
         codes[serial] = int(status)
+
+    def _code(self, serial: int) -> int:
+        """The status byte of a serial: 0 when never set."""
+        codes = self._status_codes
+        return codes[serial] if serial < len(codes) else 0
+
+    def _batch_of(self, serial: int) -> _Batch:
+        return self._batches[bisect_right(self._starts, serial) - 1]
 
     def _serial(self, api_msg_id: str) -> int | None:
         """The serial number of one of this ledger's ids (lowercase), else None."""
@@ -287,13 +402,22 @@ class Ledger:
         return ids
 
     def _entry(self, batch: _Batch, offset: int, numbers: list[str]) -> LedgerEntry:
+        serial = batch.first_serial + offset
+        if self._code(serial) == _CANCELLED_CODE:
+            status = STATUS_CANCELLED
+        elif batch.due:
+            status = STATUS_SCHEDULED
+        else:
+            status = STATUS_DELIVERED_TO_GATEWAY
         return LedgerEntry(
-            numbers[offset] if self.keep_numbers else "",
-            self._api_msg_id(batch.first_serial + offset),
+            numbers[offset] if batch.numbers else "",
+            self._api_msg_id(serial),
             batch.climsgid,
             batch.parts,
             batch.time,
             batch.text,
+            batch.options,
+            status,
         )
 
     def _materialize(self) -> None:
@@ -310,21 +434,39 @@ class Ledger:
 
 
 def read_ledger(path: str | os.PathLike[str]) -> list[LedgerEntry]:
-    """Read a ledger CSV written by :meth:`Ledger.open`; a torn last row is skipped."""
+    """Read a ledger CSV written by :meth:`Ledger.open` (either header); a torn last row is
+    skipped, and update rows (a stop) are folded into the entry they update."""
     entries: list[LedgerEntry] = []
+    where: dict[str, int] | None = None  # api_msg_id -> index, built at the first update row
     with Path(path).open(encoding="utf-8", newline="") as handle:
         reader = csv.reader(handle)
         header = next(reader, None)
-        if header is not None and ",".join(header) != CSV_HEADER:
+        joined = None if header is None else ",".join(header)
+        if joined is not None and joined not in (CSV_HEADER, CSV_HEADER_V1):
             raise ValueError(f"{path}: not a simulator ledger (header {header!r})")
+        width = 6 if joined == CSV_HEADER_V1 else 8
         for row in reader:
-            if len(row) != 6:
+            if len(row) != width:
                 continue
-            to, api_msg_id, climsgid, parts, stamp, text = row
+            if width == 6:
+                row += ["", STATUS_DELIVERED_TO_GATEWAY]
+            to, api_msg_id, climsgid, parts, stamp, text, options, status = row
+            if len(status) != 3 or not status.isdigit():
+                continue  # torn inside the last field
+            if not parts:
+                if where is None:
+                    where = {entry.api_msg_id: i for i, entry in enumerate(entries)}
+                index = where.get(api_msg_id)
+                if index is not None:
+                    entries[index] = entries[index]._replace(status=status)
+                continue
             try:
-                entries.append(
-                    LedgerEntry(to, api_msg_id, climsgid, int(parts), float(stamp), text)
+                entry = LedgerEntry(
+                    to, api_msg_id, climsgid, int(parts), float(stamp), text, options, status
                 )
             except ValueError:
                 continue
+            if where is not None:
+                where[api_msg_id] = len(entries)
+            entries.append(entry)
     return entries
