@@ -15,7 +15,7 @@ No I/O; of ours it imports only :mod:`bulksend.errors`. What this module promise
   never by position: the k-th entry for a number belongs to the k-th occurrence of that number in
   the batch (the gateway keeps the relative order of a number's messages). Anything it cannot tie
   to a recipient with certainty makes that recipient ``UNKNOWN``: a number missing from the
-  answer, answered more often than asked, an entry that is not well formed (``accepted`` not a
+  answer, or answered a different number of times than asked (then every occurrence of it), an entry that is not well formed (``accepted`` not a
   boolean, an accepted entry without ``apiMessageId``, a refused one without an error code, an
   accepted one that also carries an error), a body that is not the JSON of a send answer, an HTTP
   status that does not say what happened. Entries for numbers never asked for are anomalies.
@@ -445,18 +445,20 @@ def _match(batch: Sequence[BatchItem], entries: list[Any]) -> Answer:
         got = answered.get(number)
         if not got:
             continue
-        if len(got) > len(positions):
+        if len(got) != len(positions):
+            # Too many entries: which is real cannot be known. Too few for a repeated number:
+            # which occurrence lacks one cannot be known either. Every occurrence is unknown.
             ids = ";".join(o.api_msg_id for o in got if o.api_msg_id)
             anomalies.append(f"{len(got)} answer entries for {number}, {len(positions)} requested")
-            duplicated = Outcome(
+            odd = Outcome(
                 Verdict.UNKNOWN,
-                description=f"number answered {len(got)} times"
+                description=f"number answered {len(got)} times, asked {len(positions)} times"
                 + (f" (api ids {ids})" if ids else ""),
             )
             for i in positions:
-                outcomes[i] = duplicated
+                outcomes[i] = odd
             continue
-        for i, outcome in zip(positions, got, strict=False):
+        for i, outcome in zip(positions, got, strict=True):
             outcomes[i] = outcome
     absent = sum(1 for o in outcomes if o is missing)
     if absent:
