@@ -18,7 +18,11 @@ flag per knob of :class:`~bulksend.simulator.faults.Faults` plus where to listen
 * ``--two-way-number`` is the account's own number (the sender of ``mo=1`` without ``from``);
   ``--minute-seconds`` is how many real seconds a minute of ``deliv_time``/``scheduled_time``
   delay lasts (60: real time; 0.01 lets a test see a 10-minute schedule pass in 0.1 s);
-* uvloop drives the event loop when it is installed.
+* uvloop drives the event loop when it is installed;
+* ``--api one`` serves the One API instead (``one_api.py``: ``/v1/message``, ``/v1/balance``,
+  ``/v1/message/<id>``) with the same fault, credit, callback and ledger flags, the key of
+  ``--api-key`` (default :data:`~bulksend.simulator.one_api.DEFAULT_API_KEY`) and the flags of
+  :func:`~bulksend.simulator.one_api.add_one_api_arguments`; the same listening line and exit.
 """
 
 from __future__ import annotations
@@ -42,6 +46,7 @@ from bulksend.simulator.app import (
 )
 from bulksend.simulator.codes import RECIPIENT_CODES
 from bulksend.simulator.faults import COMMANDS, Faults
+from bulksend.simulator.one_api import OneApiSimulator, add_one_api_arguments, one_api_from_args
 
 __all__ = ["LISTENING", "add_arguments", "faults_from_args", "run"]
 
@@ -51,6 +56,15 @@ LISTENING = "bulksend simulator listening on "
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Declare the ``simulate`` flags on ``parser``."""
+    parser.add_argument(
+        "--api",
+        choices=("legacy", "one"),
+        default="legacy",
+        help="which API to serve: the legacy HTTP API (/http/...), or the One API (/v1/..., "
+        "one_api.py; the account flags --user/--password/--api-id/--session-ttl and "
+        "--reject-code are then unused) [%(default)s]",
+    )
+    add_one_api_arguments(parser)
     where = parser.add_argument_group("server")
     where.add_argument("--host", default="127.0.0.1", help="address to listen on [%(default)s]")
     where.add_argument(
@@ -266,6 +280,9 @@ def run(args: argparse.Namespace) -> int:
         return 1
     if args.access_log:
         _log_access_to_stderr()
+    if args.api == "one":
+        with asyncio.Runner(loop_factory=_loop_factory()) as runner:
+            return runner.run(_serve(one_api_from_args(args, faults)))
     simulator = Simulator(
         user=args.user,
         password=args.password,
@@ -284,7 +301,7 @@ def run(args: argparse.Namespace) -> int:
         return runner.run(_serve(simulator))
 
 
-async def _serve(simulator: Simulator) -> int:
+async def _serve(simulator: Simulator | OneApiSimulator) -> int:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):

@@ -70,6 +70,7 @@ default) has the method and path only.
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import json
 import os
@@ -106,6 +107,8 @@ __all__ = [
     "JsonCallbackDispatcher",
     "OneApiSimulator",
     "OneApiStats",
+    "add_one_api_arguments",
+    "one_api_from_args",
 ]
 
 DEFAULT_API_KEY = "sim-one-api-key-2718"
@@ -712,3 +715,64 @@ class JsonCallbackDispatcher(CallbackDispatcher):
                 return
         stats.gave_up += 1
         log.warning("callback for %s given up after %d tries", api_msg_id, faults.callback_tries)
+
+
+# -- command line (``bulksend simulate --api one``) --------------------------------------------
+
+
+def add_one_api_arguments(parser: argparse.ArgumentParser) -> None:
+    """The flags only ``--api one`` reads; the shared knobs (faults, credit, callbacks, ledger,
+    where to listen) are the legacy flags of ``cli.py``."""
+    group = parser.add_argument_group("One API (--api one)")
+    group.add_argument(
+        "--api-key",
+        default=DEFAULT_API_KEY,
+        help="the integration's API key, expected verbatim in the Authorization header "
+        "[%(default)s]",
+    )
+    group.add_argument(
+        "--one-reject-code",
+        type=int,
+        default=25,
+        choices=sorted(RECIPIENT_CODES),
+        help="error code for numbers refused by --reject-prefix/--reject-suffix [%(default)s]",
+    )
+    group.add_argument(
+        "--shuffle-answers",
+        action="store_true",
+        help="answer entries in a random order (each number's entries keep their own order)",
+    )
+    group.add_argument(
+        "--callback-statuses",
+        type=int,
+        default=7,
+        choices=range(8),
+        metavar="0-7",
+        help="statuses pushed to --callback-url: 1 intermediate + 2 final + 4 errors [%(default)s]",
+    )
+    group.add_argument(
+        "--max-parts",
+        type=int,
+        default=DEFAULT_MAX_PARTS,
+        metavar="N",
+        help="parts a message may take before error 100 [%(default)s]",
+    )
+
+
+def one_api_from_args(args: argparse.Namespace, faults: Faults) -> OneApiSimulator:
+    """The :class:`OneApiSimulator` that ``bulksend simulate --api one`` serves (its in-memory
+    ledger keeps no numbers, as the legacy server's: the record is the ``--ledger`` file)."""
+    return OneApiSimulator(
+        args.api_key,
+        faults,
+        host=args.host,
+        port=args.port,
+        ledger_path=args.ledger,
+        access_log=args.access_log,
+        keep_numbers=False,
+        callback_url=args.callback_url,
+        callback_statuses=args.callback_statuses,
+        reject_code=args.one_reject_code,
+        shuffle=args.shuffle_answers,
+        max_parts=args.max_parts,
+    )
