@@ -284,6 +284,12 @@ async def test_100_messages_is_the_limit_not_an_error(
     reply = await send(http, sim, [msg(n) for n in numbers(100)])
     assert reply.status == 202 and len(reply.doc["messages"]) == 100
     assert len(sim.ledger) == 100
+    # One content for all: one ledger batch, still one id per message, each for its number.
+    ids = [e["apiMessageId"] for e in reply.doc["messages"]]
+    assert len(set(ids)) == 100
+    for entry in reply.doc["messages"]:
+        found = sim.ledger.find(entry["apiMessageId"])
+        assert found is not None and found.to == entry["to"]
 
 
 @pytest.mark.parametrize("key", [None, "", "wrong-key", KEY.lower(), KEY[:-1], f"Bearer {KEY}"])
@@ -564,7 +570,8 @@ def requests(draw: st.DrawFn) -> list[tuple[dict[str, Any], int | None]]:
     size = draw(st.integers(1, 100))
     out: list[tuple[dict[str, Any], int | None]] = []
     for k in range(size):
-        message = msg(draw(VALID), f"m{k} " + draw(st.text(max_size=20)))
+        shared = draw(st.booleans())  # shared content: messages grouped in one ledger batch
+        message = msg(draw(VALID), "same" if shared else f"m{k} " + draw(st.text(max_size=20)))
         defect = draw(st.sampled_from([None, None, None, *DEFECTS]))
         if defect is None:
             out.append((message, None))

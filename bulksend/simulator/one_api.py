@@ -649,7 +649,7 @@ def _stable_shuffle(entries: list[dict[str, Any]], rng: random.Random) -> list[d
     for entry in entries:
         own.setdefault(entry["to"], []).append(entry)
     for number, positions in by_number.items():
-        for slot, entry in zip(sorted(positions), own[number], strict=True):
+        for slot, entry in zip(positions, own[number], strict=True):  # slots ascend
             out[slot] = entry
     return out
 
