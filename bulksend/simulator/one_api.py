@@ -44,7 +44,7 @@ One ``POST /v1/message``, in this order (as the legacy app):
    missing, not a string or empty → 23; ``charset`` not one of :data:`CHARSETS` → 40;
    ``from`` neither 1-16 digits nor 1-11 letters/digits/spaces, ``validityPeriod`` not an integer
    ≥ 1, ``clientMessageId`` not a string of at most 64 characters, ``binary`` not a boolean, ``udh``
-   without ``binary`` or not hex, binary ``content`` not hex → 23; content longer than
+   without ``binary`` or not hex, binary ``content`` not hex → 23; text content longer than
    :data:`MAX_CONTENT_CHARS` → 24; more parts than ``max_parts`` (GSM-7 if every character is,
    else UCS-2; a binary message is one part of at most 140 octets, UDH included) → 100; ``to``
    matching ``faults.reject_prefixes``/``reject_suffixes`` → ``reject_code`` (25 by default; the
