@@ -534,6 +534,46 @@ async def test_callback_statuses_select_what_is_pushed(
     assert all(code in (5, 7, 9, 10) for code in codes)
 
 
+async def test_callbacks_are_retried_on_5xx_and_not_after_a_4xx(
+    http: aiohttp.ClientSession,
+) -> None:
+    answers = [503, 500, 200, 400]  # first message: two failures then success; second: refused
+    seen: list[int] = []
+
+    async def receive(request: web.Request) -> web.Response:
+        await request.read()
+        status = answers[len(seen)] if len(seen) < len(answers) else 200
+        seen.append(status)
+        return web.Response(status=status)
+
+    app = web.Application()
+    app.router.add_post("/cb", receive)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    url = f"http://127.0.0.1:{runner.addresses[0][1]}/cb"
+    faults = Faults(
+        seed=4,
+        delivery_delay=0.01,
+        delivery_failure_rate=0.0,
+        callback_tries=3,
+        callback_backoff=0.01,
+    )
+    try:
+        async with OneApiSimulator(KEY, faults, callback_url=url, callback_statuses=2) as sim:
+            await send(http, sim, [msg("27820000001")])
+            assert sim.callbacks is not None
+            await asyncio.wait_for(sim.callbacks.drained(), 5)
+            first = sim.callbacks.stats
+            assert (first.sent, first.retries, first.refused, first.gave_up) == (1, 2, 0, 0)
+            await send(http, sim, [msg("27820000002")])
+            await asyncio.wait_for(sim.callbacks.drained(), 5)
+            assert (first.sent, first.refused) == (1, 1)
+    finally:
+        await runner.cleanup()
+    assert seen == [503, 500, 200, 400]
+
+
 # -- shuffled answers and the answer's invariants --------------------------------------------------
 
 
