@@ -287,7 +287,7 @@ class Campaign:
                 rejects = csv.writer(rejects_file, lineterminator="\n")
                 rejects.writerow(["row", "raw", "reason"])
                 async with Gateway(client_settings, self.template) as gateway:
-                    gateway.limiter_for(s.effective_batch_size)
+                    gateway.flow.start()
                     await self._login(gateway)
                     with self._signals():
                         self.reader = make_reader(
@@ -303,7 +303,7 @@ class Campaign:
         finally:
             self.reader.close()
             journal.close()
-        self.summary.throttled = gateway.window.throttled
+        self.summary.throttled = gateway.flow.throttled
 
     async def _login(self, gateway: Gateway) -> None:
         if self.settings.auth != "session":
@@ -322,7 +322,9 @@ class Campaign:
         done: Any,
     ) -> None:
         s = self.settings
-        producer = asyncio.create_task(self._produce(queue, rejects, done), name="producer")
+        producer = asyncio.create_task(
+            self._produce(queue, rejects, done, gateway.batch_limit), name="producer"
+        )
         senders = [
             asyncio.create_task(self._sender(gateway, journal, queue), name=f"sender-{i}")
             for i in range(s.concurrency)
@@ -345,8 +347,15 @@ class Campaign:
                 await ticker
             self._emit(done=True)
 
-    async def _produce(self, queue: asyncio.Queue[Batch | None], rejects: Any, done: Any) -> None:
-        size = self.settings.effective_batch_size
+    async def _produce(
+        self,
+        queue: asyncio.Queue[Batch | None],
+        rejects: Any,
+        done: Any,
+        batch_limit: Callable[[int], int] = lambda size: size,
+    ) -> None:
+        full = self.settings.effective_batch_size
+        size = batch_limit(full)
         rows: list[int] = []
         msisdns: list[str] = []
         check_done = len(done) > 0
@@ -369,6 +378,7 @@ class Campaign:
                     return
                 await queue.put(Batch(rows[:size], msisdns[:size]))
                 del rows[:size], msisdns[:size]
+                size = batch_limit(full)
             if self._stopping.is_set():
                 self.summary.input_complete = False
                 return
@@ -382,25 +392,35 @@ class Campaign:
             batch = await queue.get()
             if batch is None:
                 return
-            if self._stopping.is_set():
-                continue
-            seqs: list[int] = []
+            # A rate learned since the batch was cut may ask for smaller requests.
+            size = gateway.batch_limit(len(batch.rows))
+            for start in range(0, len(batch.rows), size):
+                if self._stopping.is_set():
+                    break
+                part = batch
+                if size < len(batch.rows):
+                    end = start + size
+                    part = Batch(batch.rows[start:end], batch.msisdns[start:end])
+                await self._send_batch(gateway, journal, part)
 
-            def intend(batch: Batch = batch, seqs: list[int] = seqs) -> None:
-                seqs.append(journal.intend(batch.rows, batch.msisdns))
+    async def _send_batch(self, gateway: Gateway, journal: Journal, batch: Batch) -> None:
+        seqs: list[int] = []
 
-            self._in_flight += 1
-            try:
-                outcome = await gateway.send(batch.msisdns, before_first_request=intend)
-            finally:
-                self._in_flight -= 1
-            self.summary.requests += outcome.attempts
-            if not seqs:  # never left: nothing to record, the rows stay pending
-                if outcome.status is BatchStatus.FATAL:
-                    self.stop(redact(outcome.reason), EXIT_FATAL)
-                continue
-            self.summary.batches += 1
-            self._record(journal, seqs[0], batch, outcome)
+        def intend(batch: Batch = batch, seqs: list[int] = seqs) -> None:
+            seqs.append(journal.intend(batch.rows, batch.msisdns))
+
+        self._in_flight += 1
+        try:
+            outcome = await gateway.send(batch.msisdns, before_first_request=intend)
+        finally:
+            self._in_flight -= 1
+        self.summary.requests += outcome.attempts
+        if not seqs:  # never left: nothing to record, the rows stay pending
+            if outcome.status is BatchStatus.FATAL:
+                self.stop(redact(outcome.reason), EXIT_FATAL)
+            return
+        self.summary.batches += 1
+        self._record(journal, seqs[0], batch, outcome)
 
     def _record(self, journal: Journal, seq: int, batch: Batch, outcome: BatchOutcome) -> None:
         now = utc_now()

@@ -10,7 +10,6 @@ import pytest
 from aioresponses import aioresponses
 
 from bulksend.client import (
-    AdaptiveWindow,
     BatchStatus,
     ClientSettings,
     Gateway,
@@ -154,12 +153,3 @@ def test_wait_honours_retry_after_over_backoff() -> None:
                 return _NotProcessed("HTTP 429", retry_after=7.0)
 
     assert wait(State()) == 7.0  # type: ignore[arg-type]
-
-
-async def test_adaptive_window_halves_on_throttle_and_recovers() -> None:
-    window = AdaptiveWindow(16)
-    window.throttle(0.0)
-    assert window.limit == 8
-    for _ in range(200):
-        window.success()
-    assert window.limit == 16
