@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 
 import pytest
 
@@ -40,7 +41,7 @@ async def test_a_rate_paces_requests_one_batch_apart_and_caps_batches_at_half_a_
         times.append(loop.time() - started)
         flow.succeeded(ticket)
         await flow.release(ticket)
-    gaps = [b - a for a, b in zip(times, times[1:], strict=False)]
+    gaps = [b - a for a, b in itertools.pairwise(times)]
     assert times[0] < 0.05
     assert all(0.09 <= gap < 0.2 for gap in gaps), gaps
 
