@@ -392,18 +392,22 @@ class Campaign:
             batch = await queue.get()
             if batch is None:
                 return
-            # A rate learned since the batch was cut may ask for smaller requests.
-            size = gateway.batch_limit(len(batch.rows))
-            for start in range(0, len(batch.rows), size):
-                if self._stopping.is_set():
-                    break
-                part = batch
-                if size < len(batch.rows):
-                    end = start + size
-                    part = Batch(batch.rows[start:end], batch.msisdns[start:end])
-                await self._send_batch(gateway, journal, part)
+            # A rate learned since the batch was cut (or while it waited, or was throttled) may
+            # ask for smaller requests: split it, and split again when the gateway says so.
+            parts = [batch]
+            while parts and not self._stopping.is_set():
+                part = parts.pop()
+                size = gateway.batch_limit(len(part.rows))
+                if size < len(part.rows):
+                    parts.extend(
+                        Batch(part.rows[i : i + size], part.msisdns[i : i + size])
+                        for i in reversed(range(0, len(part.rows), size))
+                    )
+                elif not await self._send_batch(gateway, journal, part):
+                    parts.append(part)
 
-    async def _send_batch(self, gateway: Gateway, journal: Journal, batch: Batch) -> None:
+    async def _send_batch(self, gateway: Gateway, journal: Journal, batch: Batch) -> bool:
+        """Send one batch and record it; False when it must be split first (nothing sent)."""
         seqs: list[int] = []
 
         def intend(batch: Batch = batch, seqs: list[int] = seqs) -> None:
@@ -415,12 +419,17 @@ class Campaign:
         finally:
             self._in_flight -= 1
         self.summary.requests += outcome.attempts
+        if outcome.status is BatchStatus.RESIZE:  # throttled only: nothing was processed
+            if seqs:
+                journal.abandon(seqs[0])
+            return False
         if not seqs:  # never left: nothing to record, the rows stay pending
             if outcome.status is BatchStatus.FATAL:
                 self.stop(redact(outcome.reason), EXIT_FATAL)
-            return
+            return True
         self.summary.batches += 1
         self._record(journal, seqs[0], batch, outcome)
+        return True
 
     def _record(self, journal: Journal, seq: int, batch: Batch, outcome: BatchOutcome) -> None:
         now = utc_now()

@@ -113,6 +113,7 @@ class BatchStatus(StrEnum):
     UNKNOWN = "unknown"  # maybe processed: every number's outcome is unknown
     NOT_SENT = "not_sent"  # retries exhausted on certainly-not-processed failures
     FATAL = "fatal"  # whole request refused for a campaign-wide reason
+    RESIZE = "resize"  # not processed: larger than flow control now allows; split and resend
 
 
 @dataclass(slots=True)
@@ -143,6 +144,10 @@ class _NotProcessed(Exception):
         self.reason = reason
         self.retry_after = retry_after
         self.throttled = throttled
+
+
+class _Resize(Exception):
+    """The batch is larger than the learned rate allows in one request; nothing was sent."""
 
 
 class _MaybeProcessed(Exception):
@@ -323,6 +328,9 @@ class Gateway:
             )
         except _MaybeProcessed as exc:
             return BatchOutcome(BatchStatus.UNKNOWN, attempts=attempts, reason=exc.reason)
+        except _Resize:
+            # The admission that found it too big sent nothing: not an attempt.
+            return BatchOutcome(BatchStatus.RESIZE, attempts=attempts - 1, reason="resize")
         except _Fatal as exc:
             error = GatewayError(0, exc.reason, ErrorClass.REQUEST)
             return BatchOutcome(
@@ -344,6 +352,10 @@ class Gateway:
         for renewal in range(3):
             generation = self._session_generation
             ticket = await flow.acquire(len(numbers))
+            if len(numbers) > flow.batch_limit(len(numbers)):
+                flow.failed(ticket, processed=False)
+                await flow.release(ticket)
+                raise _Resize
             try:
                 if hook:
                     hook.pop()()

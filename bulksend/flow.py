@@ -23,14 +23,18 @@ the pause ends: pacing counts only what the gateway processed, so a retried batc
 and what reaches the gateway never exceeds the rate.
 
 Learning (no ``--rate``, or a ``--rate`` above what the account allows): a 429 on a request
-admitted since the last pause is a *throttle event*. Between two events the gateway's bucket went
-from (assumed) full to empty, so with ``A`` messages admitted in the ``Δ`` seconds before the refused
-request of ``n``, a bucket of ``burst`` seconds gives ``A <= R·(burst + Δ) < A + n``: the rate is
-estimated as ``(A + n/2) / (burst + Δ)``. When ``n`` is large against ``A`` (an early event) the
-estimate is loose and the sender paces at the upper bound ``(A + n) / (burst + Δ)``, which makes the
-next event come soon and precise; once tight, it paces at the estimate and grows it by
-:data:`GROWTH_PER_SECOND` to follow an account whose limit rises. Stale 429s (requests that left
-before the pause) refine the event they belong to instead of starting new ones.
+admitted since the last pause is a *throttle event*. The gateway's bucket (``burst`` seconds of
+``R``) held less than the refused request's ``n`` messages, and at any earlier moment ``s`` it held
+at most ``burst·R``; with ``A`` messages admitted from ``s`` to the refusal, ``Δ`` seconds later,
+``burst·R + R·Δ - A < n`` for the ``s`` where the bucket was last full, and ``>= 0`` before the
+refusal: ``A / (burst + Δ) <= R < (A + n) / (burst + Δ)``; and the bucket lacked at most ``n``,
+refilled in ``Retry-After`` seconds (rounded up when whole): ``R <= n / (Retry-After - 1)``. The ``s`` taken is the one giving the
+highest bound (the busiest stretch: an idle spell refills the bucket), and the rate estimated as
+``(A + n/2) / (burst + Δ)``. When ``n`` is large against ``A`` (an early event) the estimate is
+loose and the sender paces at the upper bound, which makes the next event come soon and precise;
+once tight, it paces at the estimate and grows it by :data:`GROWTH_PER_SECOND` to follow an account
+whose limit rises. Stale 429s (requests that left before the pause) refine the event they belong to
+instead of starting new ones.
 
 Everything here runs on one event loop; the clock is injectable for tests.
 """
@@ -40,6 +44,7 @@ from __future__ import annotations
 import asyncio
 import math
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -58,32 +63,33 @@ ASSUMED_BURST_SECONDS = 1.0
 """The gateway's bucket, in seconds of its rate (Clickatell-style: one second's worth)."""
 GROWTH_PER_SECOND = 0.005
 """A learned rate grows by this share of itself per second until the next throttle event."""
-LOOSE = 0.25
+LOOSE = 0.15
 """An event is loose when the refused request is more than this share of what was admitted."""
 MIN_PAUSE = 0.05
 """Shortest pause after a 429 without ``Retry-After``."""
+HISTORY = 4096
+"""Admissions remembered per epoch for the estimate (older ones only lengthen the stretch)."""
 
 
 @dataclass(slots=True, eq=False)
 class Ticket:
-    """One admitted request: when it left and how many messages it carried."""
+    """One admitted request: when it left, how many messages, and its pacing slot."""
 
     messages: int
     admitted_at: float
     epoch: int
     seq: int  # admission order
-    settled: bool = False
+    slot: float = 0.0  # seconds of pacing it took
+    refused: bool = False
 
 
 @dataclass(slots=True)
 class _Event:
-    """What the last throttle event measured (see the module docstring)."""
+    """The last throttle event: the refused request and the admissions before it."""
 
-    epoch: int
-    admitted: float  # A: messages admitted in the epoch before the refused request
-    span: float  # burst + Δ, seconds
-    refused_seq: int  # the refused request's admission order
-    refused: int  # n: the refused request's messages
+    refused: Ticket
+    history: deque[Ticket]
+    retry_after: float | None
 
 
 class FlowControl:
@@ -111,13 +117,11 @@ class FlowControl:
         self._learned_at = 0.0
         self._next_free = 0.0
         self._epoch = 0
-        self._epoch_start = clock()
-        self._epoch_credit = ASSUMED_BURST_SECONDS
-        self._epoch_total = 0.0  # messages admitted this epoch and not refused
-        self._flying: set[Ticket] = set()
+        self._history: deque[Ticket] = deque(maxlen=HISTORY)
         self._seq = 0
         self._event: _Event | None = None
-        self._cond = asyncio.Condition()
+        self._turn = asyncio.Lock()  # FIFO: one request at a time waits for its turn
+        self._freed = asyncio.Event()
 
     # -- what governs now ----------------------------------------------------------------------
 
@@ -140,57 +144,42 @@ class FlowControl:
     # -- admission -----------------------------------------------------------------------------
 
     async def acquire(self, messages: int) -> Ticket:
-        """Wait until a request of ``messages`` may leave; the caller must :meth:`release` it."""
-        async with self._cond:
+        """Wait for the turn of a request of ``messages``; the caller must :meth:`release` it.
+
+        Requests wait in arrival order; only the first in line sleeps on the pause, the window
+        and the pacing clock, so a rate learned meanwhile applies to the very next request."""
+        async with self._turn:
             while True:
                 now = self.clock()
                 if self.paused_until > now:
-                    await self._sleep_unlocked(self.paused_until - now)
+                    await asyncio.sleep(self.paused_until - now)
                     continue
                 if self.in_flight >= max(1, int(self.window)):
-                    await self._cond.wait()
+                    self._freed.clear()
+                    await self._freed.wait()
                     continue
-                rate = self.rate
-                if rate is None:
-                    break
-                start = max(now, self._next_free)
-                self._next_free = start + messages / rate
-                if start <= now:
-                    break
-                self.in_flight += 1  # hold the window slot while waiting for the pacing slot
-                try:
-                    await self._sleep_unlocked(start - now)
-                finally:
-                    self.in_flight -= 1
-                if self.paused_until <= self.clock():
-                    break
-                # A pause began meanwhile: this slot is void, queue again after it.
+                if self._next_free > now and self.rate is not None:
+                    await asyncio.sleep(self._next_free - now)
+                    continue
+                break
+            rate = self.rate
+            slot = messages / rate if rate is not None else 0.0
+            self._next_free = now + slot
             self.in_flight += 1
             self._seq += 1
-            ticket = Ticket(messages, self.clock(), self._epoch, self._seq)
-            self._flying.add(ticket)
-            self._epoch_total += messages
+            ticket = Ticket(messages, now, self._epoch, self._seq, slot)
+            self._history.append(ticket)
             return ticket
-
-    async def _sleep_unlocked(self, seconds: float) -> None:
-        self._cond.release()
-        try:
-            await asyncio.sleep(seconds)
-        finally:
-            await self._cond.acquire()
 
     async def release(self, ticket: Ticket) -> None:
         """The request is over (answered, refused or failed): free its window slot."""
-        self._flying.discard(ticket)
-        async with self._cond:
-            self.in_flight -= 1
-            self._cond.notify(1)
+        self.in_flight -= 1
+        self._freed.set()
 
     # -- what came back ------------------------------------------------------------------------
 
     def succeeded(self, ticket: Ticket) -> None:
         """The gateway processed the request."""
-        ticket.settled = True
         if self.window < self.maximum:
             self.window = min(float(self.maximum), self.window + SLOW_START_GROWTH)
 
@@ -198,58 +187,41 @@ class FlowControl:
         """The request failed otherwise (503, ERR 901 or 003, a drop...): it says nothing about
         the rate. ``processed=False`` (the gateway certainly did not act on it) gives its pacing
         slot back, so that a resend after a session renewal need not wait for it."""
-        ticket.settled = True
-        self._forget(ticket)
-        rate = self.rate
-        if not processed and rate is not None:
-            self._next_free = max(self.clock(), self._next_free - ticket.messages / rate)
+        ticket.refused = True
+        if not processed:
+            self._refund(ticket, self.clock())
 
     def throttled_by_gateway(self, ticket: Ticket, retry_after: float | None) -> float:
         """A 429 for ``ticket``: learn, pause, give back its pacing slot. Returns the pause."""
-        ticket.settled = True
+        ticket.refused = True
         self.throttled += 1
         now = self.clock()
-        self._forget(ticket)
         event = self._event
         if ticket.epoch != self._epoch:
             # Left before the last pause: it refines that event's count instead of starting one.
-            if event is not None and ticket.epoch == event.epoch and ticket.seq < event.refused_seq:
-                event.admitted = max(0.0, event.admitted - ticket.messages)
-                self._set_learned(self._estimate(event), now)
+            if (
+                event is not None
+                and ticket.epoch == event.refused.epoch
+                and ticket.seq < event.refused.seq
+            ):
+                self._set_learned(_estimate(event), now, refine=True)
             return self._pause(ticket, retry_after, now)
         self.events += 1
-        later = sum(
-            t.messages for t in self._flying if t.epoch == self._epoch and t.seq > ticket.seq
-        )
-        admitted = max(0.0, self._epoch_total - later)
-        span = self._epoch_credit + max(0.0, ticket.admitted_at - self._epoch_start)
-        event = _Event(self._epoch, admitted, span, ticket.seq, ticket.messages)
+        event = _Event(ticket, self._history, retry_after)
         self._event = event
-        self._set_learned(self._estimate(event), now)
+        self._set_learned(_estimate(event), now, refine=False)
         self.window = float(self.maximum)  # the rate governs from now on
         pause = self._pause(ticket, retry_after, now)
-        # A new epoch begins when the pause ends; the gateway's bucket refilled meanwhile.
-        self._epoch += 1
-        self._epoch_start = self.paused_until
-        self._epoch_credit = min(
-            ASSUMED_BURST_SECONDS, pause + max(0.0, now - ticket.admitted_at) / 2
-        )
-        self._epoch_total = 0.0
+        self._epoch += 1  # requests admitted from now on count towards the next event
+        self._history = deque(maxlen=HISTORY)
         return pause
 
     def start(self) -> None:
-        """The campaign starts now: the gateway's bucket is taken as full."""
-        self._epoch_start = self.clock()
+        """The campaign starts now (kept for callers; the estimate needs no start time)."""
 
-    def _estimate(self, event: _Event) -> float:
-        lo_count, refused = event.admitted, event.refused
-        if lo_count <= 0 or refused > LOOSE * lo_count:
-            return max(1.0, (lo_count + refused) / event.span)  # loose: probe the upper bound
-        return (lo_count + refused / 2) / event.span
-
-    def _set_learned(self, estimate: float, now: float) -> None:
+    def _set_learned(self, estimate: float, now: float, *, refine: bool) -> None:
         current = self.rate
-        if current is not None and self._learned is not None:
+        if current is not None and (self._learned is not None or refine):
             estimate = min(estimate, current)
         self._learned = estimate if self.cap is None else min(self.cap, estimate)
         self._learned_at = now
@@ -258,17 +230,42 @@ class FlowControl:
         pause = retry_after
         if pause is None:
             pause = min(1.0, max(MIN_PAUSE, ticket.messages / (self.rate or 1.0)))
-        until = now + pause
-        if until > self.paused_until:
-            self.paused_until = until
-        rate = self.rate
-        if rate is not None:
-            # Give the refused request's slot back, but nothing leaves before the pause ends.
-            self._next_free = max(self.paused_until, self._next_free - ticket.messages / rate)
-        else:
-            self._next_free = max(self._next_free, self.paused_until)
+        self.paused_until = max(self.paused_until, now + pause)
+        self._refund(ticket, now)
         return pause
 
-    def _forget(self, ticket: Ticket) -> None:
-        if ticket.epoch == self._epoch:
-            self._epoch_total = max(0.0, self._epoch_total - ticket.messages)
+    def _refund(self, ticket: Ticket, now: float) -> None:
+        """Give back a request's pacing slot (the gateway processed nothing), never into the
+        past and never before a pause ends."""
+        floor = max(now, self.paused_until)
+        self._next_free = max(floor, self._next_free - ticket.slot)
+        ticket.slot = 0.0
+
+
+def _estimate(event: _Event) -> float:
+    """The rate a throttle event implies (module docstring): over every stretch from an earlier
+    admission to the refused request, take the one with the highest upper bound."""
+    refused = event.refused
+    n = float(refused.messages)
+    burst = ASSUMED_BURST_SECONDS
+    best_high, best_admitted, best_span = n / burst, 0.0, burst
+    admitted = 0.0
+    for ticket in reversed(event.history):
+        if ticket.seq >= refused.seq or ticket.refused:
+            continue
+        admitted += ticket.messages
+        span = burst + max(0.0, refused.admitted_at - ticket.admitted_at)
+        high = (admitted + n) / span
+        if high > best_high:
+            best_high, best_admitted, best_span = high, admitted, span
+    if best_admitted <= 0 or n > LOOSE * best_admitted:
+        # Loose: probe the upper bound, or what Retry-After allows if less. The bucket lacked at
+        # most n messages and refills them in Retry-After seconds (rounded up when whole).
+        high = best_high
+        wait = event.retry_after
+        if wait is not None and wait > 0:
+            whole = wait == math.floor(wait)
+            if not whole or wait >= 2:
+                high = min(high, n / (wait - 1 if whole else wait))
+        return max(1.0, high)
+    return (best_admitted + n / 2) / best_span
