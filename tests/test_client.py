@@ -46,13 +46,32 @@ async def test_answer_is_matched_per_number(gateway: Gateway) -> None:
     assert outcome.results[1].verdict is Verdict.REJECTED
 
 
-@pytest.mark.parametrize("status", [429, 502, 503, 504])
+@pytest.mark.parametrize("status", [502, 503, 504])
 async def test_not_processed_statuses_are_retried(gateway: Gateway, status: int) -> None:
     with aioresponses() as m:
         m.post(URL, status=status, headers={"Retry-After": "0"})
         m.post(URL, body=f"ID: {ID1} To: 27821234567\nID: {ID1[::-1]} To: 27831234567")
         outcome = await gateway.send(NUMBERS)
     assert outcome.status is BatchStatus.ANSWERED and outcome.attempts == 2
+
+
+async def test_throttled_request_is_retried_and_teaches_a_rate(gateway: Gateway) -> None:
+    with aioresponses() as m:
+        m.post(URL, status=429, headers={"Retry-After": "0"})
+        m.post(URL, body=f"ID: {ID1}")
+        outcome = await gateway.send(NUMBERS[:1])
+    assert outcome.status is BatchStatus.ANSWERED and outcome.attempts == 2
+    assert gateway.flow.throttled == 1 and gateway.flow.rate is not None
+
+
+async def test_throttled_batch_too_big_for_the_learned_rate_comes_back_to_be_split(
+    gateway: Gateway,
+) -> None:
+    with aioresponses() as m:
+        m.post(URL, status=429, headers={"Retry-After": "0"})
+        outcome = await gateway.send(NUMBERS)
+    # Nothing known but "2 numbers were too many just now": at most 2/s, 1 per request.
+    assert outcome.status is BatchStatus.RESIZE and gateway.batch_limit(2) == 1
 
 
 async def test_err_901_is_retried_then_gives_up_as_not_sent(gateway: Gateway) -> None:
