@@ -2,7 +2,7 @@
 
 Everything is measured from outside, on separate processes: the simulator runs in its own process
 (``python -m bulksend simulate --latency L --jitter J``), and each measured run is a child process,
-``python -m bulksend send ...`` or a baseline script (see :mod:`bulksend.bench_baselines`), reaped
+``python -m bulksend send ...`` or a baseline script (see :mod:`bulksend.bench.baselines`), reaped
 with ``os.wait4`` for its CPU time (user + system) and peak RSS. The recipients per second are the
 child's own count of accepted numbers over its own sending time; wall time includes start-up.
 
@@ -11,7 +11,7 @@ repeated ``--repeats`` times, interleaved with the baselines (repeat ``i`` of bu
 with repeat ``i`` of each baseline for the ratios), and reported as the median with its spread.
 The input file of N distinct valid numbers is generated once and cached by N (``--cache-dir``).
 Results go to ``--results-dir`` as ``<date>-<name>.json`` (raw runs, medians, machine), ``.md``
-(the tables, also printed) and PNG plots (:mod:`bulksend.bench_report`).
+(the tables, also printed) and PNG plots (:mod:`bulksend.bench.report`).
 
 Promises: every process started here is terminated and reaped before :func:`run` returns, each
 child has a time limit, and only loopback addresses are used.
@@ -32,8 +32,8 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
-from bulksend import bench_baselines as bl
-from bulksend import bench_report
+from bulksend.bench import baselines as bl
+from bulksend.bench import report as bench_report
 from bulksend.errors import redact
 from bulksend.simulator import DEFAULT_API_ID, DEFAULT_PASSWORD, DEFAULT_USER
 
