@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 import aiofiles.os
+from prometheus_client import Histogram
 
 from bulksend import aio, gsm
 from bulksend.client import BatchOutcome, BatchStatus, ClientSettings, Gateway, RetryPolicy
@@ -45,6 +46,7 @@ from bulksend.journal import (
     format_result,
     utc_now,
 )
+from bulksend.metrics import MetricsServer, campaign_metrics, serve_metrics
 from bulksend.numbers import NumberPolicy
 from bulksend.protocol import Auth, MessageOptions, SendmsgTemplate, Verdict, classify
 from bulksend.reader import InlineReader, ProcessReader, make_reader
@@ -188,6 +190,9 @@ class Campaign:
         self._bytes_total = 0
         self._rejected_codes: Counter[str] = Counter()
         self._counts: Counter[str] = Counter()
+        self.gateway: Gateway | None = None
+        self.metrics: MetricsServer | None = None
+        self._request_seconds: Histogram | None = None
 
     # -- public ------------------------------------------------------------------------------------
 
@@ -218,7 +223,13 @@ class Campaign:
         if s.dry_run:
             await self._dry_run()
             return self._finish()
-        async with collect_receipts(s.receipts_listen, s.results_path):
+        registry, self._request_seconds = (
+            campaign_metrics(self) if s.metrics_listen else (None, None)
+        )
+        async with (
+            serve_metrics(s.metrics_listen, registry) as self.metrics,
+            collect_receipts(s.receipts_listen, s.results_path),
+        ):
             await self._send_campaign()
             summary = self._finish()  # before the receiver lingers for late receipts
         return summary
@@ -287,6 +298,9 @@ class Campaign:
                 rejects = csv.writer(rejects_file, lineterminator="\n")
                 rejects.writerow(["row", "raw", "reason"])
                 async with Gateway(client_settings, self.template) as gateway:
+                    self.gateway = gateway
+                    if self._request_seconds is not None:
+                        gateway.on_request = self._request_seconds.observe
                     gateway.flow.start()
                     await self._login(gateway)
                     with self._signals():

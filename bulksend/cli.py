@@ -133,6 +133,12 @@ def _add_send_arguments(p: argparse.ArgumentParser) -> None:
         metavar="HOST:PORT",
         help="also receive delivery callbacks here, into <results>.receipts.csv",
     )
+    # issue 10: operations
+    p.add_argument(
+        "--metrics-listen",
+        metavar="HOST:PORT",
+        help="serve Prometheus metrics at http://HOST:PORT/metrics while the campaign runs",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -175,6 +181,11 @@ def build_parser() -> argparse.ArgumentParser:
     receipts.add_argument(
         "--token",
         help="accept callbacks only at /TOKEN (or BULKSEND_RECEIPTS_TOKEN; never logged)",
+    )
+    receipts.add_argument(
+        "--metrics-listen",
+        metavar="HOST:PORT",
+        help="serve Prometheus metrics at http://HOST:PORT/metrics",
     )
 
     report = sub.add_parser("report", help="summarise a campaign's results and receipts")
@@ -238,6 +249,7 @@ def _cmd_send(args: argparse.Namespace) -> int:
             "insecure",
             "dry_run",
             "receipts_listen",
+            "metrics_listen",
         ]
     }
     cli["input_path"] = args.file
@@ -286,7 +298,7 @@ def _cmd_receipts(args: argparse.Namespace) -> int:
     from bulksend.receipts import serve
 
     token = args.token or os.environ.get("BULKSEND_RECEIPTS_TOKEN") or None
-    return serve(args.listen, args.out, token)
+    return serve(args.listen, args.out, token, metrics_listen=args.metrics_listen)
 
 
 def _cmd_report(args: argparse.Namespace) -> int:

@@ -26,6 +26,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -216,6 +218,10 @@ class Gateway:
         self.template = template
         self.auth = settings.auth
         self.flow = FlowControl(settings.concurrency, settings.rate)
+        self.outcomes: Counter[str] = Counter()
+        """sendmsg attempts by outcome: answered, throttled, not_processed, unknown."""
+        self.on_request: Callable[[float], None] | None = None
+        """Called with each attempt's duration in seconds (metrics)."""
         self._session: aiohttp.ClientSession | None = None
         self._login_lock = asyncio.Lock()
         self._session_generation = 0
@@ -398,6 +404,21 @@ class Gateway:
         return BatchOutcome(BatchStatus.ANSWERED, answer)
 
     async def _request(self, numbers: Sequence[str], ticket: Ticket) -> str:
+        started = time.monotonic()
+        outcome = "unknown"
+        try:
+            text = await self._request_once(numbers, ticket)
+            outcome = "answered"
+            return text
+        except _NotProcessed as exc:
+            outcome = "throttled" if exc.throttled else "not_processed"
+            raise
+        finally:
+            self.outcomes[outcome] += 1
+            if self.on_request is not None:
+                self.on_request(time.monotonic() - started)
+
+    async def _request_once(self, numbers: Sequence[str], ticket: Ticket) -> str:
         assert self._session is not None
         try:
             if self.settings.method == "get":

@@ -113,6 +113,8 @@ class CampaignSettings:
     reader: Literal["auto", "process", "inline"] = "auto"
     receipts_listen: str | None = None
     """``HOST:PORT``: run a delivery-receipt receiver alongside the campaign."""
+    metrics_listen: str | None = None
+    """``HOST:PORT``: serve Prometheus metrics at ``/metrics`` while the campaign runs."""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "input_path", Path(self.input_path))

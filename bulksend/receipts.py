@@ -517,23 +517,40 @@ LISTENING = "bulksend receipts listening on "
 """The start of the one line ``bulksend receipts`` prints once it listens (token masked)."""
 
 
-def serve(listen: str, out_path: str | os.PathLike[str], token: str | None = None) -> int:
+def serve(
+    listen: str,
+    out_path: str | os.PathLike[str],
+    token: str | None = None,
+    *,
+    metrics_listen: str | None = None,
+) -> int:
     """``bulksend receipts``: serve until SIGINT/SIGTERM, then flush, fsync and report on stderr.
-    Exit status 0, or 1 when the address or the file cannot be used."""
+    Exit status 0, or 1 when the address or the file cannot be used. With ``metrics_listen``,
+    Prometheus metrics of the receiver at ``/metrics`` there (:mod:`bulksend.metrics`)."""
     host, port = parse_listen(listen)
     server = ReceiptServer(out_path, host, port, token)
     if not token and not _is_loopback(host):
         log.warning(
             "listening on %s without --token: anyone who can reach it can add receipts", host
         )
-    return aio.run(_serve(server))
+    if metrics_listen is not None:
+        parse_listen(metrics_listen)  # a bad address is a usage error before anything starts
+    return aio.run(_serve(server, metrics_listen))
 
 
 def _is_loopback(host: str) -> bool:
     return host in ("localhost", "::1") or host.startswith("127.")
 
 
-async def _serve(server: ReceiptServer) -> int:
+async def _serve(server: ReceiptServer, metrics_listen: str | None = None) -> int:
+    from bulksend.metrics import receipt_metrics, serve_metrics
+
+    registry = receipt_metrics(server.stats.as_dict) if metrics_listen else None
+    async with serve_metrics(metrics_listen, registry):
+        return await _serve_receipts(server)
+
+
+async def _serve_receipts(server: ReceiptServer) -> int:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
