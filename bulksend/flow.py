@@ -33,8 +33,10 @@ highest bound (the busiest stretch: an idle spell refills the bucket), and the r
 ``(A + n/2) / (burst + Δ)``. When ``n`` is large against ``A`` (an early event) the estimate is
 loose and the sender paces at the upper bound, which makes the next event come soon and precise;
 once tight, it paces at the estimate and grows it by :data:`GROWTH_PER_SECOND` to follow an account
-whose limit rises. Stale 429s (requests that left before the pause) refine the event they belong to
-instead of starting new ones.
+whose limit rises (the pace is :data:`MARGIN` of the estimate, which is within ``n/2`` of the
+truth, so that the gateway's bucket is not slowly drained into another pause). Stale 429s
+(requests that left before the pause) refine the event they belong to instead of starting new
+ones.
 
 Everything here runs on one event loop; the clock is injectable for tests.
 """
@@ -61,8 +63,12 @@ SLOW_START_GROWTH = 3.0
 """Window growth per answered request during slow start (×4 per round trip)."""
 ASSUMED_BURST_SECONDS = 1.0
 """The gateway's bucket, in seconds of its rate (Clickatell-style: one second's worth)."""
-GROWTH_PER_SECOND = 0.005
-"""A learned rate grows by this share of itself per second until the next throttle event."""
+GROWTH_PER_SECOND = 0.002
+"""A learned rate grows by this share of itself per second until the next throttle event: slow
+enough that a tight estimate is not overrun within a typical campaign (+6 % in 30 s), fast enough
+to follow a limit that rises or an estimate biased low (a smaller bucket than assumed)."""
+MARGIN = 0.97
+"""A tight estimate is paced at this share of itself: the estimate is within about ±n/2 of R."""
 LOOSE = 0.15
 """An event is loose when the refused request is more than this share of what was admitted."""
 MIN_PAUSE = 0.05
@@ -268,4 +274,4 @@ def _estimate(event: _Event) -> float:
             if not whole or wait >= 2:
                 high = min(high, n / (wait - 1 if whole else wait))
         return max(1.0, high)
-    return (best_admitted + n / 2) / best_span
+    return MARGIN * (best_admitted + n / 2) / best_span
