@@ -16,7 +16,9 @@ gates, in order, and learns from what comes back:
    request). The gateway's bucket holds a second's worth (the documented semantics: R messages,
    one per recipient, per second, refilled continuously), so a client that never bursts leaves
    the gateway ``burst - batch`` messages of slack for arrival jitter; :meth:`batch_limit` keeps
-   batches at half a second's worth or less for that reason.
+   batches at half a second's worth or less for that reason (a quarter of a learned rate, for a
+   tighter estimate). An account slower than one batch (200/s against 600-number batches) thus
+   gets 100-number requests every half second and never has to refuse one.
 
 A throttled request's pacing slot is given back (the gateway processed nothing), but never before
 the pause ends: pacing counts only what the gateway processed, so a retried batch is charged once,
@@ -73,6 +75,12 @@ LOOSE = 0.15
 """An event is loose when the refused request is more than this share of what was admitted."""
 MIN_PAUSE = 0.05
 """Shortest pause after a 429 without ``Retry-After``."""
+BATCH_SECONDS = 0.5
+"""With a known rate a request carries at most this many seconds of it: the gateway's bucket (a
+second's worth) keeps half of itself as slack for arrival jitter."""
+LEARNED_BATCH_SECONDS = 0.25
+"""With a learned rate, a quarter second: a throttle event then pins the rate to within an
+eighth of a second's worth, over the few seconds since the last pause."""
 HISTORY = 4096
 """Admissions remembered per epoch for the estimate (older ones only lengthen the stretch)."""
 
@@ -141,11 +149,13 @@ class FlowControl:
         return self.cap
 
     def batch_limit(self, requested: int) -> int:
-        """The largest batch to send now: ``requested``, or half a second's worth when less."""
+        """The largest batch to send now: ``requested``, or :data:`BATCH_SECONDS` of the rate
+        when less (:data:`LEARNED_BATCH_SECONDS` of a learned one)."""
         rate = self.rate
         if rate is None:
             return requested
-        return max(1, min(requested, math.floor(rate / 2)))
+        seconds = BATCH_SECONDS if self._learned is None else LEARNED_BATCH_SECONDS
+        return max(1, min(requested, math.floor(rate * seconds)))
 
     # -- admission -----------------------------------------------------------------------------
 
@@ -170,7 +180,11 @@ class FlowControl:
                 break
             rate = self.rate
             slot = messages / rate if rate is not None else 0.0
-            self._next_free = now + slot
+            # Keep to the schedule when woken a little late (timer and loop latency would
+            # otherwise add up at thousands of requests a second); after an idle spell, start
+            # from now rather than bursting to catch up.
+            previous = self._next_free
+            self._next_free = (previous if now - previous < slot else now) + slot
             self.in_flight += 1
             self._seq += 1
             ticket = Ticket(messages, now, self._epoch, self._seq, slot)

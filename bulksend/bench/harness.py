@@ -67,6 +67,8 @@ class Sweep:
     wrk_seconds: float = 3.0
     max_point_seconds: float = 300.0
     run_timeout: float = 1800.0
+    send_pythonpath: str = ""
+    """Measure the ``bulksend send`` of this source tree instead (before/after comparisons)."""
 
 
 @dataclass(frozen=True)
@@ -175,6 +177,7 @@ def sweep_from_args(args: argparse.Namespace) -> Sweep:
         wrk_seconds=args.wrk_seconds if not args.quick else sweep.wrk_seconds,
         max_point_seconds=args.max_point_seconds,
         run_timeout=args.run_timeout,
+        send_pythonpath=getattr(args, "send_pythonpath", ""),
     )
 
 
@@ -217,6 +220,10 @@ class _Bench:
             "BULKSEND_API_ID": DEFAULT_API_ID,
         }
         self.env.pop("BULKSEND_ENDPOINT", None)
+        if sweep.send_pythonpath:
+            self.env["PYTHONPATH"] = os.pathsep.join(
+                [sweep.send_pythonpath, *filter(None, [self.env.get("PYTHONPATH", "")])]
+            )
         self.runs: list[Run] = []
         self.startup: dict[str, float] = {}
         self.notes: list[str] = []
@@ -290,7 +297,9 @@ class _Bench:
         self, sim: bl.SimulatorProcess, input_path: Path, point: Point, repeat: int
     ) -> Run:
         def command(url: str) -> list[str]:
-            argv = [sys.executable, "-m", "bulksend", "send", str(input_path), "--text", TEXT]
+            # -P: a --send-pythonpath tree comes from PYTHONPATH, not the current directory.
+            python = [sys.executable, "-P"] if self.sweep.send_pythonpath else [sys.executable]
+            argv = [*python, "-m", "bulksend", "send", str(input_path), "--text", TEXT]
             argv += ["--endpoint", url, "--concurrency", str(point[2]), "--no-progress"]
             argv += ["--summary-json", str(self.scratch / "summary.json"), "--restart"]
             argv += ["--out", str(self.scratch / "results.csv")]

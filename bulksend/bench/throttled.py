@@ -25,7 +25,6 @@ import argparse
 import bisect
 import datetime as dt
 import json
-import os
 import statistics
 import sys
 import tempfile
@@ -126,7 +125,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--send-pythonpath",
         default="",
         metavar="DIR",
-        help="run the measured 'bulksend send' from this source tree (before/after comparisons)",
+        help="measure the 'bulksend send' of this source tree (before/after; default sweep too)",
     )
 
 
@@ -208,11 +207,8 @@ def _ledger_times(path: Path) -> list[float]:
 class _Throttled:
     def __init__(self, sweep: ThrottledSweep, scratch: Path, cache: Path) -> None:
         self.sweep, self.scratch, self.cache = sweep, scratch, cache
-        self.env = harness._Bench(harness.Sweep(), scratch, scratch / "sim.log").env
-        if sweep.send_pythonpath:
-            self.env["PYTHONPATH"] = os.pathsep.join(
-                [sweep.send_pythonpath, *filter(None, [self.env.get("PYTHONPATH", "")])]
-            )
+        base = harness.Sweep(send_pythonpath=sweep.send_pythonpath)
+        self.env = harness._Bench(base, scratch, scratch / "sim.log").env
         self.runs: list[ThrottledRun] = []
 
     def one(self, rate: int, mode: str, repeat: int) -> ThrottledRun:
@@ -224,7 +220,9 @@ class _Throttled:
         summary = self.scratch / "summary.json"
         summary.unlink(missing_ok=True)
         extra = ["--throttle", str(rate), "--ledger", str(ledger), *sweep.sim_args]
-        argv = [sys.executable, "-m", "bulksend", "send", str(input_path), "--text", harness.TEXT]
+        # -P: the measured tree comes from PYTHONPATH, not from the current directory.
+        python = [sys.executable, "-P"] if sweep.send_pythonpath else [sys.executable]
+        argv = [*python, "-m", "bulksend", "send", str(input_path), "--text", harness.TEXT]
         argv += ["--concurrency", str(sweep.concurrency), "--no-progress", "--no-dedupe"]
         argv += ["--summary-json", str(summary), "--restart"]
         argv += ["--out", str(self.scratch / "results.csv")]
