@@ -8,7 +8,7 @@ gates, in order, and learns from what comes back:
    when it sends none, the time one request's worth of messages takes to come back at the
    estimated rate);
 2. **window** — at most ``window`` requests in flight. Without a known rate the window starts at
-   :data:`INITIAL_WINDOW` and grows by :data:`SLOW_START_GROWTH` per answered request (×4 per round
+   :data:`INITIAL_WINDOW` and grows by :data:`SLOW_START_GROWTH` per answered request (×6 per round
    trip) up to ``maximum``: a first wave of ``maximum`` 600-number requests would meet an empty
    bucket on every account below ~20 000 msg/s. Once a rate is known (``--rate``, or learned) the
    window is ``maximum`` and pacing governs;
@@ -61,8 +61,8 @@ __all__ = [
 
 INITIAL_WINDOW = 2
 """Requests in flight before the first answers, when no rate is known."""
-SLOW_START_GROWTH = 3.0
-"""Window growth per answered request during slow start (×4 per round trip)."""
+SLOW_START_GROWTH = 5.0
+"""Window growth per answered request during slow start (×6 per round trip: 2, 12, 72)."""
 ASSUMED_BURST_SECONDS = 1.0
 """The gateway's bucket, in seconds of its rate (Clickatell-style: one second's worth)."""
 GROWTH_PER_SECOND = 0.002

@@ -7,7 +7,13 @@ import itertools
 
 import pytest
 
-from bulksend.flow import ASSUMED_BURST_SECONDS, INITIAL_WINDOW, MARGIN, FlowControl
+from bulksend.flow import (
+    ASSUMED_BURST_SECONDS,
+    INITIAL_WINDOW,
+    MARGIN,
+    SLOW_START_GROWTH,
+    FlowControl,
+)
 
 
 class Clock:
@@ -27,7 +33,7 @@ async def test_without_a_rate_slow_start_opens_the_window_per_answer() -> None:
     for ticket in tickets:
         flow.succeeded(ticket)
         await flow.release(ticket)
-    assert flow.window == INITIAL_WINDOW + 3 * INITIAL_WINDOW
+    assert flow.window == INITIAL_WINDOW + SLOW_START_GROWTH * INITIAL_WINDOW
 
 
 async def test_a_rate_paces_requests_one_batch_apart_and_caps_batches_at_half_a_second() -> None:
