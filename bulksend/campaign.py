@@ -40,6 +40,7 @@ from pathlib import Path
 from typing import Any
 
 import aiofiles.os
+from prometheus_client import Histogram
 
 from bulksend import aio, gsm
 from bulksend.account import Account
@@ -66,6 +67,7 @@ from bulksend.journal import (
     utc_now,
 )
 from bulksend.lock import FileLock
+from bulksend.metrics import MetricsServer, campaign_metrics, serve_metrics
 from bulksend.numbers import NumberPolicy
 from bulksend.optout import OptOuts, append_opt_outs, load_opt_outs
 from bulksend.protocol import Auth, MessageOptions, SendmsgTemplate, Verdict, classify
@@ -254,6 +256,9 @@ class Campaign:
         self._abort = asyncio.Event()  # stop everything now: in-flight requests are cancelled
         self._storage_error: StorageError | None = None
         self._unexpected: BaseException | None = None
+        self.gateway: Gateway | None = None
+        self.metrics: MetricsServer | None = None
+        self._request_seconds: Histogram | None = None
 
     # -- public ------------------------------------------------------------------------------------
 
@@ -343,11 +348,18 @@ class Campaign:
         parent = Path(s.results_path).parent
         if not parent.is_dir():
             raise InputError(f"the output directory {parent} does not exist")
-        # One runner per campaign, before anything is written (rejects, journal, receipts).
+        # One runner per campaign, before anything is written or bound (rejects, journal,
+        # receipts, the metrics port).
         lock = FileLock(s.results_path, "campaign").acquire()
         try:
-            async with collect_receipts(
-                s.receipts_listen, s.results_path, on_storage_error=self.fail_storage
+            registry, self._request_seconds = (
+                campaign_metrics(self) if s.metrics_listen else (None, None)
+            )
+            async with (
+                serve_metrics(s.metrics_listen, registry) as self.metrics,
+                collect_receipts(
+                    s.receipts_listen, s.results_path, on_storage_error=self.fail_storage
+                ),
             ):
                 await self._send_campaign()
                 summary = self._finish()  # before the receiver lingers for late receipts
@@ -504,7 +516,10 @@ class Campaign:
         gateway: Gateway | None = None
         try:
             async with Gateway(client_settings, self.template) as gateway:
-                gateway.limiter_for(s.effective_batch_size)
+                self.gateway = gateway
+                if self._request_seconds is not None:
+                    gateway.on_request = self._request_seconds.observe
+                gateway.flow.start()
                 await self._login(gateway)
                 if s.check_balance and not self._stopping.is_set():
                     async with Account(client_settings) as account:
@@ -531,7 +546,7 @@ class Campaign:
             rejects.close()
             self.reader.close()
             if gateway is not None:
-                self.summary.throttled = gateway.window.throttled
+                self.summary.throttled = gateway.flow.throttled
 
     def _client_settings(self) -> ClientSettings:
         s = self.settings
@@ -634,7 +649,8 @@ class Campaign:
     ) -> None:
         s = self.settings
         producer = asyncio.create_task(
-            self._guard(self._produce(queue, rejects, done)), name="producer"
+            self._guard(self._produce(queue, rejects, done, gateway.batch_limit)),
+            name="producer",
         )
         senders = [
             asyncio.create_task(
@@ -687,9 +703,14 @@ class Campaign:
             self._abort.set()
 
     async def _produce(
-        self, queue: asyncio.Queue[Batch | None], rejects: RejectsFile, done: Any
+        self,
+        queue: asyncio.Queue[Batch | None],
+        rejects: RejectsFile,
+        done: Any,
+        batch_limit: Callable[[int], int] = lambda size: size,
     ) -> None:
-        size = self.settings.effective_batch_size
+        full = self.settings.effective_batch_size
+        size = batch_limit(full)
         rows: list[int] = []
         msisdns: list[str] = []
         check_done = len(done) > 0
@@ -718,6 +739,7 @@ class Campaign:
                 while rows and not self._stopping.is_set():
                     await queue.put(Batch(rows[:size], msisdns[:size]))
                     del rows[:size], msisdns[:size]
+                    size = batch_limit(full)
                 self.summary.input_complete = False
                 if not self._stopping.is_set():
                     self._stop_reason = (
@@ -734,6 +756,7 @@ class Campaign:
                 del rows[:size], msisdns[:size]
                 if limit is not None:
                     limit -= size
+                size = batch_limit(full)
             if self._stopping.is_set():
                 self.summary.input_complete = False
                 return
@@ -747,30 +770,49 @@ class Campaign:
             batch = await queue.get()
             if batch is None:
                 return
-            if self._stopping.is_set():
-                continue
-            seqs: list[int] = []
+            # A rate learned since the batch was cut (or while it waited, or was throttled) may
+            # ask for smaller requests: split it, and split again when the gateway says so.
+            parts = [batch]
+            while parts and not self._stopping.is_set():
+                part = parts.pop()
+                size = gateway.batch_limit(len(part.rows))
+                if size < len(part.rows):
+                    parts.extend(
+                        Batch(part.rows[i : i + size], part.msisdns[i : i + size])
+                        for i in reversed(range(0, len(part.rows), size))
+                    )
+                elif not await self._send_batch(gateway, journal, part):
+                    parts.append(part)
 
-            def intend(batch: Batch = batch, seqs: list[int] = seqs) -> None:
-                seqs.append(journal.intend(batch.rows, batch.msisdns))
+    async def _send_batch(self, gateway: Gateway, journal: Journal, batch: Batch) -> bool:
+        """Send one batch and record it; False when it must be split first (nothing sent)."""
+        seqs: list[int] = []
 
-            self._in_flight += 1
-            try:
-                outcome = await gateway.send(batch.msisdns, before_first_request=intend)
-            except StorageError as exc:
-                if seqs:
-                    raise
-                self.fail_storage(exc)  # the intent was refused: the batch never left
-                continue
-            finally:
-                self._in_flight -= 1
-            self.summary.requests += outcome.attempts
-            if not seqs:  # never left: nothing to record, the rows stay pending
-                if outcome.status is BatchStatus.FATAL:
-                    self.stop(redact(outcome.reason), EXIT_FATAL)
-                continue
-            self.summary.batches += 1
-            self._record(journal, seqs[0], batch, outcome)
+        def intend(batch: Batch = batch, seqs: list[int] = seqs) -> None:
+            seqs.append(journal.intend(batch.rows, batch.msisdns))
+
+        self._in_flight += 1
+        try:
+            outcome = await gateway.send(batch.msisdns, before_first_request=intend)
+        except StorageError as exc:
+            if seqs:
+                raise
+            self.fail_storage(exc)  # the intent was refused: the batch never left
+            return True
+        finally:
+            self._in_flight -= 1
+        self.summary.requests += outcome.attempts
+        if outcome.status is BatchStatus.RESIZE:  # throttled only: nothing was processed
+            if seqs:
+                journal.abandon(seqs[0])
+            return False
+        if not seqs:  # never left: nothing to record, the rows stay pending
+            if outcome.status is BatchStatus.FATAL:
+                self.stop(redact(outcome.reason), EXIT_FATAL)
+            return True
+        self.summary.batches += 1
+        self._record(journal, seqs[0], batch, outcome)
+        return True
 
     def _record(self, journal: Journal, seq: int, batch: Batch, outcome: BatchOutcome) -> None:
         now = utc_now()

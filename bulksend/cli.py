@@ -203,6 +203,12 @@ def _add_send_arguments(p: argparse.ArgumentParser) -> None:
         metavar="HOST:PORT",
         help="also receive delivery callbacks here, into <results>.receipts.csv",
     )
+    # issue 10: operations
+    p.add_argument(
+        "--metrics-listen",
+        metavar="HOST:PORT",
+        help="serve Prometheus metrics at http://HOST:PORT/metrics while the campaign runs",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -247,6 +253,11 @@ def build_parser() -> argparse.ArgumentParser:
     receipts.add_argument(
         "--token",
         help="accept callbacks only at /TOKEN (or BULKSEND_RECEIPTS_TOKEN; never logged)",
+    )
+    receipts.add_argument(
+        "--metrics-listen",
+        metavar="HOST:PORT",
+        help="serve Prometheus metrics at http://HOST:PORT/metrics",
     )
 
     status = sub.add_parser(
@@ -351,6 +362,7 @@ def _cmd_send(args: argparse.Namespace) -> int:
             "record_opt_outs",
             "allow_partial",
             "check_balance",
+            "metrics_listen",
         ]
     }
     cli["input_path"] = args.file
@@ -405,7 +417,7 @@ def _cmd_receipts(args: argparse.Namespace) -> int:
     from bulksend.receipts import serve
 
     token = args.token or os.environ.get("BULKSEND_RECEIPTS_TOKEN") or None
-    return serve(args.listen, args.out, token)
+    return serve(args.listen, args.out, token, metrics_listen=args.metrics_listen)
 
 
 def _cmd_cancel(args: argparse.Namespace) -> int:

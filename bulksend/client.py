@@ -12,9 +12,11 @@ The distinction this module exists for is *never sent* versus *maybe sent*:
 * **refused** — a whole-request ``ERR:`` of the fatal or request class (auth, frozen account, no
   credit, IP lockdown, bad parameters): :attr:`BatchStatus.FATAL`, nothing was processed.
 
-Throttling is also flow control: every 429 halves the :class:`AdaptiveWindow` of batches allowed in
-flight and pauses new attempts for the ``Retry-After`` time; each success grows it back by one batch
-per window's worth of successes. ``rate`` is a hard cap in messages per second (aiolimiter).
+Throttling is also flow control (:class:`~bulksend.flow.FlowControl`): every request is admitted
+through the pause a 429's ``Retry-After`` asks for, a window of requests in flight and pacing at the
+rate (``rate``, a hard cap in messages per second, or the rate learned from 429s). A throttled
+attempt is retried as soon as flow control admits it again and does not count against
+``max_attempts`` (it is flow control, not a failure); ``max_total_seconds`` still bounds it.
 
 No secret appears in a message produced here: exceptions from aiohttp are reduced to their class
 and redacted text, and the session id is registered with :func:`bulksend.errors.register_secret`.
@@ -25,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -32,17 +35,15 @@ from types import TracebackType
 from typing import Literal
 
 import aiohttp
-from aiolimiter import AsyncLimiter
 from tenacity import (
     AsyncRetrying,
     RetryCallState,
     retry_if_exception_type,
-    stop_after_attempt,
-    stop_after_delay,
     wait_exponential_jitter,
 )
 
 from bulksend.errors import ErrorClass, GatewayError, ProtocolError, redact, register_secret
+from bulksend.flow import FlowControl, Ticket
 from bulksend.protocol import (
     MAX_NUMBERS_GET,
     Auth,
@@ -55,7 +56,6 @@ from bulksend.protocol import (
 )
 
 __all__ = [
-    "AdaptiveWindow",
     "BatchOutcome",
     "BatchStatus",
     "ClientSettings",
@@ -115,6 +115,7 @@ class BatchStatus(StrEnum):
     UNKNOWN = "unknown"  # maybe processed: every number's outcome is unknown
     NOT_SENT = "not_sent"  # retries exhausted on certainly-not-processed failures
     FATAL = "fatal"  # whole request refused for a campaign-wide reason
+    RESIZE = "resize"  # not processed: larger than flow control now allows; split and resend
 
 
 @dataclass(slots=True)
@@ -145,6 +146,10 @@ class _NotProcessed(Exception):
         self.reason = reason
         self.retry_after = retry_after
         self.throttled = throttled
+
+
+class _Resize(Exception):
+    """The batch is larger than the learned rate allows in one request; nothing was sent."""
 
 
 class _MaybeProcessed(Exception):
@@ -179,59 +184,30 @@ class _WaitHonouringRetryAfter:
         )
 
     def __call__(self, state: RetryCallState) -> float:
-        base = float(self._base(state))
         exc = state.outcome.exception() if state.outcome is not None else None
+        if getattr(exc, "throttled", False):
+            return 0.0  # flow control holds the retry until the pause is over
+        base = float(self._base(state))
         retry_after = getattr(exc, "retry_after", None)
         return max(base, retry_after) if retry_after is not None else base
 
 
-class AdaptiveWindow:
-    """How many batches may be in flight: AIMD on throttling, plus a pause for ``Retry-After``."""
+class _StopAfterFailures:
+    """tenacity stop strategy: ``max_attempts`` failures that were not throttling, or
+    ``max_total_seconds`` in all (a 429 is flow control, not a failure)."""
 
-    def __init__(self, maximum: int) -> None:
-        self.maximum = maximum
-        self.limit = float(maximum)
-        self.in_flight = 0
-        self.paused_until = 0.0
-        self.throttled = 0
-        self._cond = asyncio.Condition()
+    def __init__(self, policy: RetryPolicy) -> None:
+        self._policy = policy
+        self._failures = 0
 
-    async def __aenter__(self) -> None:
-        async with self._cond:
-            while True:
-                pause = self.paused_until - time.monotonic()
-                if pause > 0:
-                    # Sleep outside the lock so that others can register the same pause.
-                    self._cond.release()
-                    try:
-                        await asyncio.sleep(pause)
-                    finally:
-                        await self._cond.acquire()
-                    continue
-                if self.in_flight < max(1, int(self.limit)):
-                    self.in_flight += 1
-                    return
-                await self._cond.wait()
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        async with self._cond:
-            self.in_flight -= 1
-            self._cond.notify(1)
-
-    def throttle(self, retry_after: float | None) -> None:
-        self.throttled += 1
-        self.limit = max(1.0, self.limit / 2)
-        pause = retry_after if retry_after is not None else 1.0
-        self.paused_until = max(self.paused_until, time.monotonic() + pause)
-
-    def success(self) -> None:
-        if self.limit < self.maximum:
-            self.limit = min(float(self.maximum), self.limit + 1.0 / max(1.0, self.limit))
+    def __call__(self, state: RetryCallState) -> bool:
+        exc = state.outcome.exception() if state.outcome is not None else None
+        if not getattr(exc, "throttled", False):
+            self._failures += 1
+        elapsed = state.seconds_since_start or 0.0
+        return (
+            self._failures >= self._policy.max_attempts or elapsed >= self._policy.max_total_seconds
+        )
 
 
 class Gateway:
@@ -241,8 +217,11 @@ class Gateway:
         self.settings = settings
         self.template = template
         self.auth = settings.auth
-        self.window = AdaptiveWindow(settings.concurrency)
-        self._limiter: AsyncLimiter | None = None
+        self.flow = FlowControl(settings.concurrency, settings.rate)
+        self.outcomes: Counter[str] = Counter()
+        """sendmsg attempts by outcome: answered, throttled, not_processed, unknown."""
+        self.on_request: Callable[[float], None] | None = None
+        """Called with each attempt's duration in seconds (metrics)."""
         self._session: aiohttp.ClientSession | None = None
         self._login_lock = asyncio.Lock()
         self._session_generation = 0
@@ -250,12 +229,9 @@ class Gateway:
         self._send_url = f"{base}/http/sendmsg"
         self._auth_url = f"{base}/http/auth"
 
-    def limiter_for(self, batch_size: int) -> None:
-        """Set up the ``rate`` cap so that one batch of ``batch_size`` fits in a bucket."""
-        rate = self.settings.rate
-        if rate:
-            period = max(1.0, batch_size / rate)
-            self._limiter = AsyncLimiter(rate * period, period)
+    def batch_limit(self, requested: int) -> int:
+        """The largest batch to send now (smaller than ``requested`` on a slow account)."""
+        return self.flow.batch_limit(requested)
 
     async def __aenter__(self) -> Gateway:
         s = self.settings
@@ -337,8 +313,7 @@ class Gateway:
         policy = self.settings.retry
         attempts = 0
         retrying = AsyncRetrying(
-            stop=stop_after_attempt(policy.max_attempts)
-            | stop_after_delay(policy.max_total_seconds),
+            stop=_StopAfterFailures(policy),
             wait=_WaitHonouringRetryAfter(policy),
             retry=retry_if_exception_type(_NotProcessed),
             reraise=True,
@@ -359,6 +334,9 @@ class Gateway:
             )
         except _MaybeProcessed as exc:
             return BatchOutcome(BatchStatus.UNKNOWN, attempts=attempts, reason=exc.reason)
+        except _Resize:
+            # The admission that found it too big sent nothing: not an attempt.
+            return BatchOutcome(BatchStatus.RESIZE, attempts=attempts - 1, reason="resize")
         except _Fatal as exc:
             error = GatewayError(0, exc.reason, ErrorClass.REQUEST)
             return BatchOutcome(
@@ -374,21 +352,34 @@ class Gateway:
         self, numbers: Sequence[str], hook: list[Callable[[], None]]
     ) -> BatchOutcome:
         assert self._session is not None
-        if self._limiter is not None:
-            await self._limiter.acquire(len(numbers))
+        flow = self.flow
         # An expired session is renewed and the batch resent at once (it was not processed):
         # backing off first could outlive a short session timeout again.
         for renewal in range(3):
             generation = self._session_generation
-            async with self.window:
+            ticket = await flow.acquire(len(numbers))
+            if len(numbers) > flow.batch_limit(len(numbers)):
+                flow.failed(ticket, processed=False)
+                await flow.release(ticket)
+                raise _Resize
+            try:
                 if hook:
                     hook.pop()()
-                text = await self._request(numbers)
-            try:
-                answer = parse_sendmsg(text, numbers)
-            except ProtocolError as exc:
-                raise _MaybeProcessed(f"unreadable answer: {exc}") from None
+                text = await self._request(numbers, ticket)
+                try:
+                    answer = parse_sendmsg(text, numbers)
+                except ProtocolError as exc:
+                    raise _MaybeProcessed(f"unreadable answer: {exc}") from None
+            except (_MaybeProcessed, _Fatal):
+                flow.failed(ticket)
+                raise
+            finally:
+                await flow.release(ticket)
             error = answer.error
+            if error is None or error.error_class is ErrorClass.RECIPIENT:
+                flow.succeeded(ticket)
+            else:  # refused as a whole: nothing was processed
+                flow.failed(ticket, processed=False)
             if error is None:
                 break
             if error.error_class is ErrorClass.SESSION and self.settings.use_session:
@@ -408,12 +399,26 @@ class Gateway:
                 )
                 return BatchOutcome(BatchStatus.ANSWERED, SendmsgAnswer([result] * len(numbers)))
             return BatchOutcome(BatchStatus.FATAL, reason=str(error), error=error)
-        self.window.success()
         if answer.anomalies:
             log.warning("gateway answer anomalies: %s", "; ".join(answer.anomalies[:5]))
         return BatchOutcome(BatchStatus.ANSWERED, answer)
 
-    async def _request(self, numbers: Sequence[str]) -> str:
+    async def _request(self, numbers: Sequence[str], ticket: Ticket) -> str:
+        started = time.monotonic()
+        outcome = "unknown"
+        try:
+            text = await self._request_once(numbers, ticket)
+            outcome = "answered"
+            return text
+        except _NotProcessed as exc:
+            outcome = "throttled" if exc.throttled else "not_processed"
+            raise
+        finally:
+            self.outcomes[outcome] += 1
+            if self.on_request is not None:
+                self.on_request(time.monotonic() - started)
+
+    async def _request_once(self, numbers: Sequence[str], ticket: Ticket) -> str:
         assert self._session is not None
         try:
             if self.settings.method == "get":
@@ -432,7 +437,9 @@ class Gateway:
                 if status in _NOT_PROCESSED_HTTP:
                     retry_after = _retry_after(resp.headers.get("Retry-After"))
                     if status == 429:
-                        self.window.throttle(retry_after)
+                        self.flow.throttled_by_gateway(ticket, retry_after)
+                    else:
+                        self.flow.failed(ticket, processed=False)
                     # Do not pool a connection the server (or a proxy) may be tearing down:
                     # a request sent on it next would fail as "maybe processed".
                     resp.close()
@@ -446,8 +453,10 @@ class Gateway:
                     raise _MaybeProcessed(f"HTTP {status}")
                 return body.decode("utf-8", errors="replace")
         except aiohttp.ConnectionTimeoutError as exc:
+            self.flow.failed(ticket, processed=False)
             raise _NotProcessed(f"connect timeout: {_describe(exc)}") from None
         except aiohttp.ClientConnectorError as exc:
+            self.flow.failed(ticket, processed=False)
             raise _NotProcessed(f"cannot connect: {_describe(exc)}") from None
         except (aiohttp.ClientError, TimeoutError) as exc:
             raise _MaybeProcessed(

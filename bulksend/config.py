@@ -133,6 +133,8 @@ class CampaignSettings:
     record_opt_outs: Path | None = None
     allow_partial: bool = False
     check_balance: bool = True
+    metrics_listen: str | None = None
+    """``HOST:PORT``: serve Prometheus metrics at ``/metrics`` while the campaign runs."""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "input_path", Path(self.input_path))

@@ -560,12 +560,19 @@ LISTENING = "bulksend receipts listening on "
 """The start of the one line ``bulksend receipts`` prints once it listens (token masked)."""
 
 
-def serve(listen: str, out_path: str | os.PathLike[str], token: str | None = None) -> int:
+def serve(
+    listen: str,
+    out_path: str | os.PathLike[str],
+    token: str | None = None,
+    *,
+    metrics_listen: str | None = None,
+) -> int:
     """``bulksend receipts``: serve until SIGINT/SIGTERM, then flush, fsync and report on stderr.
     Exit status 0; 1 when the address cannot be used. Another writer of the same file raises
     :class:`~bulksend.errors.CampaignLocked` (the CLI exits 3); a file that cannot be created
     raises :class:`~bulksend.errors.StorageError`, and one that fails while serving stops it with
-    exit status 4 (the CLI's code for storage failures)."""
+    exit status 4 (the CLI's code for storage failures). With ``metrics_listen``, Prometheus
+    metrics of the receiver at ``/metrics`` there (:mod:`bulksend.metrics`)."""
     host, port = parse_listen(listen)
     stop = asyncio.Event()
     server = ReceiptServer(out_path, host, port, token, on_storage_error=lambda _exc: stop.set())
@@ -573,14 +580,26 @@ def serve(listen: str, out_path: str | os.PathLike[str], token: str | None = Non
         log.warning(
             "listening on %s without --token: anyone who can reach it can add receipts", host
         )
-    return aio.run(_serve(server, stop))
+    if metrics_listen is not None:
+        parse_listen(metrics_listen)  # a bad address is a usage error before anything starts
+    return aio.run(_serve(server, stop, metrics_listen))
 
 
 def _is_loopback(host: str) -> bool:
     return host in ("localhost", "::1") or host.startswith("127.")
 
 
-async def _serve(server: ReceiptServer, stop: asyncio.Event) -> int:
+async def _serve(
+    server: ReceiptServer, stop: asyncio.Event, metrics_listen: str | None = None
+) -> int:
+    from bulksend.metrics import receipt_metrics, serve_metrics
+
+    registry = receipt_metrics(server.stats.as_dict) if metrics_listen else None
+    async with serve_metrics(metrics_listen, registry):
+        return await _serve_receipts(server, stop)
+
+
+async def _serve_receipts(server: ReceiptServer, stop: asyncio.Event) -> int:
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)

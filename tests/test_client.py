@@ -10,7 +10,6 @@ import pytest
 from aioresponses import aioresponses
 
 from bulksend.client import (
-    AdaptiveWindow,
     BatchStatus,
     ClientSettings,
     Gateway,
@@ -47,13 +46,32 @@ async def test_answer_is_matched_per_number(gateway: Gateway) -> None:
     assert outcome.results[1].verdict is Verdict.REJECTED
 
 
-@pytest.mark.parametrize("status", [429, 502, 503, 504])
+@pytest.mark.parametrize("status", [502, 503, 504])
 async def test_not_processed_statuses_are_retried(gateway: Gateway, status: int) -> None:
     with aioresponses() as m:
         m.post(URL, status=status, headers={"Retry-After": "0"})
         m.post(URL, body=f"ID: {ID1} To: 27821234567\nID: {ID1[::-1]} To: 27831234567")
         outcome = await gateway.send(NUMBERS)
     assert outcome.status is BatchStatus.ANSWERED and outcome.attempts == 2
+
+
+async def test_throttled_request_is_retried_and_teaches_a_rate(gateway: Gateway) -> None:
+    with aioresponses() as m:
+        m.post(URL, status=429, headers={"Retry-After": "0"})
+        m.post(URL, body=f"ID: {ID1}")
+        outcome = await gateway.send(NUMBERS[:1])
+    assert outcome.status is BatchStatus.ANSWERED and outcome.attempts == 2
+    assert gateway.flow.throttled == 1 and gateway.flow.rate is not None
+
+
+async def test_throttled_batch_too_big_for_the_learned_rate_comes_back_to_be_split(
+    gateway: Gateway,
+) -> None:
+    with aioresponses() as m:
+        m.post(URL, status=429, headers={"Retry-After": "0"})
+        outcome = await gateway.send(NUMBERS)
+    # Nothing known but "2 numbers were too many just now": at most 2/s, 1 per request.
+    assert outcome.status is BatchStatus.RESIZE and gateway.batch_limit(2) == 1
 
 
 async def test_err_901_is_retried_then_gives_up_as_not_sent(gateway: Gateway) -> None:
@@ -154,12 +172,3 @@ def test_wait_honours_retry_after_over_backoff() -> None:
                 return _NotProcessed("HTTP 429", retry_after=7.0)
 
     assert wait(State()) == 7.0  # type: ignore[arg-type]
-
-
-async def test_adaptive_window_halves_on_throttle_and_recovers() -> None:
-    window = AdaptiveWindow(16)
-    window.throttle(0.0)
-    assert window.limit == 8
-    for _ in range(200):
-        window.success()
-    assert window.limit == 16

@@ -71,8 +71,12 @@ One request, in this order:
    or starting with ``0`` (so no ``00`` prefix; no country code starts with 0), or with ``+``
    → 105; matching ``reject_prefixes``/``reject_suffixes`` → ``reject_code`` (default 114).
    Duplicated numbers are separate messages, as on the real gateway.
-5. Throttle: the accepted numbers are taken from the ``throttle_mps`` bucket; too many → HTTP 429
-   with ``Retry-After`` (whole seconds ≥ 1), nothing processed.
+0. Connection cap: with ``max_connections`` set, a request arriving while that many are in
+   progress gets HTTP 503 (``Retry-After: 1``) or a closed connection (``over_connections``),
+   unprocessed, before anything else.
+5. Throttle: the accepted numbers are taken from the ``throttle_mps`` bucket (``throttle_burst``
+   deep); too many → HTTP 429 with ``Retry-After`` as ``throttle_retry_after`` says (whole seconds
+   ≥ 1 by default), nothing processed. ``per_recipient_latency`` × numbers is added to the delay.
 6. Credit: each accepted message costs its parts; a balance that cannot pay for the whole request
    → 301, nothing processed.
 7. Accept: ids from the ledger (written and flushed first), then the answer: exactly one number in
@@ -104,7 +108,7 @@ from aiohttp.log import access_logger
 
 from bulksend.simulator.callbacks import CallbackDispatcher
 from bulksend.simulator.codes import err
-from bulksend.simulator.faults import Fault, Faults, retry_after_header
+from bulksend.simulator.faults import Fault, Faults
 from bulksend.simulator.ledger import Ledger, LedgerEntry
 from bulksend.simulator.message import parse_message
 
@@ -155,7 +159,7 @@ Process = Callable[[Params, bool], Answer]
 @dataclass(slots=True)
 class SimulatorStats:
     """Counters since construction. Each request lands in exactly one outcome counter:
-    answered, http_503, http_429, err_901, dropped_before or dropped_after."""
+    answered, http_503, http_429, err_901, dropped_before, dropped_after or over_connections."""
 
     requests: int = 0
     """Every request to a command's route (``/http/<command>``, ``/utils/routeCoverage.php``)."""
@@ -168,6 +172,8 @@ class SimulatorStats:
     dropped_after: int = 0
     refused: int = 0
     """``sendmsg`` requests refused as a whole (a single ``ERR:`` answer)."""
+    over_connections: int = 0
+    """Requests refused for ``max_connections`` (503 or closed), not processed."""
     recipients: int = 0
     """Numbers in processed ``sendmsg`` requests (accepted + rejected)."""
     accepted: int = 0
@@ -255,6 +261,7 @@ class Simulator:
         self.stats = SimulatorStats()
         self._credentials = _Credentials(user, password, api_id)
         self._sessions: dict[str, float] = {}  # session id -> monotonic time of last use
+        self._busy = 0  # requests in progress (max_connections)
         self._host = host
         self._port = port
         self._ledger_path = ledger_path
@@ -384,11 +391,32 @@ class Simulator:
         async def handle(request: web.Request) -> web.StreamResponse:
             stats.requests += 1
             faults = self.faults
+            cap = faults.max_connections
+            if cap is not None and self._busy >= cap:
+                stats.over_connections += 1
+                if faults.over_connections == "refuse":
+                    return _abort(request)
+                await request.read()
+                return web.Response(
+                    status=503, text="503: Too many connections", headers={"Retry-After": "1"}
+                )
+            self._busy += 1
+            try:
+                return await handle_one(request)
+            finally:
+                self._busy -= 1
+
+        async def handle_one(request: web.Request) -> web.StreamResponse:
+            faults = self.faults
             fault, delay = Fault.NONE, 0.0
             if command in faults.commands:
                 fault, delay = faults.draw(), faults.delay()
             if fault is Fault.NONE or fault is Fault.DROP_AFTER:
-                answer = process(await _read_params(request), request.method == "POST")
+                params = await _read_params(request)
+                answer = process(params, request.method == "POST")
+                if faults.per_recipient_latency and command == "sendmsg":
+                    to = params.get("to", "")
+                    delay += faults.per_recipient_latency * (to.count(",") + 1 if to else 0)
                 if delay > 0.0:
                     await asyncio.sleep(delay)
                 if fault is Fault.DROP_AFTER:
@@ -491,9 +519,7 @@ class Simulator:
         wait = faults.admit(len(accepted))
         if wait > 0.0:
             return web.Response(
-                status=429,
-                text="429: Too Many Requests",
-                headers={"Retry-After": retry_after_header(wait)},
+                status=429, text="429: Too Many Requests", headers=faults.retry_after(wait)
             )
         if not faults.charge(len(accepted) * parsed.parts):
             stats.refused += 1

@@ -167,6 +167,40 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="messages per second allowed; more gets HTTP 429 + Retry-After [unlimited]",
     )
     faults.add_argument(
+        "--throttle-burst",
+        type=float,
+        default=None,
+        metavar="MESSAGES",
+        help="messages the throttle bucket holds [one second's worth]",
+    )
+    faults.add_argument(
+        "--retry-after",
+        dest="throttle_retry_after",
+        choices=["integer", "fractional", "absent"],
+        default="integer",
+        help="Retry-After on a 429: whole seconds >= 1, fractional, or none [%(default)s]",
+    )
+    faults.add_argument(
+        "--per-recipient-latency",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="processing time added per number of a sendmsg request [0]",
+    )
+    faults.add_argument(
+        "--max-connections",
+        type=int,
+        default=None,
+        metavar="N",
+        help="requests in progress at once; one more is refused (--over-connections) [no cap]",
+    )
+    faults.add_argument(
+        "--over-connections",
+        choices=["503", "refuse"],
+        default="503",
+        help="what a request over --max-connections gets [%(default)s]",
+    )
+    faults.add_argument(
         "--reject-prefix",
         action="append",
         default=[],
@@ -257,6 +291,11 @@ def faults_from_args(args: argparse.Namespace) -> Faults:
         drop_before_rate=args.drop_before_rate,
         drop_after_rate=args.drop_after_rate,
         throttle_mps=args.throttle,
+        throttle_burst=args.throttle_burst,
+        throttle_retry_after=args.throttle_retry_after,
+        per_recipient_latency=args.per_recipient_latency,
+        max_connections=args.max_connections,
+        over_connections=args.over_connections,
         credit=args.credit,
         reject_prefixes=tuple(args.reject_prefix),
         reject_suffixes=tuple(args.reject_suffix),

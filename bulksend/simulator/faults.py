@@ -14,12 +14,23 @@ Per request, on the commands named in :attr:`Faults.commands` (``sendmsg`` by de
   the same faults come out.
 * :meth:`Faults.delay` is ``latency`` plus a uniform jitter in ``[-jitter, +jitter]``, never
   negative.
-* :meth:`Faults.admit` is the ``throttle_mps`` token bucket, counted in messages (recipients), not
-  requests: the bucket holds one second's worth, a request is admitted when the bucket holds its
-  size (or is full, for a request larger than one second's worth, which then leaves a debt), and a
-  refused request gets the seconds until it would be admitted. Over any window of ``T`` seconds at
-  most ``throttle_mps * (T + 1)`` messages get through, plus one oversized request. Changing
-  ``throttle_mps`` refills the bucket.
+* ``per_recipient_latency`` is added to that delay for each number of a ``sendmsg`` request:
+  processing time grows with the request, so batch size against latency is a real trade-off.
+* :meth:`Faults.admit` is the ``throttle_mps`` token bucket, counted in **messages** (recipients;
+  one message whatever its part count, as ``--rate`` counts them), not requests: it refills at
+  ``throttle_mps`` per second and holds ``throttle_burst`` messages (default: one second's worth,
+  ``throttle_mps``). A request is admitted when the bucket holds its size, or when the bucket is full
+  for a request larger than the burst (which then leaves a debt: the gateway never refuses a
+  request forever), and a refused request gets the seconds until it would be admitted. Over any
+  window of ``T`` seconds at most ``throttle_mps * T + throttle_burst`` messages get through, plus
+  one oversized request. Changing ``throttle_mps`` or ``throttle_burst`` refills the bucket.
+  :meth:`Faults.retry_after` renders that wait as ``throttle_retry_after`` says: ``integer``
+  (whole seconds, at least 1: what HTTP's delta-seconds allows), ``fractional`` (milliseconds, as
+  some gateways send) or ``absent`` (no header).
+* ``max_connections`` caps the requests the account may have in progress at once (counted from the
+  request's arrival to its answer; idle keep-alive connections do not count). One more is answered
+  as ``over_connections`` says: ``503`` (HTTP 503 + ``Retry-After: 1``) or ``refuse`` (the
+  connection is closed at once); either way nothing is processed.
 * :meth:`Faults.charge` takes credits from ``credit``, which is the live balance (``None`` is
   unlimited): the simulator charges it as messages are accepted, and a test may set it at any time
   to top up or drain the account. A request that cannot be paid for in full is not charged at all.
@@ -40,7 +51,10 @@ from enum import Enum
 
 from bulksend.simulator.codes import RECIPIENT_CODES
 
-__all__ = ["COMMANDS", "Fault", "Faults", "retry_after_header"]
+__all__ = ["COMMANDS", "RETRY_AFTER_MODES", "Fault", "Faults", "retry_after_header"]
+
+RETRY_AFTER_MODES: frozenset[str] = frozenset({"integer", "fractional", "absent"})
+OVER_CONNECTIONS: frozenset[str] = frozenset({"503", "refuse"})
 
 COMMANDS: frozenset[str] = frozenset(
     {"auth", "ping", "sendmsg", "querymsg", "getmsgcharge", "getbalance", "delmsg", "routeCoverage"}
@@ -124,6 +138,23 @@ def _seed(value: object) -> int | None:
     return value
 
 
+def _choice(choices: frozenset[str]) -> Callable[[object], str]:
+    def check(value: object) -> str:
+        if not isinstance(value, str) or value not in choices:
+            raise ValueError(f"expected one of {sorted(choices)}, got {value!r}")
+        return value
+
+    return check
+
+
+def _optional_count(value: object) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"expected an int >= 1 or None, got {value!r}")
+    return value
+
+
 def _commands(value: object) -> frozenset[str]:
     out = frozenset(_strings(value))
     unknown = out - COMMANDS
@@ -140,6 +171,11 @@ _CHECKS: dict[str, Callable[[object], object]] = {
     "drop_before_rate": _rate,
     "drop_after_rate": _rate,
     "throttle_mps": _optional(_positive),
+    "throttle_burst": _optional(_positive),
+    "throttle_retry_after": _choice(RETRY_AFTER_MODES),
+    "per_recipient_latency": _non_negative,
+    "max_connections": _optional_count,
+    "over_connections": _choice(OVER_CONNECTIONS),
     "credit": _optional(_non_negative),
     "reject_prefixes": _digit_strings,
     "reject_suffixes": _digit_strings,
@@ -172,6 +208,16 @@ class Faults:
     """Probability of processing the request, then aborting the connection (answer lost)."""
     throttle_mps: float | None = None
     """Messages (recipients) per second allowed through; over it: HTTP 429 + Retry-After."""
+    throttle_burst: float | None = None
+    """Messages the throttle bucket holds (``None``: one second's worth, ``throttle_mps``)."""
+    throttle_retry_after: str = "integer"
+    """``Retry-After`` on a 429: ``integer`` (whole seconds >= 1), ``fractional`` or ``absent``."""
+    per_recipient_latency: float = 0.0
+    """Seconds of processing added per number of a ``sendmsg`` request (on top of ``latency``)."""
+    max_connections: int | None = None
+    """Requests the account may have in progress at once (``None``: no cap)."""
+    over_connections: str = "503"
+    """What one more request gets: ``503`` (HTTP 503 + ``Retry-After: 1``) or ``refuse`` (closed)."""
     credit: float | None = None
     """Live credit balance (``None``: unlimited); one credit per message part."""
     reject_prefixes: tuple[str, ...] = ()
@@ -207,11 +253,21 @@ class Faults:
         object.__setattr__(self, name, value)
         if name == "seed":
             object.__setattr__(self, "_rng", random.Random(self.seed))
-        elif name == "throttle_mps":
+        elif name in ("throttle_mps", "throttle_burst"):
             self._refill()
 
+    @property
+    def burst(self) -> float:
+        """Messages the throttle bucket holds (0 without a throttle)."""
+        if self.throttle_mps is None:
+            return 0.0
+        return self.throttle_burst if self.throttle_burst is not None else self.throttle_mps
+
     def _refill(self) -> None:
-        object.__setattr__(self, "_tokens", self.throttle_mps or 0.0)
+        # During construction throttle_burst may not be set yet: getattr with a default.
+        rate = getattr(self, "throttle_mps", None)
+        burst = getattr(self, "throttle_burst", None)
+        object.__setattr__(self, "_tokens", (burst if burst is not None else rate) or 0.0)
         object.__setattr__(self, "_stamp", time.monotonic())
 
     def draw(self) -> Fault:
@@ -232,20 +288,31 @@ class Faults:
         return Fault.NONE
 
     def delay(self) -> float:
-        """Seconds to wait before answering: ``latency ± jitter``, never negative."""
+        """Seconds to wait before answering: ``latency ± jitter``, never negative (the handler
+        adds ``per_recipient_latency`` per number of a ``sendmsg``)."""
         if self.jitter:
             return max(0.0, self.latency + self._rng.uniform(-self.jitter, self.jitter))
         return self.latency
+
+    def retry_after(self, seconds: float) -> dict[str, str]:
+        """The headers of a 429 that asks to wait ``seconds`` (``throttle_retry_after``)."""
+        mode = self.throttle_retry_after
+        if mode == "absent":
+            return {}
+        if mode == "fractional":
+            return {"Retry-After": f"{max(0.001, seconds):.3f}"}
+        return {"Retry-After": retry_after_header(seconds)}
 
     def admit(self, messages: int) -> float:
         """Take ``messages`` from the throttle bucket: 0.0 if admitted, else seconds to wait."""
         rate = self.throttle_mps
         if rate is None or messages <= 0:
             return 0.0
+        burst = self.burst
         now = time.monotonic()
-        tokens = min(rate, self._tokens + (now - self._stamp) * rate)
+        tokens = min(burst, self._tokens + (now - self._stamp) * rate)
         object.__setattr__(self, "_stamp", now)
-        need = min(float(messages), rate)
+        need = min(float(messages), burst)
         if tokens >= need:
             object.__setattr__(self, "_tokens", tokens - messages)
             return 0.0

@@ -2,7 +2,7 @@
 
 Everything is measured from outside, on separate processes: the simulator runs in its own process
 (``python -m bulksend simulate --latency L --jitter J``), and each measured run is a child process,
-``python -m bulksend send ...`` or a baseline script (see :mod:`bulksend.bench_baselines`), reaped
+``python -m bulksend send ...`` or a baseline script (see :mod:`bulksend.bench.baselines`), reaped
 with ``os.wait4`` for its CPU time (user + system) and peak RSS. The recipients per second are the
 child's own count of accepted numbers over its own sending time; wall time includes start-up.
 
@@ -11,7 +11,7 @@ repeated ``--repeats`` times, interleaved with the baselines (repeat ``i`` of bu
 with repeat ``i`` of each baseline for the ratios), and reported as the median with its spread.
 The input file of N distinct valid numbers is generated once and cached by N (``--cache-dir``).
 Results go to ``--results-dir`` as ``<date>-<name>.json`` (raw runs, medians, machine), ``.md``
-(the tables, also printed) and PNG plots (:mod:`bulksend.bench_report`).
+(the tables, also printed) and PNG plots (:mod:`bulksend.bench.report`).
 
 Promises: every process started here is terminated and reaped before :func:`run` returns, each
 child has a time limit, and only loopback addresses are used.
@@ -32,8 +32,8 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
-from bulksend import bench_baselines as bl
-from bulksend import bench_report
+from bulksend.bench import baselines as bl
+from bulksend.bench import report as bench_report
 from bulksend.errors import redact
 from bulksend.simulator import DEFAULT_API_ID, DEFAULT_PASSWORD, DEFAULT_USER
 
@@ -67,6 +67,8 @@ class Sweep:
     wrk_seconds: float = 3.0
     max_point_seconds: float = 300.0
     run_timeout: float = 1800.0
+    send_pythonpath: str = ""
+    """Measure the ``bulksend send`` of this source tree instead (before/after comparisons)."""
 
 
 @dataclass(frozen=True)
@@ -175,6 +177,7 @@ def sweep_from_args(args: argparse.Namespace) -> Sweep:
         wrk_seconds=args.wrk_seconds if not args.quick else sweep.wrk_seconds,
         max_point_seconds=args.max_point_seconds,
         run_timeout=args.run_timeout,
+        send_pythonpath=getattr(args, "send_pythonpath", ""),
     )
 
 
@@ -217,6 +220,10 @@ class _Bench:
             "BULKSEND_API_ID": DEFAULT_API_ID,
         }
         self.env.pop("BULKSEND_ENDPOINT", None)
+        if sweep.send_pythonpath:
+            self.env["PYTHONPATH"] = os.pathsep.join(
+                [sweep.send_pythonpath, *filter(None, [self.env.get("PYTHONPATH", "")])]
+            )
         self.runs: list[Run] = []
         self.startup: dict[str, float] = {}
         self.notes: list[str] = []
@@ -290,7 +297,9 @@ class _Bench:
         self, sim: bl.SimulatorProcess, input_path: Path, point: Point, repeat: int
     ) -> Run:
         def command(url: str) -> list[str]:
-            argv = [sys.executable, "-m", "bulksend", "send", str(input_path), "--text", TEXT]
+            # -P: a --send-pythonpath tree comes from PYTHONPATH, not the current directory.
+            python = [sys.executable, "-P"] if self.sweep.send_pythonpath else [sys.executable]
+            argv = [*python, "-m", "bulksend", "send", str(input_path), "--text", TEXT]
             argv += ["--endpoint", url, "--concurrency", str(point[2]), "--no-progress"]
             argv += ["--summary-json", str(self.scratch / "summary.json"), "--restart"]
             argv += ["--out", str(self.scratch / "results.csv")]

@@ -102,7 +102,7 @@ SERIAL_SECONDS = 5.0
 
 def scripts_dir() -> Path:
     """``benchmarks/baselines`` of the source tree this module belongs to."""
-    return Path(__file__).resolve().parent.parent / "benchmarks" / "baselines"
+    return Path(__file__).resolve().parents[2] / "benchmarks" / "baselines"
 
 
 def baseline_size(kind: str, recipients: int, latency: float, doc_max: int = DOC_GET_MAX) -> int:
@@ -215,9 +215,11 @@ class SimulatorProcess:
     """A ``bulksend simulate`` process on a free loopback port, restartable (:meth:`ensure`) in
     case something else on the machine stops it; a context manager that always stops it."""
 
-    def __init__(self, latency: float, jitter: float, log_path: Path) -> None:
+    def __init__(
+        self, latency: float, jitter: float, log_path: Path, extra: Sequence[str] = ()
+    ) -> None:
         self.command = [sys.executable, "-m", "bulksend", "simulate", "--host", "127.0.0.1"]
-        self.command += ["--latency", str(latency), "--jitter", str(jitter)]
+        self.command += ["--latency", str(latency), "--jitter", str(jitter), *extra]
         self.log_path = log_path
         self.process: subprocess.Popen[bytes] | None = None
         self.url = ""

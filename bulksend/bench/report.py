@@ -23,7 +23,7 @@ from pathlib import Path
 from statistics import median
 from typing import Any
 
-from bulksend.bench_baselines import BATCH, KINDS, wrk_version
+from bulksend.bench.baselines import BATCH, KINDS, wrk_version
 
 __all__ = ["build", "machine_info", "markdown", "plot", "stats", "targets"]
 
