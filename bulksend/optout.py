@@ -4,18 +4,20 @@ Each list is read like a recipient file (CSV or one number per line, any format 
 accepts) and normalised with the campaign's own number policy, so ``082 123 4567`` in a list
 excludes ``+27 82 123 4567`` in the recipients. What it promises:
 
-* **Memory: about 10 bytes per excluded number.** The numbers live in one sorted ``array('q')``
-  (8 bytes each: the number shifted left by 8 bits, the list it came from in the low byte) plus a
-  bitmap filter of 16 bits per number. Loading peaks higher for a moment (the numbers as Python
-  ints while they are sorted: about 80 bytes each). Measured by ``benchmarks/exclusion.py``.
-* **Speed.** Loading is C-level where it can be: lists of bare international numbers (``+27...``,
-  ``27...``, ``0027...``, one per line, a header allowed) are split and converted by ``int()``
-  without the CSV reader, then sorted in one call; building the bitmap is the one Python loop
-  (about 1.3 s for a million numbers in all, once, before the first message). Looking a
-  recipient up costs a hash and a bit test when the number is not listed (nearly always), a
-  binary search when the bitmap says it may be.
 * **Naming.** A listed number is refused as ``opted out (FILE)``, FILE being the first list (in the
   order given) that holds it.
+* **Two ways to hold the numbers, by size** (measured by ``benchmarks/exclusion.py``):
+
+  - up to :data:`FAST_LIMIT` numbers (2 M) in all: a ``dict`` from number to list, built in C —
+    about 0.3 s and **about 80 bytes per number** for a million, and a recipient is looked up
+    with one C call (about 0.06 µs), so a list costs the campaign next to nothing per row;
+  - above that: one sorted ``array('q')`` (``number << 8 | list``, 8 bytes) plus a bitmap filter
+    of 16 bits per number: **about 10 bytes per number**, at about 0.5 µs per recipient row (a
+    hash and a bit test in Python; a binary search when the bitmap says it may be listed) and a
+    sort when loading.
+* **Loading** is C-level where it can be: lists of bare international numbers (``+27...``,
+  ``27...``, ``0027...``, one per line, a header allowed) are split and converted by ``int()``
+  without the CSV reader.
 * Rows of a list that are not numbers are skipped and counted (:attr:`OptOuts.skipped`); an empty
   or header-only list excludes nothing; a missing or unreadable one is an
   :class:`~bulksend.errors.InputError`. At most 255 lists.
@@ -31,7 +33,7 @@ import os
 import re
 from array import array
 from bisect import bisect_left
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from itertools import repeat
 from pathlib import Path
 
@@ -47,6 +49,10 @@ _PLAIN = re.compile(rb"(?:\+|00)?([1-9][0-9]{6,14})")
 _UNUSUAL = re.compile(rb"[^0-9+\s]|(?:^|\s)0(?!0)")  # letters etc., or a national 0...
 
 
+FAST_LIMIT = 2_000_000
+"""Up to this many listed numbers (all lists together) are held in a dict: fast, ~80 B each."""
+
+
 def _mix(key: int) -> int:
     return key ^ (key >> 17) ^ (key >> 31)
 
@@ -54,13 +60,37 @@ def _mix(key: int) -> int:
 class OptOuts:
     """The excluded numbers of one or more lists (see the module docstring)."""
 
-    __slots__ = ("_bits", "_keys", "_mask", "distinct", "names", "skipped")
+    __slots__ = ("_bits", "_index", "_keys", "_mask", "distinct", "lookup", "names", "skipped")
 
-    def __init__(self, names: Sequence[str], tagged: Iterable[int] = ()) -> None:
-        """``tagged`` holds ``number << 8 | list`` values, ``list`` 0-based into ``names``."""
+    def __init__(self, names: Sequence[str], lists: Sequence[Sequence[int]]) -> None:
+        """``lists[i]`` holds the numbers (MSISDNs as ints) of the list called ``names[i]``."""
         self.names = list(names)
-        self._keys: array[int] = array("q", sorted(tagged))
         self.skipped: dict[str, int] = {}
+        self._index: dict[int, int] | None = None
+        self._keys: array[int] = array("q")
+        self._bits = bytearray()
+        self._mask = 0
+        self.lookup: Callable[[int], int | None]
+        if sum(map(len, lists)) <= FAST_LIMIT:
+            index: dict[int, int] = {}
+            for number in reversed(range(len(lists))):  # the first list that holds it wins
+                index.update(zip(lists[number], repeat(number)))
+            self._index = index
+            self.distinct = len(index)
+            self.lookup = index.get
+        else:
+            self._compact(lists)
+            self.lookup = self._compact_lookup
+
+    def _compact(self, lists: Sequence[Sequence[int]]) -> None:
+        tagged: list[int] = []
+        for number, numbers in enumerate(lists):
+            tagged.extend(
+                map(operator.or_, map(operator.lshift, numbers, repeat(8)), repeat(number))
+            )
+        tagged.sort()
+        self._keys = array("q", tagged)
+        del tagged
         size = 1 << 13
         while size < _FILTER_BITS_PER_NUMBER * max(len(self._keys), 1):
             size <<= 1
@@ -77,29 +107,32 @@ class OptOuts:
         self._bits, self._mask = bits, mask
         self.distinct = distinct
 
-    def __len__(self) -> int:
-        """Distinct numbers excluded."""
-        return self.distinct
-
-    @property
-    def nbytes(self) -> int:
-        return len(self._keys) * self._keys.itemsize + len(self._bits)
-
-    def filter(self) -> tuple[bytearray, int]:
-        """The bitmap and its mask: ``key`` may be listed only if bit ``_mix(key) & mask`` is set
-        (the recipient reader tests it inline, saving two calls per row)."""
-        return self._bits, self._mask
-
-    def list_of(self, key: int) -> str | None:
-        """The first list that excludes ``key`` (an MSISDN as an int), or None."""
+    def _compact_lookup(self, key: int) -> int | None:
         h = _mix(key) & self._mask
         if not self._bits[h >> 3] & (1 << (h & 7)):
             return None
         keys = self._keys
         i = bisect_left(keys, key << 8)
         if i < len(keys) and keys[i] >> 8 == key:
-            return self.names[keys[i] & 0xFF]
+            return keys[i] & 0xFF
         return None
+
+    def __len__(self) -> int:
+        """Distinct numbers excluded."""
+        return self.distinct
+
+    @property
+    def compact(self) -> bool:
+        return self._index is None
+
+    def list_of(self, key: int) -> str | None:
+        """The first list that excludes ``key`` (an MSISDN as an int), or None."""
+        number = self.lookup(key)
+        return None if number is None else self.names[number]
+
+    def reasons(self) -> list[str]:
+        """The reject reason of each list, by list number (``opted out (FILE)``)."""
+        return [f"opted out ({name})" for name in self.names]
 
 
 def _plain_numbers(data: bytes) -> tuple[list[int], list[str]] | None:
@@ -190,14 +223,14 @@ def load_opt_outs(paths: Iterable[Path], policy: NumberPolicy) -> OptOuts:
     paths = list(paths)
     if len(paths) > _MAX_LISTS:
         raise InputError(f"at most {_MAX_LISTS} opt-out lists, not {len(paths)}")
-    tagged: list[int] = []
+    lists: list[list[int]] = []
     skipped: dict[str, int] = {}
-    for index, path in enumerate(paths):
+    for path in paths:
         numbers, bad = _read_list(Path(path), policy)
-        tagged.extend(map(operator.or_, map(operator.lshift, numbers, repeat(8)), repeat(index)))
+        lists.append(numbers)
         if bad:
             skipped[str(path)] = bad
-    opt_outs = OptOuts([str(p) for p in paths], tagged)
+    opt_outs = OptOuts([str(p) for p in paths], lists)
     opt_outs.skipped = skipped
     return opt_outs
 

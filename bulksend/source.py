@@ -557,8 +557,8 @@ class RecipientSource:
             seen = {}
         first_row_of = seen.setdefault
         opt_outs = self.opt_outs
-        listed = opt_outs.list_of if opt_outs is not None else _never_listed
-        opt_bits, opt_mask = opt_outs.filter() if opt_outs is not None else (None, 0)
+        listed = opt_outs.lookup if opt_outs is not None else None
+        opted_out = opt_outs.reasons() if opt_outs is not None else []
         rejected = st.rejected
         row = start = 1 if st.header else 0
         end = row + block_rows
@@ -577,24 +577,13 @@ class RecipientSource:
                     msisdn = normalise(value, policy)
                     if type(msisdn) is Reason:
                         rejects.append(self._refused(row, value, msisdn))
-                    elif (
-                        opt_bits is not None
-                        # The opt-out bitmap inline (see bulksend.optout): most numbers stop here.
-                        and opt_bits[
-                            (h := ((key := int(msisdn)) ^ (key >> 17) ^ (key >> 31)) & opt_mask)
-                            >> 3
-                        ]
-                        & (1 << (h & 7))
-                        and (name := listed(key)) is not None
-                    ):
-                        why = f"opted out ({name})"
+                    elif listed is not None and (number := listed(key := int(msisdn))) is not None:
+                        why = opted_out[number]
                         rejected[why] += 1
                         rejects.append(Reject(row, _printable(value), why))
                     elif (
                         dedupe
-                        and (
-                            first := first_row_of(key if opt_bits is not None else int(msisdn), row)
-                        )
+                        and (first := first_row_of(key if listed is not None else int(msisdn), row))
                         is not row
                     ):
                         st.duplicates += 1
@@ -638,10 +627,6 @@ class RecipientSource:
         if st.header:
             why += f" ({st.column})"
         return _Unreadable(why, (st.delimiter or ",").join(cells))
-
-
-def _never_listed(key: int) -> str | None:
-    return None
 
 
 def _line_end(text: str) -> str:

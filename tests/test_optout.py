@@ -8,6 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from bulksend import optout
 from bulksend.errors import InputError
 from bulksend.numbers import NumberPolicy
 from bulksend.optout import OptOuts, append_opt_outs, load_opt_outs
@@ -67,9 +68,23 @@ def test_recorded_opt_outs_are_read_back(tmp_path: Path) -> None:
 numbers = st.integers(10**9, 10**15 - 1)
 
 
-@given(listed=st.lists(numbers, max_size=300), probes=st.lists(numbers, max_size=300))
-def test_lookups_agree_with_a_set(listed: list[int], probes: list[int]) -> None:
-    opt_outs = OptOuts(["x"], (n << 8 for n in listed))
-    assert len(opt_outs) == len(set(listed))
-    for n in [*probes, *listed]:
-        assert (opt_outs.list_of(n) is not None) == (n in set(listed))
+@pytest.mark.parametrize("compact", [False, True], ids=["dict", "compact"])
+@given(
+    first=st.lists(numbers, max_size=200),
+    second=st.lists(numbers, max_size=200),
+    probes=st.lists(numbers, max_size=200),
+)
+def test_lookups_agree_with_sets_in_both_representations(
+    compact: bool, first: list[int], second: list[int], probes: list[int]
+) -> None:
+    limit = optout.FAST_LIMIT
+    optout.FAST_LIMIT = -1 if compact else limit
+    try:
+        opt_outs = OptOuts(["a", "b"], [first, second])
+    finally:
+        optout.FAST_LIMIT = limit
+    assert opt_outs.compact is compact
+    assert len(opt_outs) == len(set(first) | set(second))
+    for n in [*probes, *first, *second]:
+        expected = "a" if n in set(first) else "b" if n in set(second) else None
+        assert opt_outs.list_of(n) == expected

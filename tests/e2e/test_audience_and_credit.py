@@ -7,6 +7,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import pytest
+
+from bulksend import optout
 from bulksend.campaign import run_campaign_async
 from bulksend.config import CampaignSettings
 from bulksend.simulator import Simulator
@@ -15,9 +18,16 @@ from tests.e2e.support import check_against_ledger, read_results, write_numbers
 MakeSettings = Callable[..., CampaignSettings]
 
 
+@pytest.mark.parametrize("compact", [False, True], ids=["dict", "compact"])
 async def test_opt_out_lists_in_any_format_are_never_texted(
-    tmp_path: Path, simulator: Simulator, make_settings: MakeSettings
+    tmp_path: Path,
+    simulator: Simulator,
+    make_settings: MakeSettings,
+    compact: bool,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    if compact:
+        monkeypatch.setattr(optout, "FAST_LIMIT", -1)
     numbers = write_numbers(tmp_path / "in.csv", 2_000)
     # A CSV list with a header and national numbers, and a bare one-per-line list: the reader's
     # formats and the campaign's --default-country apply.
