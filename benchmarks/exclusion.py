@@ -30,6 +30,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bulksend import optout  # noqa: E402
 from bulksend.numbers import NumberPolicy  # noqa: E402
 from bulksend.optout import load_opt_outs  # noqa: E402
 from bulksend.simulator import DEFAULT_API_ID, DEFAULT_PASSWORD, DEFAULT_USER  # noqa: E402
@@ -42,18 +43,30 @@ def _write(path: Path, numbers: list[int], header: bool) -> None:
         f.write("".join(f"+{n}\n" for n in numbers))
 
 
-def memory(list_path: Path, size: int) -> dict[str, float]:
-    tracemalloc.start()
-    opt_outs = load_opt_outs([list_path], NumberPolicy())
-    held, peak = tracemalloc.get_traced_memory()
-    tracemalloc.stop()
-    assert len(opt_outs) == size
-    return {
-        "numbers": size,
-        "bytes_per_number_held": held / size,
-        "bytes_per_number_peak": peak / size,
-        "table_and_filter_bytes": opt_outs.nbytes,
-    }
+def memory(list_path: Path, size: int) -> dict[str, dict[str, float]]:
+    """Bytes per number held after loading (and at the peak while loading), for both ways of
+    holding the numbers: the dict (up to FAST_LIMIT numbers) and the compact array."""
+    out: dict[str, dict[str, float]] = {}
+    limit = optout.FAST_LIMIT
+    for name, fast_limit in (("dict", max(limit, size)), ("compact", -1)):
+        optout.FAST_LIMIT = fast_limit
+        try:
+            started = time.perf_counter()
+            tracemalloc.start()
+            opt_outs = load_opt_outs([list_path], NumberPolicy())
+            held, peak = tracemalloc.get_traced_memory()
+            tracemalloc.stop()
+            took = time.perf_counter() - started
+        finally:
+            optout.FAST_LIMIT = limit
+        assert len(opt_outs) == size
+        out[name] = {
+            "bytes_per_number_held": round(held / size, 1),
+            "bytes_per_number_peak": round(peak / size, 1),
+            "load_seconds_traced": round(took, 2),
+        }
+        del opt_outs
+    return out
 
 
 def campaign(url: str, recipients: Path, out: Path, *extra: str) -> tuple[float, float]:
