@@ -46,7 +46,7 @@ _FILTER_BITS_PER_NUMBER = 16
 _MAX_LISTS = 255
 _DELIMITED = re.compile(rb'[,;\t|"]')
 _PLAIN = re.compile(rb"(?:\+|00)?([1-9][0-9]{6,14})")
-_UNUSUAL = re.compile(rb"[^0-9+\s]|(?:^|\s)0(?!0)")  # letters etc., or a national 0...
+_NATIONAL = re.compile(rb"(?m)^[ \t]*0[1-9]")  # a national number (0 then not 0)
 
 
 FAST_LIMIT = 2_000_000
@@ -143,7 +143,11 @@ def _plain_numbers(data: bytes) -> tuple[list[int], list[str]] | None:
         return None
     first, _, body = data.partition(b"\n")
     head: list[bytes] = [first]
-    if not _UNUSUAL.search(body):
+    if (
+        not body.translate(None, b"0123456789+ \t\r\n")  # digits, "+" and white space only
+        and not _NATIONAL.search(body)
+        and (b"\n" in body or b"\r" not in body)  # not an old-Mac CR-only file
+    ):
         # Only digits, "+" and white space, and no national "0..." number: int() in C does it
         # ("+27..." and "0027..." both give 27...).
         try:

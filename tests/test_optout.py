@@ -88,3 +88,11 @@ def test_lookups_agree_with_sets_in_both_representations(
     for n in [*probes, *first, *second]:
         expected = "a" if n in set(first) else "b" if n in set(second) else None
         assert opt_outs.list_of(n) == expected
+
+
+def test_national_numbers_with_leading_space_take_the_careful_path(tmp_path: Path) -> None:
+    path = tmp_path / "stop.txt"
+    path.write_text("+27821234567\n  0821234568\n")
+    opt_outs = load_opt_outs([path], ZA)
+    assert opt_outs.list_of(27821234568) == str(path)
+    assert opt_outs.list_of(821234568) is None
