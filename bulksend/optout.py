@@ -9,7 +9,7 @@ excludes ``+27 82 123 4567`` in the recipients. What it promises:
 * **Two ways to hold the numbers, by size** (measured by ``benchmarks/exclusion.py``):
 
   - up to :data:`FAST_LIMIT` numbers (2 M) in all: a ``dict`` from number to list, built in C —
-    about 0.3 s and **about 80 bytes per number** for a million, and a recipient is looked up
+    about 0.4 s and **about 75 bytes per number** for a million, and a recipient is looked up
     with one C call (about 0.06 µs), so a list costs the campaign next to nothing per row;
   - above that: one sorted ``array('q')`` (``number << 8 | list``, 8 bytes) plus a bitmap filter
     of 16 bits per number: **about 10 bytes per number**, at about 0.5 µs per recipient row (a
