@@ -19,6 +19,7 @@ import argparse
 import json
 import os
 import random
+import resource
 import statistics
 import subprocess
 import sys
@@ -69,8 +70,9 @@ def memory(list_path: Path, size: int) -> dict[str, dict[str, float]]:
     return out
 
 
-def campaign(url: str, recipients: Path, out: Path, *extra: str) -> tuple[float, float]:
-    """Wall seconds of the whole command, and of the campaign less loading the lists."""
+def campaign(url: str, recipients: Path, out: Path, *extra: str) -> tuple[float, float, float]:
+    """Wall seconds of the whole command, of the campaign less loading the lists, and the CPU
+    seconds of the command and its reader child (less sensitive to other load on the machine)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("BULKSEND_")}
     env.update(
         BULKSEND_PASSWORD=DEFAULT_PASSWORD,
@@ -82,13 +84,16 @@ def campaign(url: str, recipients: Path, out: Path, *extra: str) -> tuple[float,
         "--endpoint", url, "--no-progress", "--concurrency", "64", "--restart", "--out", str(out),
         "--summary-json", str(out) + ".json", *extra,
     ]  # fmt: skip
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
     took = time.perf_counter() - started
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     if done.returncode != 0:
         raise SystemExit(f"campaign failed ({done.returncode}): {done.stderr[-2000:]}")
     summary = json.loads(Path(str(out) + ".json").read_text())
-    return took, summary["elapsed_seconds"] - summary["opt_out_load_seconds"]
+    return took, summary["elapsed_seconds"] - summary["opt_out_load_seconds"], cpu
 
 
 def main() -> None:
@@ -120,8 +125,8 @@ def main() -> None:
         try:
             assert sim.stdout is not None
             url = sim.stdout.readline().rsplit(" ", 1)[-1].strip()
-            plain: list[tuple[float, float]] = []
-            excluded: list[tuple[float, float]] = []
+            plain: list[tuple[float, float, float]] = []
+            excluded: list[tuple[float, float, float]] = []
             for _ in range(args.runs):
                 plain.append(campaign(url, work / "in.csv", work / "a.csv"))
                 excluded.append(
@@ -133,19 +138,25 @@ def main() -> None:
             sim.terminate()
             sim.wait()
         n = args.recipients
-        wall_a = statistics.median(t for t, _ in plain)
-        wall_b = statistics.median(t for t, _ in excluded)
-        send_a = statistics.median(t for _, t in plain)
-        send_b = statistics.median(t for _, t in excluded)
+        wall_a = statistics.median(t for t, _, _ in plain)
+        wall_b = statistics.median(t for t, _, _ in excluded)
+        send_a = statistics.median(t for _, t, _ in plain)
+        send_b = statistics.median(t for _, t, _ in excluded)
+        cpu_a = statistics.median(c for _, _, c in plain)
+        cpu_b = statistics.median(c for _, _, c in excluded)
         report["throughput"] = {
             "recipients": n,
             "list_size": args.list_size,
             "latency": args.latency,
             "runs": args.runs,
-            "wall_seconds_without": [round(t, 2) for t, _ in plain],
-            "wall_seconds_with": [round(t, 2) for t, _ in excluded],
-            "campaign_seconds_less_list_load_without": [round(t, 2) for _, t in plain],
-            "campaign_seconds_less_list_load_with": [round(t, 2) for _, t in excluded],
+            "wall_seconds_without": [round(t, 2) for t, _, _ in plain],
+            "wall_seconds_with": [round(t, 2) for t, _, _ in excluded],
+            "campaign_seconds_less_list_load_without": [round(t, 2) for _, t, _ in plain],
+            "campaign_seconds_less_list_load_with": [round(t, 2) for _, t, _ in excluded],
+            "client_cpu_seconds_without": [round(c, 2) for _, _, c in plain],
+            "client_cpu_seconds_with": [round(c, 2) for _, _, c in excluded],
+            "client_cpu_us_per_row_without": round(cpu_a / n * 1e6, 2),
+            "client_cpu_us_per_row_with": round(cpu_b / n * 1e6, 2),
             "rows_per_s_without": round(n / send_a),
             "rows_per_s_with": round(n / send_b),
             "ratio_sending_rate_with_to_without": round(send_a / send_b, 3),
