@@ -519,7 +519,6 @@ class Campaign:
                 self.gateway = gateway
                 if self._request_seconds is not None:
                     gateway.on_request = self._request_seconds.observe
-                gateway.flow.start()
                 await self._login(gateway)
                 if s.check_balance and not self._stopping.is_set():
                     async with Account(client_settings) as account:
@@ -766,53 +765,59 @@ class Campaign:
     async def _sender(
         self, gateway: Gateway, journal: Journal, queue: asyncio.Queue[Batch | None]
     ) -> None:
+        parts: list[Batch] = []  # this sender's batch, split for a rate learned meanwhile
         while True:
-            batch = await queue.get()
+            batch = await self._next_batch(queue, gateway, parts)
             if batch is None:
                 return
-            # A rate learned since the batch was cut (or while it waited, or was throttled) may
-            # ask for smaller requests: split it, and split again when the gateway says so.
-            parts = [batch]
-            while parts and not self._stopping.is_set():
-                part = parts.pop()
-                size = gateway.batch_limit(len(part.rows))
-                if size < len(part.rows):
-                    parts.extend(
-                        Batch(part.rows[i : i + size], part.msisdns[i : i + size])
-                        for i in reversed(range(0, len(part.rows), size))
-                    )
-                elif not await self._send_batch(gateway, journal, part):
-                    parts.append(part)
+            if self._stopping.is_set():
+                continue
+            seqs: list[int] = []
 
-    async def _send_batch(self, gateway: Gateway, journal: Journal, batch: Batch) -> bool:
-        """Send one batch and record it; False when it must be split first (nothing sent)."""
-        seqs: list[int] = []
+            def intend(batch: Batch = batch, seqs: list[int] = seqs) -> None:
+                seqs.append(journal.intend(batch.rows, batch.msisdns))
 
-        def intend(batch: Batch = batch, seqs: list[int] = seqs) -> None:
-            seqs.append(journal.intend(batch.rows, batch.msisdns))
+            self._in_flight += 1
+            try:
+                outcome = await gateway.send(batch.msisdns, before_first_request=intend)
+            except StorageError as exc:
+                if seqs:
+                    raise
+                self.fail_storage(exc)  # the intent was refused: the batch never left
+                continue
+            finally:
+                self._in_flight -= 1
+            self.summary.requests += outcome.attempts
+            if outcome.status is BatchStatus.RESIZE:  # throttled only: nothing was processed
+                if seqs:
+                    journal.abandon(seqs[0])
+                parts.append(batch)
+                continue
+            if not seqs:  # never left: nothing to record, the rows stay pending
+                if outcome.status is BatchStatus.FATAL:
+                    self.stop(redact(outcome.reason), EXIT_FATAL)
+                continue
+            self.summary.batches += 1
+            self._record(journal, seqs[0], batch, outcome)
 
-        self._in_flight += 1
-        try:
-            outcome = await gateway.send(batch.msisdns, before_first_request=intend)
-        except StorageError as exc:
-            if seqs:
-                raise
-            self.fail_storage(exc)  # the intent was refused: the batch never left
-            return True
-        finally:
-            self._in_flight -= 1
-        self.summary.requests += outcome.attempts
-        if outcome.status is BatchStatus.RESIZE:  # throttled only: nothing was processed
-            if seqs:
-                journal.abandon(seqs[0])
-            return False
-        if not seqs:  # never left: nothing to record, the rows stay pending
-            if outcome.status is BatchStatus.FATAL:
-                self.stop(redact(outcome.reason), EXIT_FATAL)
-            return True
-        self.summary.batches += 1
-        self._record(journal, seqs[0], batch, outcome)
-        return True
+    @staticmethod
+    async def _next_batch(
+        queue: asyncio.Queue[Batch | None], gateway: Gateway, parts: list[Batch]
+    ) -> Batch | None:
+        """The next batch to send: the rest of a split one first, else the queue's; split when
+        it is larger than the gateway's flow control now allows (a rate learned since it was
+        cut, while it waited, or when the gateway throttled it)."""
+        batch = parts.pop() if parts else await queue.get()
+        if batch is None:
+            return None
+        size = gateway.batch_limit(len(batch.rows))
+        if size < len(batch.rows):
+            parts.extend(
+                Batch(batch.rows[i : i + size], batch.msisdns[i : i + size])
+                for i in reversed(range(0, len(batch.rows), size))
+            )
+            batch = parts.pop()
+        return batch
 
     def _record(self, journal: Journal, seq: int, batch: Batch, outcome: BatchOutcome) -> None:
         now = utc_now()

@@ -201,7 +201,6 @@ def _add_send_arguments(p: argparse.ArgumentParser) -> None:
         metavar="HOST:PORT",
         help="also receive delivery callbacks here, into <results>.receipts.csv",
     )
-    # issue 10: operations
     p.add_argument(
         "--metrics-listen",
         metavar="HOST:PORT",

@@ -30,9 +30,9 @@ admitted since the last pause is a *throttle event*. The gateway's bucket (``bur
 at most ``burst·R``; with ``A`` messages admitted from ``s`` to the refusal, ``Δ`` seconds later,
 ``burst·R + R·Δ - A < n`` for the ``s`` where the bucket was last full, and ``>= 0`` before the
 refusal: ``A / (burst + Δ) <= R < (A + n) / (burst + Δ)``; and the bucket lacked at most ``n``,
-refilled in ``Retry-After`` seconds (rounded up when whole): ``R <= n / (Retry-After - 1)``. The ``s`` taken is the one giving the
-highest bound (the busiest stretch: an idle spell refills the bucket), and the rate estimated as
-``(A + n/2) / (burst + Δ)``. When ``n`` is large against ``A`` (an early event) the estimate is
+refilled in ``Retry-After`` seconds (rounded up when whole): ``R <= n / (Retry-After - 1)``. The
+``s`` taken is the one giving the highest bound (the busiest stretch: an idle spell refills the
+bucket), and the rate estimated as ``(A + n/2) / (burst + Δ)``. When ``n`` is large against ``A`` (an early event) the estimate is
 loose and the sender paces at the upper bound, which makes the next event come soon and precise;
 once tight, it paces at the estimate and grows it by :data:`GROWTH_PER_SECOND` to follow an account
 whose limit rises (the pace is :data:`MARGIN` of the estimate, which is within ``n/2`` of the
@@ -235,9 +235,6 @@ class FlowControl:
         self._epoch += 1  # requests admitted from now on count towards the next event
         self._history = deque(maxlen=HISTORY)
         return pause
-
-    def start(self) -> None:
-        """The campaign starts now (kept for callers; the estimate needs no start time)."""
 
     def _set_learned(self, estimate: float, now: float, *, refine: bool) -> None:
         current = self.rate

@@ -66,7 +66,6 @@ async def test_a_throttled_request_gives_its_slot_back_but_waits_for_the_pause()
 async def test_first_throttle_event_learns_an_upper_bound_then_a_tight_estimate() -> None:
     clock = Clock()
     flow = FlowControl(32, clock=clock)
-    flow.start()
     first = await flow.acquire(600)
     second = await flow.acquire(600)
     flow.succeeded(first)
@@ -105,7 +104,6 @@ async def test_first_throttle_event_learns_an_upper_bound_then_a_tight_estimate(
 async def test_a_late_429_from_before_the_pause_refines_instead_of_starting_an_event() -> None:
     clock = Clock()
     flow = FlowControl(32, clock=clock)
-    flow.start()
     tickets = []
     flow.window = 3
     for _ in range(3):
