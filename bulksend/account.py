@@ -35,15 +35,22 @@ class _Retry(Exception):
 class Account:
     """``getbalance`` and ``delmsg`` with the campaign's endpoint and credentials."""
 
-    def __init__(self, settings: ClientSettings) -> None:
+    def __init__(
+        self, settings: ClientSettings, session: aiohttp.ClientSession | None = None
+    ) -> None:
+        """``session``: an open keep-alive session to share (the campaign's gateway pool, so the
+        pre-flight opens no connection of its own); it is left open."""
         self.settings = settings
         self._base = settings.endpoint.rstrip("/")
-        self._session: aiohttp.ClientSession | None = None
+        self._session = session
+        self._own_session = session is None
         self._auth = settings.auth
         self._login_lock = asyncio.Lock()
 
     async def __aenter__(self) -> Account:
         s = self.settings
+        if not self._own_session:
+            return self
         self._session = aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(limit=s.concurrency, ssl=s.verify_tls),
             timeout=aiohttp.ClientTimeout(
@@ -59,9 +66,9 @@ class Account:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        if self._session is not None:
+        if self._session is not None and self._own_session:
             await self._session.close()
-            self._session = None
+        self._session = None
 
     async def balance(self) -> float:
         """The account's credit (``getbalance``)."""

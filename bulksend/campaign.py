@@ -252,6 +252,7 @@ class Campaign:
         self._journal: Journal | None = None
         self.opt_outs: OptOuts | None = None
         self._send_limit: int | None = None  # messages the credit covers (--allow-partial)
+        self._preflight_task: asyncio.Task[None] | None = None
         self._opted_out_numbers: list[str] = []  # ERR 122 answers, for --record-opt-outs
         self._abort = asyncio.Event()  # stop everything now: in-flight requests are cancelled
         self._storage_error: StorageError | None = None
@@ -363,6 +364,11 @@ class Campaign:
             ):
                 await self._send_campaign()
                 summary = self._finish()  # before the receiver lingers for late receipts
+                if s.check_balance and summary.balance_before is not None:
+                    # Reporting, after the campaign's clock stopped.
+                    with contextlib.suppress(GatewayError, ProtocolError):
+                        async with Account(self._client_settings()) as account:
+                            summary.balance_after = await account.balance()
         finally:
             lock.release()
         if self._storage_error is not None and summary.exit_code != EXIT_STORAGE:
@@ -521,8 +527,12 @@ class Campaign:
                     gateway.on_request = self._request_seconds.observe
                 await self._login(gateway)
                 if s.check_balance and not self._stopping.is_set():
-                    async with Account(client_settings) as account:
-                        await self._preflight(account, state.done)
+                    # The balance is asked while the reader starts; the producer waits for the
+                    # answer before the first batch leaves (so it costs no round trip of its own).
+                    self._preflight_task = asyncio.create_task(
+                        self._preflight(Account(client_settings, gateway.http), state.done),
+                        name="preflight",
+                    )
                 with self._signals():
                     self.reader = make_reader(
                         s.input_path,
@@ -533,15 +543,15 @@ class Campaign:
                         opt_outs=self.opt_outs,
                     )
                     await self._pipeline(gateway, journal, queue, rejects, state.done)
-                if s.check_balance and self.summary.balance_before is not None:
-                    with contextlib.suppress(GatewayError, ProtocolError):
-                        async with Account(client_settings) as account:
-                            self.summary.balance_after = await account.balance()
             try:
                 rejects.finish()  # after another file failed too: what the disk still takes
             except StorageError as exc:
                 self.fail_storage(exc)
         finally:
+            if self._preflight_task is not None:
+                if not self._preflight_task.done():
+                    self._preflight_task.cancel()  # the file held nothing to send
+                await asyncio.gather(self._preflight_task, return_exceptions=True)
             rejects.close()
             self.reader.close()
             if gateway is not None:
@@ -714,7 +724,12 @@ class Campaign:
         msisdns: list[str] = []
         check_done = len(done) > 0
         limit = self._send_limit
+        preflight = self._preflight_task
         async for block in self.reader.blocks():
+            if preflight is not None:
+                await preflight  # the credit pre-flight decides before the first batch
+                preflight = None
+                limit = self._send_limit
             if block.rejects:
                 if check_done:
                     # A row the campaign already handled stays in the results only, even if an

@@ -259,6 +259,12 @@ class Gateway:
         )
         return self
 
+    @property
+    def http(self) -> aiohttp.ClientSession:
+        """The keep-alive session, shared with the account calls (:mod:`bulksend.account`)."""
+        assert self._session is not None, "use Gateway as an async context manager"
+        return self._session
+
     async def __aexit__(
         self,
         exc_type: type[BaseException] | None,
