@@ -314,10 +314,18 @@ def _refuse_password_in_argv(argv: Sequence[str]) -> None:
             )
 
 
+def _refuse_if_held(results: Path) -> None:
+    """Refuse a held campaign before the heavy imports (under a second): only a hint, the
+    campaign takes the lock itself before anything is written."""
+    from bulksend.lock import held_by, probe
+
+    seen = probe(results)
+    if seen.held:
+        raise held_by(results, seen.holder)
+
+
 def _cmd_send(args: argparse.Namespace) -> int:
-    from bulksend.campaign import run_campaign
     from bulksend.config import load_settings
-    from bulksend.progress import make_progress, print_summary
 
     cli = {
         key: getattr(args, key, None)
@@ -372,6 +380,11 @@ def _cmd_send(args: argparse.Namespace) -> int:
         raise ConfigError("no password: set BULKSEND_PASSWORD, or password_env in the config file")
     if settings.method == "get" and not settings.dry_run:
         log.warning("--method get puts the credentials in the URL; prefer post")
+    if not settings.dry_run:
+        _refuse_if_held(settings.results_path)
+    from bulksend.campaign import run_campaign
+    from bulksend.progress import make_progress, print_summary
+
     progress = None if settings.dry_run else make_progress(settings.progress)
     try:
         summary = run_campaign(settings, on_progress=progress)

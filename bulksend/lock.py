@@ -37,7 +37,7 @@ from types import TracebackType
 
 from bulksend.errors import CampaignLocked, StorageError, redact
 
-__all__ = ["FileLock", "LockProbe", "close_inherited", "lock_path_for", "probe"]
+__all__ = ["FileLock", "LockProbe", "close_inherited", "held_by", "lock_path_for", "probe"]
 
 _ACQUIRE_TRIES = 25
 _ACQUIRE_PAUSE = 0.01
@@ -90,6 +90,16 @@ def format_holder(holder: dict[str, object]) -> str:
     return text
 
 
+def held_by(guarded: str | os.PathLike[str], holder: dict[str, object]) -> CampaignLocked:
+    """The refusal for a file another run holds, naming that run."""
+    return CampaignLocked(
+        f"{guarded} is in use by another bulksend run ({format_holder(holder)}); "
+        "nothing was sent. Wait for it to finish, or stop it first "
+        f"(`bulksend status {guarded}` shows it)",
+        holder,
+    )
+
+
 class FileLock:
     """An exclusive, kernel-released lock guarding one file (see the module docstring)."""
 
@@ -120,12 +130,7 @@ class FileLock:
                     continue
                 holder = _read_holder(fd)
                 os.close(fd)
-                raise CampaignLocked(
-                    f"{self.guarded} is in use by another bulksend run ({format_holder(holder)}); "
-                    "nothing was sent. Wait for it to finish, or stop it first "
-                    f"(`bulksend status {self.guarded}` shows it)",
-                    holder,
-                ) from None
+                raise held_by(self.guarded, holder) from None
             except OSError as exc:
                 os.close(fd)
                 raise StorageError(str(self.path), exc, "lock") from None

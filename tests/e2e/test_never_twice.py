@@ -103,8 +103,8 @@ def test_second_runner_refuses_through_other_names_then_takes_over_after_kill_9(
         assert f"pid {first.pid}" in second.stderr, second.stderr
         assert "Traceback" not in second.stderr
         assert "nothing was sent" in second.stderr
-        # Interpreter start-up included; the refusal itself waits at most 0.25 s.
-        assert took < 3.0, f"{name}: refused after {took:.1f} s"
+        # Interpreter start-up included (about 0.4 s here; a margin for a loaded CI machine).
+        assert took < 2.0, f"{name}: refused after {took:.1f} s"
     # It wrote nothing: no summary, nothing moved aside, the rejects file is the first run's.
     assert not (elsewhere / "s1.json").exists() and not (elsewhere / "s2.json").exists()
     assert not list(tmp_path.glob("in.results.csv.1*"))
