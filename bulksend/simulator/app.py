@@ -98,19 +98,17 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass, field
 from itertools import repeat
-from types import TracebackType
 from typing import NamedTuple
 from urllib.parse import unquote_plus
 
 from aiohttp import web
-from aiohttp.abc import AbstractAccessLogger
-from aiohttp.log import access_logger
 
 from bulksend.simulator.callbacks import CallbackDispatcher
 from bulksend.simulator.codes import err
 from bulksend.simulator.faults import Fault, Faults
 from bulksend.simulator.ledger import Ledger, LedgerEntry
 from bulksend.simulator.message import parse_message
+from bulksend.simulator.server import ServedApp
 
 __all__ = [
     "DEFAULT_API_ID",
@@ -210,21 +208,7 @@ class _SendRequest(NamedTuple):
     options: str
 
 
-class _PathOnlyAccessLogger(AbstractAccessLogger):
-    """Method, path, status and time: never the query string, which may hold a password."""
-
-    def log(self, request: web.BaseRequest, response: web.StreamResponse, time: float) -> None:
-        self.logger.info(
-            '%s "%s %s" %s %.6f',
-            request.remote,
-            request.method,
-            request.path,
-            response.status,
-            time,
-        )
-
-
-class Simulator:
+class Simulator(ServedApp):
     """The fake gateway; ``async with Simulator() as sim:`` serves it on ``sim.url``."""
 
     def __init__(
@@ -277,72 +261,8 @@ class Simulator:
 
     # -- life cycle ----------------------------------------------------------------------------
 
-    async def start(self) -> None:
-        """Open the ledger file (if any) and start serving; ``port=0`` picks a free port."""
-        if self._runner is not None:
-            raise RuntimeError("the simulator is already running")
-        if self._ledger_path is not None:
-            self.ledger.open(self._ledger_path, append=self._started_before)
-        runner = web.AppRunner(
-            self.make_app(),
-            handle_signals=False,
-            shutdown_timeout=self._shutdown_timeout,
-            access_log_class=_PathOnlyAccessLogger,
-            access_log=access_logger if self._access_log else None,
-        )
-        await runner.setup()
-        try:
-            site = web.TCPSite(runner, self._host, self._port, backlog=1024)
-            await site.start()
-        except BaseException:
-            await runner.cleanup()
-            self.ledger.close()
-            raise
-        self._runner = runner
-        self._bound_port = int(runner.addresses[0][1])
-        self._started_before = True
-        if self.callback_url:
-            self.callbacks = CallbackDispatcher(
-                self.callback_url, self.ledger, self.faults, self._credentials.api_id
-            )
-            await self.callbacks.start()
-
-    async def stop(self) -> None:
-        """Stop serving (in-flight requests get ``shutdown_timeout`` seconds), close the ledger."""
-        runner, self._runner = self._runner, None
-        callbacks, self.callbacks = self.callbacks, None
-        try:
-            if callbacks is not None:
-                await callbacks.stop()
-            if runner is not None:
-                await runner.cleanup()
-        finally:
-            self.ledger.close()
-
-    async def __aenter__(self) -> Simulator:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.stop()
-
-    @property
-    def port(self) -> int:
-        """The TCP port served on (the real one when constructed with ``port=0``)."""
-        if self._bound_port is None:
-            raise RuntimeError("the simulator has not been started")
-        return self._bound_port
-
-    @property
-    def url(self) -> str:
-        """Base URL of the gateway, e.g. ``http://127.0.0.1:54321`` (no trailing slash)."""
-        host = f"[{self._host}]" if ":" in self._host else self._host
-        return f"http://{host}:{self.port}"
+    def make_callbacks(self, url: str) -> CallbackDispatcher:
+        return CallbackDispatcher(url, self.ledger, self.faults, self._credentials.api_id)
 
     # -- account controls ----------------------------------------------------------------------
 

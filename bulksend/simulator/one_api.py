@@ -79,19 +79,17 @@ import re
 import string
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import asdict, dataclass
-from types import TracebackType
 from typing import Any, NamedTuple
 
 import aiohttp
 from aiohttp import web
-from aiohttp.abc import AbstractAccessLogger
-from aiohttp.log import access_logger
 
 from bulksend.gsm import Encoding, is_gsm7, part_count
 from bulksend.simulator.callbacks import CallbackDispatcher, log
 from bulksend.simulator.faults import Fault, Faults, retry_after_header
 from bulksend.simulator.ledger import AcceptedBatch, Ledger
 from bulksend.simulator.message import options_of
+from bulksend.simulator.server import ServedApp
 
 __all__ = [
     "CHARSETS",
@@ -221,20 +219,6 @@ class _Message(NamedTuple):
     options: str
 
 
-class _PathOnlyAccessLogger(AbstractAccessLogger):
-    """Method, path, status and time; never a header (the API key is one)."""
-
-    def log(self, request: web.BaseRequest, response: web.StreamResponse, time: float) -> None:
-        self.logger.info(
-            '%s "%s %s" %s %.6f',
-            request.remote,
-            request.method,
-            request.path,
-            response.status,
-            time,
-        )
-
-
 def _json(status: int, payload: object, headers: Mapping[str, str] | None = None) -> web.Response:
     return web.Response(
         status=status,
@@ -256,7 +240,7 @@ def _abort(request: web.Request) -> web.Response:
     return web.Response(status=500)
 
 
-class OneApiSimulator:
+class OneApiSimulator(ServedApp):
     """The fake One API; ``async with OneApiSimulator() as sim:`` serves it on ``sim.url``."""
 
     def __init__(
@@ -333,71 +317,8 @@ class OneApiSimulator:
 
     # -- life cycle ----------------------------------------------------------------------------
 
-    async def start(self) -> None:
-        """Open the ledger file (if any) and start serving; ``port=0`` picks a free port."""
-        if self._runner is not None:
-            raise RuntimeError("the simulator is already running")
-        if self._ledger_path is not None:
-            self.ledger.open(self._ledger_path, append=self._started_before)
-        runner = web.AppRunner(
-            self.make_app(),
-            handle_signals=False,
-            shutdown_timeout=self._shutdown_timeout,
-            access_log_class=_PathOnlyAccessLogger,
-            access_log=access_logger if self._access_log else None,
-        )
-        await runner.setup()
-        try:
-            site = web.TCPSite(runner, self._host, self._port, backlog=1024)
-            await site.start()
-        except BaseException:
-            await runner.cleanup()
-            self.ledger.close()
-            raise
-        self._runner = runner
-        self._bound_port = int(runner.addresses[0][1])
-        self._started_before = True
-        if self.callback_url:
-            self.callbacks = JsonCallbackDispatcher(
-                self.callback_url, self.ledger, self.faults, self.integration_name
-            )
-            await self.callbacks.start()
-
-    async def stop(self) -> None:
-        """Stop serving (in-flight requests get ``shutdown_timeout`` seconds), close the ledger."""
-        runner, self._runner = self._runner, None
-        callbacks, self.callbacks = self.callbacks, None
-        try:
-            if callbacks is not None:
-                await callbacks.stop()
-            if runner is not None:
-                await runner.cleanup()
-        finally:
-            self.ledger.close()
-
-    async def __aenter__(self) -> OneApiSimulator:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.stop()
-
-    @property
-    def port(self) -> int:
-        if self._bound_port is None:
-            raise RuntimeError("the simulator has not been started")
-        return self._bound_port
-
-    @property
-    def url(self) -> str:
-        """Base URL, e.g. ``http://127.0.0.1:54321`` (no trailing slash; routes start ``/v1``)."""
-        host = f"[{self._host}]" if ":" in self._host else self._host
-        return f"http://{host}:{self.port}"
+    def make_callbacks(self, url: str) -> CallbackDispatcher:
+        return JsonCallbackDispatcher(url, self.ledger, self.faults, self.integration_name)
 
     # -- HTTP ----------------------------------------------------------------------------------
 
