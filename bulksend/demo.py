@@ -59,7 +59,15 @@ async def _demo(
     directory.mkdir(parents=True, exist_ok=True)
     sample = directory / f"recipients-{recipients}.csv"
     write_sample(sample, recipients)
-    faults = Faults(latency=latency, jitter=jitter, reject_suffixes=("13", "666"), seed=7)
+    # An account with a real balance (five credits a row), so the credit pre-flight and the
+    # balance before and after mean something.
+    faults = Faults(
+        latency=latency,
+        jitter=jitter,
+        reject_suffixes=("13", "666"),
+        seed=7,
+        credit=float(5 * recipients),
+    )
     receipts_port = _free_port()
     async with Simulator(
         user=DEFAULT_USER,
