@@ -253,7 +253,6 @@ class Campaign:
         self.opt_outs: OptOuts | None = None
         self._send_limit: int | None = None  # messages the credit covers (--allow-partial)
         self._preflight_task: asyncio.Task[None] | None = None
-        self._opted_out_numbers: list[str] = []  # ERR 122 answers, for --record-opt-outs
         self._abort = asyncio.Event()  # stop everything now: in-flight requests are cancelled
         self._storage_error: StorageError | None = None
         self._unexpected: BaseException | None = None

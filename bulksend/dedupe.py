@@ -14,7 +14,6 @@ Keys are MSISDNs as integers (at most 15 digits, so below 2**63, and never 0); r
 from __future__ import annotations
 
 from array import array
-from collections.abc import Iterator
 
 __all__ = ["FirstRowTable"]
 
@@ -61,10 +60,6 @@ class FirstRowTable:
                     self._grow()
                 return row
             i = (i + 1) & mask
-
-    def stored_keys(self) -> Iterator[int]:
-        """Every key held, in no particular order."""
-        return (k for k in self._keys if k != _EMPTY)
 
     def get(self, key: int) -> int:
         """The row stored for ``key``, or 0 (rows are never 0)."""

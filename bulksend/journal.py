@@ -726,14 +726,12 @@ class Journal:
                 os.fsync(out.fileno())
         except OSError as exc:
             raise StorageError(str(results_tmp), exc) from None
-        renames = [results_tmp]
         if removed:
             old = b""
             if self.removed_path.exists():
                 old = self.removed_path.read_bytes()
             body = old or (RESULTS_HEADER + "\n").encode()
             _write_file(self._remap_path(self.removed_path), body + "".join(removed).encode())
-            renames.append(self._remap_path(self.removed_path))
         self.header["input_identity"] = identity.as_json()
         history = self.header.setdefault("input_history", [])
         if isinstance(history, list):
@@ -746,7 +744,6 @@ class Journal:
                 }
             )
         self._write_intent_log(self._remap_path(self.intent_path))
-        renames.append(self._remap_path(self.intent_path))
         _write_file(self._commit_marker, b"commit\n")
         _fsync_dir(self.results_path.parent)
         self._close_fds()

@@ -516,6 +516,9 @@ class ReceiptServer:
         return web.Response(text="OK")
 
 
+EXIT_STORAGE = 4
+"""``bulksend receipts`` exit status when the receipts file fails (the CLI's storage code)."""
+
 LINGER_QUIET = 2.0
 """After a campaign, :func:`collect_receipts` keeps listening until callbacks pause this long..."""
 LINGER_MAX = 120.0
@@ -620,6 +623,3 @@ async def _serve_receipts(server: ReceiptServer, stop: asyncio.Event) -> int:
         print(f"bulksend: error: {server.failed}", file=sys.stderr, flush=True)
         return EXIT_STORAGE
     return 0
-
-
-EXIT_STORAGE = 4
