@@ -19,7 +19,7 @@ import aiohttp
 
 from bulksend.client import MAX_ANSWER_BYTES, ClientSettings
 from bulksend.errors import ErrorClass, GatewayError, ProtocolError, redact, register_secret
-from bulksend.protocol import parse_auth, parse_getbalance, parse_querymsg
+from bulksend.wire.legacy import parse_auth, parse_getbalance, parse_querymsg
 
 __all__ = ["Account"]
 

@@ -70,10 +70,11 @@ from bulksend.lock import FileLock
 from bulksend.metrics import MetricsServer, campaign_metrics, serve_metrics
 from bulksend.numbers import NumberPolicy
 from bulksend.optout import OptOuts, append_opt_outs, load_opt_outs
-from bulksend.protocol import Auth, MessageOptions, SendmsgTemplate, Verdict, classify
 from bulksend.reader import InlineReader, ProcessReader, make_reader
 from bulksend.receipts import collect_receipts, receipts_path_for
 from bulksend.source import RecipientSource, Reject
+from bulksend.wire import Batch, Verdict, WireProtocol
+from bulksend.wire.legacy import Auth, MessageOptions, SendmsgTemplate, SendmsgWire
 
 __all__ = [
     "EXIT_FATAL",
@@ -103,12 +104,6 @@ STORAGE_DRAIN_SECONDS = 5.0
 """After a storage failure that still lets outcomes be recorded, in-flight batches get this long."""
 EXIT_SIGINT = 130
 EXIT_SIGTERM = 143
-
-
-@dataclass(frozen=True, slots=True)
-class Batch:
-    rows: list[int]
-    msisdns: list[str]
 
 
 @dataclass(frozen=True, slots=True)
@@ -520,7 +515,7 @@ class Campaign:
         queue: asyncio.Queue[Batch | None] = asyncio.Queue(maxsize=max(2, s.concurrency * 2))
         gateway: Gateway | None = None
         try:
-            async with Gateway(client_settings, self.template) as gateway:
+            async with Gateway(client_settings, self.make_wire()) as gateway:
                 self.gateway = gateway
                 if self._request_seconds is not None:
                     gateway.on_request = self._request_seconds.observe
@@ -542,6 +537,7 @@ class Campaign:
                         opt_outs=self.opt_outs,
                     )
                     await self._pipeline(gateway, journal, queue, rejects, state.done)
+                await gateway.finish()
             try:
                 rejects.finish()  # after another file failed too: what the disk still takes
             except StorageError as exc:
@@ -555,6 +551,16 @@ class Campaign:
             self.reader.close()
             if gateway is not None:
                 self.summary.throttled = gateway.flow.throttled
+
+    def make_wire(self) -> WireProtocol:
+        """The wire protocol this campaign speaks (see :mod:`bulksend.wire`)."""
+        s = self.settings
+        return SendmsgWire(
+            self.template,
+            Auth(api_id=s.api_id, user=s.user, password=s.password),
+            use_session=s.auth == "session",
+            method=s.method,
+        )
 
     def _client_settings(self) -> ClientSettings:
         s = self.settings
@@ -793,7 +799,7 @@ class Campaign:
 
             self._in_flight += 1
             try:
-                outcome = await gateway.send(batch.msisdns, before_first_request=intend)
+                outcome = await gateway.send(batch, before_first_request=intend)
             except StorageError as exc:
                 if seqs:
                     raise
@@ -827,8 +833,7 @@ class Campaign:
         size = gateway.batch_limit(len(batch.rows))
         if size < len(batch.rows):
             parts.extend(
-                Batch(batch.rows[i : i + size], batch.msisdns[i : i + size])
-                for i in reversed(range(0, len(batch.rows), size))
+                batch.slice(i, i + size) for i in reversed(range(0, len(batch.rows), size))
             )
             batch = parts.pop()
         return batch
@@ -872,7 +877,7 @@ class Campaign:
                     append(f"{row},{msisdn},accepted,{result[1]}{tail}")
                     n_accepted += 1
                 elif result[0] is Verdict.REJECTED:
-                    klass = classify(result.code, per_recipient=True)
+                    klass = result.error_class or ErrorClass.RECIPIENT
                     if klass is ErrorClass.RECIPIENT:
                         append(
                             format_result(
@@ -927,6 +932,8 @@ class Campaign:
             self._sent += len(lines)
             journal.complete(seq, lines)
             log.warning("a batch of %d may or may not have been sent: %s", len(lines), reason)
+            if outcome.error is not None:  # refused, yet maybe processed: stop, record unknown
+                self.stop(redact(reason), EXIT_FATAL)
             return
         # NOT_SENT or FATAL: nothing was processed; the rows stay pending for a resume.
         journal.abandon(seq)

@@ -32,7 +32,7 @@ from bulksend.config import AccountSettings
 from bulksend.errors import ConfigError, GatewayError, ProtocolError, StorageError, redact
 from bulksend.journal import RESULTS_HEADER, utc_now
 from bulksend.lock import FileLock
-from bulksend.protocol import Auth
+from bulksend.wire.legacy import Auth
 
 __all__ = ["CANCEL_HEADER", "CancelSummary", "cancel_campaign", "cancel_path_for"]
 

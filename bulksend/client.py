@@ -1,16 +1,22 @@
-"""The gateway over aiohttp: one batch in, one outcome per number out, with the retry policy.
+"""The gateway over aiohttp: one batch in, one outcome per recipient out, with the retry policy.
+
+The client knows no protocol: a :class:`~bulksend.wire.WireProtocol` (``sendmsg``, the batch
+interface, the One API) builds each request and parses each answer into per-recipient outcomes and
+a request-level error class; this module sends, retries and paces. What it decides from the class:
 
 The distinction this module exists for is *never sent* versus *maybe sent*:
 
-* **certainly not processed** — the TCP connect failed or timed out, HTTP 429/502/503/504, the
-  gateway answered ``ERR: 901`` (internal error) or ``ERR: 003`` (session expired: we log in again
-  first). These are retried with exponential backoff and jitter, honouring ``Retry-After``, within a
+* **certainly not processed** — the TCP connect failed or timed out, or the protocol says so
+  (``TRANSIENT``: HTTP 429/502/503/504, ``ERR: 901``, One API code 19 or 5xx; ``SESSION``:
+  ``ERR: 003`` or an expired batch id, renewed through the protocol's preparation steps first).
+  These are retried with exponential backoff and jitter, honouring ``Retry-After``, within a
   bounded number of attempts and a bounded total time (tenacity strategies, see :class:`RetryPolicy`);
-* **maybe processed** — the connection was lost or timed out after the request was written, an
-  HTTP status that does not say "not processed", an answer that is not a sendmsg answer. Never
-  retried: the batch's numbers come back :attr:`BatchStatus.UNKNOWN`;
-* **refused** — a whole-request ``ERR:`` of the fatal or request class (auth, frozen account, no
-  credit, IP lockdown, bad parameters): :attr:`BatchStatus.FATAL`, nothing was processed.
+* **maybe processed** — the connection was lost or timed out after the request was written, or
+  the answer says nothing certain (an unexpected HTTP status, an unreadable body). Never retried:
+  the batch's recipients come back :attr:`BatchStatus.UNKNOWN`;
+* **refused** — a whole-request error of the fatal or request class (auth, frozen account, no
+  credit, IP lockdown, bad parameters): :attr:`BatchStatus.FATAL`, nothing was processed (unless
+  the protocol says some may have been: then ``UNKNOWN`` and the campaign stops).
 
 Throttling is also flow control (:class:`~bulksend.flow.FlowControl`): every request is admitted
 through the pause a 429's ``Retry-After`` asks for, a window of requests in flight and pacing at the
@@ -42,18 +48,10 @@ from tenacity import (
     wait_exponential_jitter,
 )
 
-from bulksend.errors import ErrorClass, GatewayError, ProtocolError, redact, register_secret
+from bulksend.errors import ErrorClass, GatewayError, redact
 from bulksend.flow import FlowControl, Ticket
-from bulksend.protocol import (
-    MAX_NUMBERS_GET,
-    Auth,
-    NumberResult,
-    SendmsgAnswer,
-    SendmsgTemplate,
-    Verdict,
-    parse_auth,
-    parse_sendmsg,
-)
+from bulksend.wire import Answer, Batch, Outcome, Request, RequestError, Step, WireProtocol
+from bulksend.wire.legacy import Auth
 
 __all__ = [
     "BatchOutcome",
@@ -65,21 +63,19 @@ __all__ = [
 
 log = logging.getLogger("bulksend.client")
 
-_NOT_PROCESSED_HTTP = frozenset({429, 502, 503, 504})
-
 # An answer for 600 numbers is about 32 KB; anything near this is not a sendmsg answer.
 MAX_ANSWER_BYTES = 1 << 20
 
 
-async def _read_capped(resp: aiohttp.ClientResponse, limit: int) -> bytes:
-    """The body, or :class:`_MaybeProcessed` once it grows past ``limit`` (never buffers more)."""
+async def _read_capped(resp: aiohttp.ClientResponse, limit: int) -> bytes | None:
+    """The body, or ``None`` once it grows past ``limit`` (never buffers more)."""
     chunks: list[bytes] = []
     size = 0
     async for chunk in resp.content.iter_chunked(1 << 16):
         size += len(chunk)
         if size > limit:
             resp.close()
-            raise _MaybeProcessed(f"answer larger than {limit} bytes; it may have been processed")
+            return None
         chunks.append(chunk)
     return b"".join(chunks)
 
@@ -121,21 +117,21 @@ class BatchStatus(StrEnum):
 @dataclass(slots=True)
 class BatchOutcome:
     """What became of a batch. For ``ANSWERED``, ``answer`` holds the parsed answer (whose
-    ``api_ids`` fast path the campaign uses) and ``results`` one result per number."""
+    ``api_ids`` fast path the campaign uses) and ``results`` one outcome per recipient."""
 
     status: BatchStatus
-    answer: SendmsgAnswer | None = None
+    answer: Answer | None = None
     attempts: int = 1
     reason: str = ""
     error: GatewayError | None = None
 
     @property
-    def results(self) -> list[NumberResult]:
-        return self.answer.results if self.answer is not None else []
+    def results(self) -> tuple[Outcome, ...]:
+        return self.answer.outcomes if self.answer is not None else ()
 
     @property
-    def anomalies(self) -> list[str]:
-        return self.answer.anomalies if self.answer is not None else []
+    def anomalies(self) -> tuple[str, ...]:
+        return self.answer.anomalies if self.answer is not None else ()
 
 
 class _NotProcessed(Exception):
@@ -156,23 +152,6 @@ class _MaybeProcessed(Exception):
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
         self.reason = reason
-
-
-class _Fatal(Exception):
-    """An HTTP answer that says our request is wrong (bad endpoint, forbidden): not processed."""
-
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
-
-
-def _retry_after(value: str | None) -> float | None:
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        return None  # an HTTP date: fall back to our own backoff
 
 
 class _WaitHonouringRetryAfter:
@@ -211,27 +190,25 @@ class _StopAfterFailures:
 
 
 class Gateway:
-    """One keep-alive connection pool to the gateway, shared by every batch of a campaign."""
+    """One keep-alive connection pool to the gateway, shared by every batch of a campaign, and the
+    wire protocol its requests speak."""
 
-    def __init__(self, settings: ClientSettings, template: SendmsgTemplate) -> None:
+    def __init__(self, settings: ClientSettings, wire: WireProtocol) -> None:
         self.settings = settings
-        self.template = template
-        self.auth = settings.auth
+        self.wire = wire
         self.flow = FlowControl(settings.concurrency, settings.rate)
         self.outcomes: Counter[str] = Counter()
-        """sendmsg attempts by outcome: answered, throttled, not_processed, unknown."""
+        """message-request attempts by outcome: answered, throttled, not_processed, unknown."""
         self.on_request: Callable[[float], None] | None = None
         """Called with each attempt's duration in seconds (metrics)."""
         self._session: aiohttp.ClientSession | None = None
-        self._login_lock = asyncio.Lock()
-        self._session_generation = 0
-        base = settings.endpoint.rstrip("/")
-        self._send_url = f"{base}/http/sendmsg"
-        self._auth_url = f"{base}/http/auth"
+        self._prepare_lock = asyncio.Lock()
+        self._generation = 0
+        self._base = settings.endpoint.rstrip("/")
 
     def batch_limit(self, requested: int) -> int:
         """The largest batch to send now (smaller than ``requested`` on a slow account)."""
-        return self.flow.batch_limit(requested)
+        return self.flow.batch_limit(min(requested, self.wire.max_batch))
 
     async def __aenter__(self) -> Gateway:
         s = self.settings
@@ -275,46 +252,91 @@ class Gateway:
             await self._session.close()
             self._session = None
 
-    # -- auth --------------------------------------------------------------------------------------
+    # -- session state (log in, batch templates) ---------------------------------------------------
 
-    async def login(self, *, stale_generation: int | None = None) -> None:
-        """Obtain a session id (``/http/auth``). Concurrent callers share one login: whoever finds
-        the generation already moved on since its failure just uses the new session."""
-        if not self.settings.use_session:
+    async def prepare(self, batch: Batch | None = None) -> None:
+        """Run the protocol's preparation steps for ``batch`` (``None``: log in, if the protocol
+        has a session). Concurrent callers share one run. :class:`GatewayError` when refused."""
+        if self.wire.prepare(batch) is None:
             return
-        async with self._login_lock:
-            if stale_generation is not None and stale_generation != self._session_generation:
+        async with self._prepare_lock:
+            await self._run_steps(batch)
+
+    async def login(self) -> None:
+        """Obtain the protocol's session state before the first batch (fail early on bad
+        credentials)."""
+        await self.prepare(None)
+
+    async def _renew(self, error: RequestError, generation: int, batch: Batch) -> None:
+        """The gateway said the session state ``generation`` used is stale: drop it (once, however
+        many senders found out) and prepare again."""
+        async with self._prepare_lock:
+            if generation == self._generation:
+                self.wire.invalidate(error)
+                self._generation += 1
+            await self._run_steps(batch)
+
+    async def _run_steps(self, batch: Batch | None) -> None:
+        for _ in range(8):
+            step = self.wire.prepare(batch)
+            if step is None:
                 return
-            assert self._session is not None
-            form = self.settings.auth.params()
+            status, headers, body = await self._step(step)
+            self.wire.prepared(step, status, headers, body)
+            self._generation += 1
+            log.info("%s done (session generation %d)", step.name, self._generation)
+        raise GatewayError(0, "the protocol kept asking for preparation steps", ErrorClass.FATAL)
+
+    async def _step(self, step: Step) -> tuple[int, dict[str, str], bytes]:
+        assert self._session is not None
+        request = step.request
+        try:
+            async with self._session.request(
+                request.method,
+                self._base + request.path,
+                data=request.body or None,
+                headers=request.header_map(),
+            ) as resp:
+                body = await _read_capped(resp, MAX_ANSWER_BYTES)
+                return resp.status, dict(resp.headers), body or b""
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise GatewayError(
+                0, f"cannot {step.name}: {_describe(exc)}", ErrorClass.FATAL
+            ) from None
+
+    async def finish(self) -> None:
+        """Close the protocol's session state (``endbatch``); best effort, never raises."""
+        if self._session is None:
+            return
+        for request in self.wire.finish():
             try:
-                async with self._session.post(self._auth_url, data=form) as resp:
-                    body = await resp.text()
-                    if resp.status != 200:
-                        raise GatewayError(
-                            0, f"HTTP {resp.status} from /http/auth", ErrorClass.FATAL
-                        )
+                async with self._session.request(
+                    request.method,
+                    self._base + request.path,
+                    data=request.body or None,
+                    headers=request.header_map(),
+                ) as resp:
+                    await _read_capped(resp, MAX_ANSWER_BYTES)
             except (aiohttp.ClientError, TimeoutError) as exc:
-                raise GatewayError(
-                    0, f"cannot log in: {_describe(exc)}", ErrorClass.FATAL
-                ) from None
-            session_id = parse_auth(body)
-            register_secret(session_id)
-            self.auth = self.settings.auth.with_session(session_id)
-            self._session_generation += 1
-            log.info("logged in; session renewed (generation %d)", self._session_generation)
+                log.debug("closing the protocol session: %s", _describe(exc))
 
     # -- sending -----------------------------------------------------------------------------------
 
     async def send(
-        self, numbers: Sequence[str], before_first_request: Callable[[], None] | None = None
+        self,
+        batch: Batch | Sequence[str],
+        before_first_request: Callable[[], None] | None = None,
     ) -> BatchOutcome:
-        """Send one batch and say what became of each number. Never raises for gateway trouble.
+        """Send one batch and say what became of each recipient. Never raises for gateway trouble.
 
+        ``batch``: a :class:`~bulksend.wire.Batch`, or just numbers (rows 0..n-1).
         ``before_first_request`` runs once, right before the first request leaves (after the rate
         limiter and the window admitted it): the journal records the batch's intent there, so a
         batch still waiting for its turn is not "maybe sent".
         """
+        if not isinstance(batch, Batch):
+            numbers = list(batch)
+            batch = Batch(list(range(len(numbers))), numbers)
         hook: list[Callable[[], None]] = [before_first_request] if before_first_request else []
         policy = self.settings.retry
         attempts = 0
@@ -329,7 +351,7 @@ class Gateway:
             async for attempt in retrying:
                 with attempt:
                     attempts += 1
-                    outcome = await self._attempt(numbers, hook)
+                    outcome = await self._attempt(batch, hook)
                     outcome.attempts = attempts
                     return outcome
         except _NotProcessed as exc:
@@ -343,79 +365,78 @@ class Gateway:
         except _Resize:
             # The admission that found it too big sent nothing: not an attempt.
             return BatchOutcome(BatchStatus.RESIZE, attempts=attempts - 1, reason="resize")
-        except _Fatal as exc:
-            error = GatewayError(0, exc.reason, ErrorClass.REQUEST)
-            return BatchOutcome(
-                BatchStatus.FATAL, attempts=attempts, reason=exc.reason, error=error
-            )
         raise AssertionError("unreachable")  # pragma: no cover
 
     def _before_sleep(self, state: RetryCallState) -> None:
         exc = state.outcome.exception() if state.outcome is not None else None
         log.debug("retrying a batch after: %s", redact(str(exc)))
 
-    async def _attempt(
-        self, numbers: Sequence[str], hook: list[Callable[[], None]]
-    ) -> BatchOutcome:
+    async def _attempt(self, batch: Batch, hook: list[Callable[[], None]]) -> BatchOutcome:
         assert self._session is not None
         flow = self.flow
-        # An expired session is renewed and the batch resent at once (it was not processed):
+        wire = self.wire
+        size = len(batch.rows)
+        # Stale session state is renewed and the batch resent at once (it was not processed):
         # backing off first could outlive a short session timeout again.
         for renewal in range(3):
-            generation = self._session_generation
-            ticket = await flow.acquire(len(numbers))
-            if len(numbers) > flow.batch_limit(len(numbers)):
+            if wire.prepare(batch) is not None:
+                try:
+                    await self.prepare(batch)
+                except GatewayError as exc:
+                    return BatchOutcome(BatchStatus.FATAL, reason=str(exc), error=exc)
+            generation = self._generation
+            ticket = await flow.acquire(size)
+            if size > flow.batch_limit(size):
                 flow.failed(ticket, processed=False)
                 await flow.release(ticket)
                 raise _Resize
             try:
+                request = wire.build(batch)
                 if hook:
                     hook.pop()()
-                text = await self._request(numbers, ticket)
-                try:
-                    answer = parse_sendmsg(text, numbers)
-                except ProtocolError as exc:
-                    raise _MaybeProcessed(f"unreadable answer: {exc}") from None
-            except (_MaybeProcessed, _Fatal):
+                answer = await self._request(request, batch, ticket)
+            except _MaybeProcessed:
                 flow.failed(ticket)
                 raise
             finally:
                 await flow.release(ticket)
             error = answer.error
-            if error is None or error.error_class is ErrorClass.RECIPIENT:
-                flow.succeeded(ticket)
-            else:  # refused as a whole: nothing was processed
-                flow.failed(ticket, processed=False)
             if error is None:
-                break
-            if error.error_class is ErrorClass.SESSION and self.settings.use_session:
+                if answer.unknown_reason:
+                    flow.failed(ticket)
+                    return BatchOutcome(BatchStatus.UNKNOWN, reason=answer.unknown_reason)
+                flow.succeeded(ticket)
+                if answer.anomalies:
+                    log.warning(
+                        "gateway answer anomalies: %s", redact("; ".join(answer.anomalies[:5]))
+                    )
+                return BatchOutcome(BatchStatus.ANSWERED, answer)
+            if error.processed:  # refused, yet some recipients may have been processed
+                flow.failed(ticket)
+                gateway_error = GatewayError(error.code, error.description, error.error_class)
+                return BatchOutcome(
+                    BatchStatus.UNKNOWN, reason=redact(str(error)), error=gateway_error
+                )
+            flow.failed(ticket, processed=False)  # refused as a whole: nothing was processed
+            if error.error_class is ErrorClass.SESSION:
                 try:
-                    await self.login(stale_generation=generation)
+                    await self._renew(error, generation, batch)
                 except GatewayError as exc:
                     return BatchOutcome(BatchStatus.FATAL, reason=str(exc), error=exc)
                 if renewal < 2:
                     continue
-                raise _NotProcessed(f"session expired (ERR {error.code:03d}) again after login")
-            if error.error_class is ErrorClass.TRANSIENT:
-                raise _NotProcessed(f"ERR {error.code:03d}, {error.description}")
-            if error.error_class is ErrorClass.RECIPIENT:
-                # A bare recipient-class error for a whole multi-number request: every number.
-                result = NumberResult(
-                    Verdict.REJECTED, code=error.code, description=error.description
-                )
-                return BatchOutcome(BatchStatus.ANSWERED, SendmsgAnswer([result] * len(numbers)))
-            return BatchOutcome(BatchStatus.FATAL, reason=str(error), error=error)
-        if answer.anomalies:
-            log.warning("gateway answer anomalies: %s", "; ".join(answer.anomalies[:5]))
-        return BatchOutcome(BatchStatus.ANSWERED, answer)
+                raise _NotProcessed(f"{error} again after renewing the session")
+            gateway_error = GatewayError(error.code, error.description, error.error_class)
+            return BatchOutcome(BatchStatus.FATAL, reason=str(error), error=gateway_error)
+        raise AssertionError("unreachable")  # pragma: no cover
 
-    async def _request(self, numbers: Sequence[str], ticket: Ticket) -> str:
+    async def _request(self, request: Request, batch: Batch, ticket: Ticket) -> Answer:
         started = time.monotonic()
         outcome = "unknown"
         try:
-            text = await self._request_once(numbers, ticket)
+            answer = await self._request_once(request, batch, ticket)
             outcome = "answered"
-            return text
+            return answer
         except _NotProcessed as exc:
             outcome = "throttled" if exc.throttled else "not_processed"
             raise
@@ -424,40 +445,40 @@ class Gateway:
             if self.on_request is not None:
                 self.on_request(time.monotonic() - started)
 
-    async def _request_once(self, numbers: Sequence[str], ticket: Ticket) -> str:
+    async def _request_once(self, request: Request, batch: Batch, ticket: Ticket) -> Answer:
         assert self._session is not None
         try:
-            if self.settings.method == "get":
-                if len(numbers) > MAX_NUMBERS_GET:
-                    raise ProtocolError(f"a GET carries at most {MAX_NUMBERS_GET} numbers")
-                url = f"{self._send_url}?{self.template.query(self.auth, numbers)}"
-                ctx = self._session.get(url)
-            else:
-                ctx = self._session.post(
-                    self._send_url,
-                    data=self.template.body(self.auth, numbers),
-                    headers={"Content-Type": "application/x-www-form-urlencoded"},
-                )
-            async with ctx as resp:
+            async with self._session.request(
+                request.method,
+                self._base + request.path,
+                data=request.body or None,
+                headers=request.header_map() if request.headers else None,
+            ) as resp:
                 status = resp.status
-                if status in _NOT_PROCESSED_HTTP:
-                    retry_after = _retry_after(resp.headers.get("Retry-After"))
-                    if status == 429:
-                        self.flow.throttled_by_gateway(ticket, retry_after)
+                body = await _read_capped(resp, MAX_ANSWER_BYTES)
+                if body is None:
+                    if 200 <= status < 300:
+                        raise _MaybeProcessed(
+                            f"answer larger than {MAX_ANSWER_BYTES} bytes; "
+                            "it may have been processed"
+                        )
+                    body = b""  # an error page: its status says enough
+                answer = self.wire.parse(status, resp.headers, body, batch)
+                error = answer.error
+                if error is not None and error.error_class is ErrorClass.TRANSIENT:
+                    throttled = status == 429
+                    if throttled:
+                        self.flow.throttled_by_gateway(ticket, error.retry_after)
                     else:
                         self.flow.failed(ticket, processed=False)
-                    # Do not pool a connection the server (or a proxy) may be tearing down:
-                    # a request sent on it next would fail as "maybe processed".
-                    resp.close()
+                    if status >= 300:
+                        # Do not pool a connection the server (or a proxy) may be tearing down:
+                        # a request sent on it next would fail as "maybe processed".
+                        resp.close()
                     raise _NotProcessed(
-                        f"HTTP {status}", retry_after=retry_after, throttled=status == 429
+                        redact(str(error)), retry_after=error.retry_after, throttled=throttled
                     )
-                body = await _read_capped(resp, MAX_ANSWER_BYTES)
-                if status != 200:
-                    if status in (401, 403, 404, 405):
-                        raise _Fatal(f"HTTP {status} from {self._send_url}")
-                    raise _MaybeProcessed(f"HTTP {status}")
-                return body.decode("utf-8", errors="replace")
+                return answer
         except aiohttp.ConnectionTimeoutError as exc:
             self.flow.failed(ticket, processed=False)
             raise _NotProcessed(f"connect timeout: {_describe(exc)}") from None

@@ -17,7 +17,8 @@ from bulksend.client import (
     _NotProcessed,
     _WaitHonouringRetryAfter,
 )
-from bulksend.protocol import Auth, MessageOptions, SendmsgTemplate, Verdict
+from bulksend.wire import Verdict
+from bulksend.wire.legacy import Auth, MessageOptions, SendmsgTemplate, SendmsgWire
 
 ENDPOINT = "http://gateway.invalid"
 URL = f"{ENDPOINT}/http/sendmsg"
@@ -26,12 +27,21 @@ NUMBERS = ["27821234567", "27831234567"]
 FAST = RetryPolicy(max_attempts=3, max_total_seconds=5, initial_backoff=0.001, max_backoff=0.01)
 
 
+def _sendmsg(settings: ClientSettings, text: str = "hi") -> SendmsgWire:
+    return SendmsgWire(
+        SendmsgTemplate(MessageOptions(text=text)),
+        settings.auth,
+        use_session=settings.use_session,
+        method=settings.method,
+    )
+
+
 @pytest.fixture
 async def gateway() -> AsyncIterator[Gateway]:
     settings = ClientSettings(
         endpoint=ENDPOINT, auth=Auth("1", "u", "secret-pw"), concurrency=4, retry=FAST
     )
-    async with Gateway(settings, SendmsgTemplate(MessageOptions(text="hi"))) as gw:
+    async with Gateway(settings, _sendmsg(settings)) as gw:
         yield gw
 
 
@@ -137,7 +147,7 @@ async def test_refused_connection_is_retried_then_not_sent() -> None:
         settings = ClientSettings(
             endpoint=f"http://127.0.0.1:{port}", auth=Auth("1", "u", "pw"), retry=FAST
         )
-        async with Gateway(settings, SendmsgTemplate(MessageOptions(text="hi"))) as gw:
+        async with Gateway(settings, _sendmsg(settings)) as gw:
             outcome = await gw.send(NUMBERS)
     assert outcome.status is BatchStatus.NOT_SENT and outcome.attempts == 3
     assert "cannot connect" in outcome.reason
@@ -147,7 +157,7 @@ async def test_session_expiry_logs_in_again_and_retries() -> None:
     settings = ClientSettings(
         endpoint=ENDPOINT, auth=Auth("1", "u", "pw"), use_session=True, retry=FAST
     )
-    async with Gateway(settings, SendmsgTemplate(MessageOptions(text="hi"))) as gw:
+    async with Gateway(settings, _sendmsg(settings)) as gw:
         with aioresponses() as m:
             m.post(f"{ENDPOINT}/http/auth", body="OK: " + "a" * 32)
             m.post(f"{ENDPOINT}/http/auth", body="OK: " + "b" * 32)
@@ -157,7 +167,7 @@ async def test_session_expiry_logs_in_again_and_retries() -> None:
             outcome = await gw.send(["27821234567"])
         # Renewed and resent at once, within the same attempt (no backoff).
         assert outcome.status is BatchStatus.ANSWERED and outcome.attempts == 1
-        assert gw.auth.session_id == "b" * 32
+        assert gw.wire.session.auth.session_id == "b" * 32
 
 
 def test_wait_honours_retry_after_over_backoff() -> None:

@@ -16,10 +16,20 @@ from aiohttp import web
 from bulksend.campaign import run_campaign_async
 from bulksend.client import BatchStatus, ClientSettings, Gateway, RetryPolicy
 from bulksend.config import CampaignSettings
-from bulksend.protocol import Auth, MessageOptions, SendmsgTemplate, Verdict
+from bulksend.wire import Verdict
+from bulksend.wire.legacy import Auth, MessageOptions, SendmsgTemplate, SendmsgWire
 from tests.e2e.support import read_results, write_numbers
 
 Behaviour = Callable[[web.Request, list[str]], Awaitable[web.StreamResponse]]
+
+
+def _sendmsg(settings: ClientSettings, text: str = "hi") -> SendmsgWire:
+    return SendmsgWire(
+        SendmsgTemplate(MessageOptions(text=text)),
+        settings.auth,
+        use_session=settings.use_session,
+        method=settings.method,
+    )
 
 
 def _id(number: str) -> str:
@@ -145,7 +155,7 @@ async def _send(gateway: HostileGateway) -> tuple[BatchStatus, list[tuple[str, s
         connect_timeout=1.0,
         retry=RetryPolicy(max_attempts=2, initial_backoff=0.01),
     )
-    async with Gateway(settings, SendmsgTemplate(MessageOptions(text="hi"))) as client:
+    async with Gateway(settings, _sendmsg(settings)) as client:
         outcome = await client.send(NUMBERS)
     if outcome.status is not BatchStatus.ANSWERED:
         assert outcome.attempts == 1  # maybe processed: never retried

@@ -726,7 +726,7 @@ def test_the_simulator_never_imports_the_client_side() -> None:
     code = (
         "import sys, bulksend.simulator.one_api, bulksend.simulator.cli; "
         "bad = [m for m in sys.modules if m.startswith(('bulksend.wire', 'bulksend.client', "
-        "'bulksend.protocol', 'bulksend.campaign'))]; print(bad); sys.exit(1 if bad else 0)"
+        "'bulksend.wire.legacy', 'bulksend.campaign'))]; print(bad); sys.exit(1 if bad else 0)"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert done.returncode == 0, done.stdout + done.stderr

@@ -47,7 +47,8 @@ from bulksend.errors import (
     ProtocolError,
     register_secret,
 )
-from bulksend.wire import Answer, BatchItem, Outcome, Request, RequestError, Verdict
+from bulksend.wire import Answer, BatchItem, Outcome, Request, RequestError, Step, Verdict
+from bulksend.wire import Batch as WireBatch
 
 __all__ = [
     "BALANCE_PATH",
@@ -58,6 +59,7 @@ __all__ = [
     "Balance",
     "OneApi",
     "OneOptions",
+    "OneWire",
     "StatusReport",
     "classify",
     "parse_balance",
@@ -242,14 +244,24 @@ class OneApi:
     def build(self, batch: Sequence[BatchItem]) -> Request:
         """The ``POST /v1/message`` request for ``batch`` (1-100 items, each ``msisdn`` digits and
         ``content`` non-empty; hex for a binary campaign)."""
-        if not 1 <= len(batch) <= MAX_BATCH:
+        return self.build_lists(
+            [item.row for item in batch],
+            [item.msisdn for item in batch],
+            [item.content for item in batch],
+        )
+
+    def build_lists(
+        self, rows: Sequence[int], msisdns: Sequence[str], contents: Sequence[str]
+    ) -> Request:
+        """:meth:`build` from the pipeline's parallel lists."""
+        if not 1 <= len(rows) <= MAX_BATCH:
             raise ProtocolError(
-                f"a One API request carries 1-{MAX_BATCH} messages, not {len(batch)}"
+                f"a One API request carries 1-{MAX_BATCH} messages, not {len(rows)}"
             )
         binary = self.options.binary
         tail, id_prefix = self._tail, self._id_prefix
         entries: list[str] = []
-        for row, msisdn, content in batch:
+        for row, msisdn, content in zip(rows, msisdns, contents, strict=True):
             if not (msisdn.isdigit() and msisdn.isascii()):
                 raise ProtocolError(f"row {row}: the number must be digits only")
             if not content:
@@ -265,7 +277,7 @@ class OneApi:
         try:
             body = text.encode("utf-8")
         except UnicodeEncodeError:
-            bad = next(item.row for item in batch if not _encodable(item.content))
+            bad = next(r for r, c in zip(rows, contents, strict=True) if not _encodable(c))
             raise ProtocolError(f"row {bad}: the content is not valid Unicode text") from None
         return Request("POST", MESSAGE_PATH, body, self._headers)
 
@@ -287,6 +299,12 @@ class OneApi:
         self, status: int, headers: Mapping[str, str], body: bytes, batch: Sequence[BatchItem]
     ) -> Answer:
         """One outcome per batch item (module docstring); never raises for what the gateway says."""
+        return self.parse_numbers(status, headers, body, [item.msisdn for item in batch])
+
+    def parse_numbers(
+        self, status: int, headers: Mapping[str, str], body: bytes, batch: Sequence[str]
+    ) -> Answer:
+        """:meth:`parse` for the requested numbers, in request order."""
         doc = _load(body)
         error_obj = doc.get("error") if isinstance(doc, dict) else None
         entries = doc.get("messages") if isinstance(doc, dict) else None
@@ -336,12 +354,52 @@ class OneApi:
                         ErrorClass.FATAL,
                         status,
                         None,
+                        processed=True,
                     ),
                 )
             return _refused(batch, RequestError(code, description, classify(code), status, None))
         if not isinstance(entries, list):
             return _all_unknown(batch, "answer has no messages list")
         return _match(batch, entries)
+
+
+class OneWire:
+    """The pipeline's :class:`~bulksend.wire.WireProtocol` for the One API: no session state (the
+    key travels in every request), 100 messages per request, each with its own content (the
+    campaign's ``text`` when the batch carries none)."""
+
+    name = "one"
+
+    def __init__(self, api: OneApi, text: str) -> None:
+        self.api = api
+        self.text = text
+
+    @property
+    def max_batch(self) -> int:
+        return MAX_BATCH
+
+    def prepare(self, batch: WireBatch | None) -> Step | None:
+        return None
+
+    def prepared(self, step: Step, status: int, headers: Mapping[str, str], body: bytes) -> None:
+        raise AssertionError("the One API has no preparation steps")  # pragma: no cover
+
+    def invalidate(self, error: RequestError) -> None:
+        return None
+
+    def build(self, batch: WireBatch) -> Request:
+        contents = batch.contents
+        if contents is None:
+            contents = [self.text] * len(batch.rows)
+        return self.api.build_lists(batch.rows, batch.msisdns, contents)
+
+    def parse(
+        self, status: int, headers: Mapping[str, str], body: bytes, batch: WireBatch
+    ) -> Answer:
+        return self.api.parse_numbers(status, headers, body, batch.msisdns)
+
+    def finish(self) -> list[Request]:
+        return []
 
 
 def _encodable(text: str) -> bool:
@@ -386,14 +444,12 @@ def _retry_after(headers: Mapping[str, str]) -> float | None:
     return seconds if math.isfinite(seconds) and seconds >= 0 else None
 
 
-def _refused(batch: Sequence[BatchItem], error: RequestError) -> Answer:
-    outcome = Outcome(Verdict.UNKNOWN, "", error.code, error.description, error.error_class)
-    return Answer((outcome,) * len(batch), error=error)
+def _refused(batch: Sequence[str], error: RequestError) -> Answer:
+    return Answer.refused(len(batch), error)
 
 
-def _all_unknown(batch: Sequence[BatchItem], reason: str) -> Answer:
-    outcome = Outcome(Verdict.UNKNOWN, description=reason)
-    return Answer((outcome,) * len(batch), anomalies=(reason,))
+def _all_unknown(batch: Sequence[str], reason: str) -> Answer:
+    return Answer.unknown(len(batch), reason)
 
 
 def _entry_outcome(entry: Mapping[str, Any]) -> tuple[Outcome, str | None]:
@@ -419,10 +475,10 @@ def _entry_outcome(entry: Mapping[str, Any]) -> tuple[Outcome, str | None]:
     return Outcome(Verdict.UNKNOWN, description=described), described
 
 
-def _match(batch: Sequence[BatchItem], entries: list[Any]) -> Answer:
+def _match(batch: Sequence[str], entries: list[Any]) -> Answer:
     wanted: dict[str, list[int]] = {}
-    for i, item in enumerate(batch):
-        wanted.setdefault(item.msisdn, []).append(i)
+    for i, msisdn in enumerate(batch):
+        wanted.setdefault(msisdn, []).append(i)
     anomalies: list[str] = []
     answered: dict[str, list[Outcome]] = {}
     for entry in entries:

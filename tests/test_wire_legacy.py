@@ -9,7 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from bulksend.errors import ErrorClass, GatewayError, ProtocolError, register_secret
-from bulksend.protocol import (
+from bulksend.wire.legacy import (
     ERROR_CODES,
     MAX_NUMBERS_GET,
     Auth,

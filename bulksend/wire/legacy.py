@@ -23,11 +23,10 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from enum import StrEnum
-from typing import NamedTuple
 from urllib.parse import quote_plus, urlencode
 
-from bulksend.errors import ErrorClass, GatewayError, ProtocolError
+from bulksend.errors import ErrorClass, GatewayError, ProtocolError, register_secret
+from bulksend.wire import Answer, Batch, Outcome, Request, RequestError, Step, Verdict
 
 __all__ = [
     "ERROR_CODES",
@@ -282,22 +281,8 @@ class SendmsgTemplate:
 # Answers
 
 
-class Verdict(StrEnum):
-    ACCEPTED = "accepted"
-    REJECTED = "rejected"
-    UNKNOWN = "unknown"
-
-
-class NumberResult(NamedTuple):
-    """What the answer says about one requested number (one occurrence of it).
-
-    A tuple, because a campaign makes one per recipient: it must be cheap to build.
-    """
-
-    verdict: Verdict
-    api_msg_id: str = ""
-    code: int = 0
-    description: str = ""
+NumberResult = Outcome
+"""What the answer says about one requested number (one occurrence of it)."""
 
 
 _new_result = tuple.__new__
@@ -315,7 +300,7 @@ class SendmsgAnswer:
     that was not accepted to its result. ``results`` is then built only when asked for.
     """
 
-    __slots__ = ("_numbers", "_results", "anomalies", "api_ids", "error", "rejections")
+    __slots__ = ("_results", "anomalies", "api_ids", "error", "numbers", "rejections")
 
     def __init__(
         self,
@@ -332,7 +317,7 @@ class SendmsgAnswer:
         self.anomalies = anomalies if anomalies is not None else []
         self.api_ids = api_ids
         self.rejections = rejections if rejections is not None else {}
-        self._numbers = numbers
+        self.numbers = numbers
 
     @property
     def results(self) -> list[NumberResult]:
@@ -340,10 +325,10 @@ class SendmsgAnswer:
             ids = self.api_ids or []
             accepted = Verdict.ACCEPTED
             self._results = [
-                _new_result(NumberResult, (accepted, api_id, 0, ""))
+                _new_result(NumberResult, (accepted, api_id, 0, "", None))
                 if api_id is not None
                 else self.rejections[number]
-                for number, api_id in zip(self._numbers, ids, strict=True)
+                for number, api_id in zip(self.numbers, ids, strict=True)
             ]
         return self._results
 
@@ -402,7 +387,13 @@ def parse_sendmsg(body: str, numbers: Sequence[str]) -> SendmsgAnswer:
             parsed.append(
                 (
                     m.group(3),
-                    NumberResult(Verdict.REJECTED, code=code, description=m.group(2) or ""),
+                    NumberResult(
+                        Verdict.REJECTED,
+                        "",
+                        code,
+                        m.group(2) or "",
+                        classify(code, per_recipient=True),
+                    ),
                 )
             )
             continue
@@ -470,7 +461,9 @@ def _parse_clean_multi(body: str, numbers: Sequence[str]) -> SendmsgAnswer | Non
                 if m is None or m.group(3) is None or m.group(3) in errors:
                     return None
                 code = int(m.group(1))
-                errors[m.group(3)] = NumberResult(Verdict.REJECTED, "", code, m.group(2) or "")
+                errors[m.group(3)] = NumberResult(
+                    Verdict.REJECTED, "", code, m.group(2) or "", classify(code, per_recipient=True)
+                )
             elif line and not line.isspace():
                 kept.append(line)
         id_body = "\n".join(kept)
@@ -581,3 +574,168 @@ def parse_getbalance(body: str) -> float:
     if m is None:
         raise ProtocolError("getbalance answer is not 'Credit: <number>'", line)
     return float(m.group(1))
+
+
+# --------------------------------------------------------------------------------------------------
+# The pipeline's wire protocol for sendmsg, and the auth the legacy interfaces share
+
+SENDMSG_PATH = "/http/sendmsg"
+AUTH_PATH = "/http/auth"
+FORM_HEADERS = (("Content-Type", "application/x-www-form-urlencoded"),)
+
+_NOT_PROCESSED_HTTP = frozenset({429, 502, 503, 504})
+_REFUSED_HTTP = frozenset({401, 403, 404, 405})
+
+
+def retry_after(headers: Mapping[str, str]) -> float | None:
+    """Seconds from a ``Retry-After`` header; ``None`` when absent or an HTTP date."""
+    value = headers.get("Retry-After")
+    if value is None:
+        value = next((v for k, v in headers.items() if k.lower() == "retry-after"), None)
+    if not value:
+        return None
+    try:
+        seconds = float(value.strip())
+    except ValueError:
+        return None  # an HTTP date: the client's own backoff applies
+    return max(0.0, seconds) if seconds == seconds else None
+
+
+def http_answer(status: int, headers: Mapping[str, str], size: int, path: str) -> Answer | None:
+    """The answer an HTTP status alone gives on the legacy API (errors travel in 200 bodies),
+    or ``None`` for a 200 whose body must be read: 429/502/503/504 were not processed (retry),
+    401/403/404/405 refuse our request (wrong endpoint or access), anything else may have been
+    processed."""
+    if status == 200:
+        return None
+    if status in _NOT_PROCESSED_HTTP:
+        error = RequestError(
+            0, f"HTTP {status}", ErrorClass.TRANSIENT, status, retry_after(headers)
+        )
+        return Answer.refused(size, error)
+    if status in _REFUSED_HTTP:
+        return Answer.refused(
+            size, RequestError(0, f"HTTP {status} from {path}", ErrorClass.REQUEST, status)
+        )
+    return Answer.unknown(size, f"HTTP {status}")
+
+
+def form_request(path: str, params: Sequence[tuple[str, str]]) -> Request:
+    return Request("POST", path, urlencode(params).encode("ascii"), FORM_HEADERS)
+
+
+class LegacySession:
+    """How legacy requests authenticate: user + password + api_id on every request, or (with
+    ``use_session``) a session id from ``/http/auth``, obtained by a :class:`~bulksend.wire.Step`
+    and dropped when the gateway says it expired (``ERR: 003``)."""
+
+    def __init__(self, auth: Auth, use_session: bool) -> None:
+        self._base = auth
+        self.auth = auth
+        self.use_session = use_session
+
+    def step(self) -> Step | None:
+        if not self.use_session or self.auth.session_id:
+            return None
+        return Step("auth", form_request(AUTH_PATH, self._base.params()))
+
+    def take(self, status: int, body: bytes) -> None:
+        if status != 200:
+            raise GatewayError(0, f"HTTP {status} from {AUTH_PATH}", ErrorClass.FATAL)
+        session_id = parse_auth(body.decode("utf-8", errors="replace"))
+        register_secret(session_id)
+        self.auth = self._base.with_session(session_id)
+
+    def invalidate(self) -> None:
+        self.auth = self._base
+
+
+class SendmsgWire:
+    """``/http/sendmsg`` behind :class:`~bulksend.wire.WireProtocol`: the campaign's one message
+    (:class:`SendmsgTemplate`) to up to 600 numbers per POST, 300 per GET. The fast path: a batch
+    costs one join of its numbers, and a clean answer one split (:func:`parse_sendmsg`)."""
+
+    name = "sendmsg"
+
+    def __init__(
+        self,
+        template: SendmsgTemplate,
+        auth: Auth,
+        *,
+        use_session: bool = False,
+        method: str = "post",
+    ) -> None:
+        if method not in ("post", "get"):
+            raise ProtocolError(f"method must be post or get, not {method!r}")
+        self.template = template
+        self.session = LegacySession(auth, use_session)
+        self.method = method
+        self._max = MAX_NUMBERS_GET if method == "get" else MAX_NUMBERS_POST
+
+    def __repr__(self) -> str:
+        return f"SendmsgWire({self.method}, {self.session.auth!r})"
+
+    @property
+    def max_batch(self) -> int:
+        return self._max
+
+    def prepare(self, batch: Batch | None) -> Step | None:
+        return self.session.step()
+
+    def prepared(self, step: Step, status: int, headers: Mapping[str, str], body: bytes) -> None:
+        self.session.take(status, body)
+
+    def invalidate(self, error: RequestError) -> None:
+        self.session.invalidate()
+
+    def build(self, batch: Batch) -> Request:
+        numbers = batch.msisdns
+        if not 1 <= len(numbers) <= self._max:
+            raise ProtocolError(f"a sendmsg {self.method.upper()} carries 1-{self._max} numbers")
+        auth = self.session.auth
+        if self.method == "get":
+            return Request("GET", f"{SENDMSG_PATH}?{self.template.query(auth, numbers)}", b"", ())
+        return Request("POST", SENDMSG_PATH, self.template.body(auth, numbers), FORM_HEADERS)
+
+    def parse(self, status: int, headers: Mapping[str, str], body: bytes, batch: Batch) -> Answer:
+        numbers = batch.msisdns
+        by_status = http_answer(status, headers, len(numbers), SENDMSG_PATH)
+        if by_status is not None:
+            return by_status
+        return answer_of(parse_lines(body, numbers), status, len(numbers))
+
+    def finish(self) -> list[Request]:
+        return []
+
+
+def parse_lines(body: bytes, numbers: Sequence[str]) -> SendmsgAnswer | str:
+    """:func:`parse_sendmsg` over a body, or the reason it is not a sendmsg answer."""
+    try:
+        return parse_sendmsg(body.decode("utf-8", errors="replace"), numbers)
+    except ProtocolError as exc:
+        return f"unreadable answer: {exc}"
+
+
+def answer_of(parsed: SendmsgAnswer | str, status: int, size: int) -> Answer:
+    """A :class:`SendmsgAnswer` (or an unreadable body's reason) as a :class:`~bulksend.wire.Answer`."""
+    if isinstance(parsed, str):
+        return Answer.unknown(size, parsed)
+    error = parsed.error
+    if error is not None:
+        if error.error_class is ErrorClass.RECIPIENT:
+            # A bare recipient-class ERR for a whole multi-number request: every number.
+            rejected = Outcome(
+                Verdict.REJECTED, "", error.code, error.description, ErrorClass.RECIPIENT
+            )
+            return Answer((rejected,) * size)
+        return Answer.refused(
+            size, RequestError(error.code, error.description, error.error_class, status)
+        )
+    if parsed.api_ids is not None:
+        return Answer(
+            anomalies=parsed.anomalies,
+            api_ids=parsed.api_ids,
+            rejections=parsed.rejections,
+            numbers=parsed.numbers,
+        )
+    return Answer(parsed.results, anomalies=parsed.anomalies)
