@@ -7,12 +7,20 @@ retries only what the gateway certainly did not process (a refused connection, H
 the call repeated. Both calls are safe to repeat anyway: asking a balance changes nothing, and
 stopping a message that is already stopped answers its status again. Gateway refusals raise
 :class:`~bulksend.errors.GatewayError`; unreadable answers :class:`~bulksend.errors.ProtocolError`.
+
+:class:`OneAccount` is the same for the One API (``GET /v1/balance`` with the API key in the
+``Authorization`` header), with the same life cycle and retry rules: a refused connection, HTTP 429
+or 5xx (the One API's "not processed", ``Retry-After`` honoured) and a transient error object
+(19, 43) are retried with backoff, bounded by the retry policy; any other error object raises
+:class:`~bulksend.errors.GatewayError` with its code's class. The key is never put in a message.
 """
 
 from __future__ import annotations
 
 import asyncio
+import math
 import random
+from collections.abc import Mapping
 from types import TracebackType
 
 import aiohttp
@@ -20,8 +28,9 @@ import aiohttp
 from bulksend.client import MAX_ANSWER_BYTES, ClientSettings
 from bulksend.errors import ErrorClass, GatewayError, ProtocolError, redact, register_secret
 from bulksend.wire.legacy import parse_auth, parse_getbalance, parse_querymsg
+from bulksend.wire.one import ApiKey, OneApi, parse_balance
 
-__all__ = ["Account"]
+__all__ = ["Account", "OneAccount"]
 
 _NOT_PROCESSED = frozenset({429, 502, 503, 504})
 
@@ -51,13 +60,7 @@ class Account:
         s = self.settings
         if not self._own_session:
             return self
-        self._session = aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(limit=s.concurrency, ssl=s.verify_tls),
-            timeout=aiohttp.ClientTimeout(
-                total=s.connect_timeout + s.read_timeout, connect=s.connect_timeout
-            ),
-            headers={"User-Agent": s.user_agent},
-        )
+        self._session = _open_session(s)
         return self
 
     async def __aexit__(
@@ -140,3 +143,102 @@ class Account:
             raise _Retry(redact(f"cannot connect: {exc}")) from None
         except (aiohttp.ClientError, TimeoutError) as exc:
             raise ProtocolError(redact(f"{path}: {type(exc).__name__}: {exc}")) from None
+
+
+def _open_session(s: ClientSettings) -> aiohttp.ClientSession:
+    return aiohttp.ClientSession(
+        connector=aiohttp.TCPConnector(limit=s.concurrency, ssl=s.verify_tls),
+        timeout=aiohttp.ClientTimeout(
+            total=s.connect_timeout + s.read_timeout, connect=s.connect_timeout
+        ),
+        headers={"User-Agent": s.user_agent},
+    )
+
+
+def _retry_after(headers: Mapping[str, str]) -> float | None:
+    header = headers.get("Retry-After")
+    try:
+        seconds = float(header) if header else None
+    except ValueError:
+        return None
+    return seconds if seconds is not None and math.isfinite(seconds) and seconds >= 0 else None
+
+
+class OneAccount:
+    """The One API's balance (``GET /v1/balance``) with the campaign's endpoint and key.
+
+    Of :class:`~bulksend.client.ClientSettings` only ``endpoint``, the timeouts, ``verify_tls``,
+    ``user_agent``, ``concurrency`` and ``retry`` are used (the legacy credentials are not).
+    """
+
+    def __init__(
+        self,
+        settings: ClientSettings,
+        key: ApiKey,
+        session: aiohttp.ClientSession | None = None,
+    ) -> None:
+        """``session``: an open keep-alive session to share; it is left open."""
+        self.settings = settings
+        self._api = OneApi(key)
+        self._base = settings.endpoint.rstrip("/")
+        self._session = session
+        self._own_session = session is None
+
+    def __repr__(self) -> str:
+        return f"OneAccount({self._base!r}, key hidden)"
+
+    async def __aenter__(self) -> OneAccount:
+        if self._own_session:
+            self._session = _open_session(self.settings)
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self._session is not None and self._own_session:
+            await self._session.close()
+        self._session = None
+
+    async def balance(self) -> float:
+        """The account's balance (in the account's currency, as the gateway states it)."""
+        policy = self.settings.retry
+        delay = policy.initial_backoff
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + policy.max_total_seconds
+        for attempt in range(1, policy.max_attempts + 1):
+            try:
+                return await self._balance_once()
+            except _Retry as exc:
+                if attempt == policy.max_attempts or loop.time() >= deadline:
+                    raise GatewayError(
+                        0, f"/v1/balance kept failing: {exc}", ErrorClass.TRANSIENT
+                    ) from None
+                wait = max(delay * (1 + random.random() * policy.jitter), exc.retry_after or 0)
+                await asyncio.sleep(min(wait, max(0.0, deadline - loop.time())))
+                delay = min(delay * 2, policy.max_backoff)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def _balance_once(self) -> float:
+        assert self._session is not None, "use OneAccount as an async context manager"
+        request = self._api.balance_request()
+        try:
+            async with self._session.request(
+                request.method, self._base + request.path, headers=request.header_map()
+            ) as resp:
+                body = await resp.content.read(MAX_ANSWER_BYTES)
+                status, retry_after = resp.status, _retry_after(resp.headers)
+        except aiohttp.ClientConnectorError as exc:
+            raise _Retry(redact(f"cannot connect: {exc}")) from None
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise ProtocolError(redact(f"/v1/balance: {type(exc).__name__}: {exc}")) from None
+        if status == 429 or status >= 500:
+            raise _Retry(f"HTTP {status}", retry_after)
+        try:
+            return parse_balance(status, body).amount
+        except GatewayError as exc:
+            if exc.error_class is ErrorClass.TRANSIENT:
+                raise _Retry(str(exc), retry_after) from None
+            raise

@@ -12,7 +12,8 @@ What it promises: it holds the campaign's lock while it runs (no ``send`` can st
 campaign meanwhile, and it refuses to run beside one); rows already ``stopped`` or ``not stopped``
 in the cancel file are skipped on a rerun, so an interrupted cancel resumes; every write failure is
 a :class:`~bulksend.errors.StorageError`. A campaign without ``--deliver-in`` is refused (its
-messages left at once) unless ``force``.
+messages left at once) unless ``force``. The One API (``api = "one"``) has no ``delmsg``: a
+cancel with it is refused.
 """
 
 from __future__ import annotations
@@ -119,6 +120,11 @@ async def cancel_campaign(
     results: Path, account: AccountSettings, *, force: bool = False
 ) -> CancelSummary:
     """Stop every accepted message of the campaign that has not left (see the module doc)."""
+    if account.api == "one":
+        raise ConfigError(
+            "bulksend cancel is not supported with the One API (api = 'one'): it has no call to "
+            "stop a scheduled message (legacy delmsg); stop it in the Clickatell portal"
+        )
     if not results.is_file():
         raise ConfigError(f"{results}: no such results file")
     with results.open(encoding="utf-8") as f:

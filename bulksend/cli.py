@@ -153,7 +153,16 @@ def _add_send_arguments(p: argparse.ArgumentParser) -> None:
         "--config", type=Path, help="TOML config file (see config/bulksend.example.toml)"
     )
     p.add_argument("--profile", help="profile of the config file to use")
-    p.add_argument("--endpoint", help="gateway base URL [https://api.clickatell.com]")
+    p.add_argument(
+        "--api",
+        choices=["legacy", "one"],
+        help="wire protocol: legacy HTTP API or the One API (key from BULKSEND_API_KEY or "
+        "api_key_env; never the command line) [legacy] (or BULKSEND_API)",
+    )
+    p.add_argument(
+        "--endpoint",
+        help="gateway base URL [https://api.clickatell.com; One API: https://platform.clickatell.com]",
+    )
     p.add_argument("--user", help="Clickatell user (or BULKSEND_USER)")
     p.add_argument("--api-id", dest="api_id", help="Clickatell API id (or BULKSEND_API_ID)")
     p.add_argument("--auth", choices=["password", "session"], help="auth per request or session")
@@ -306,6 +315,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _refuse_password_in_argv(argv: Sequence[str]) -> None:
     for arg in argv:
+        if arg == "--api-key" or arg.startswith("--api-key="):
+            raise ConfigError(
+                "the One API key is never taken from the command line (other users can read it "
+                "in the process list and shell history); set BULKSEND_API_KEY, or name a "
+                "variable with api_key_env in the config file"
+            )
         if arg == "--password" or arg.startswith("--password="):
             raise ConfigError(
                 "the password is never taken from the command line (other users can read it in "
@@ -330,6 +345,7 @@ def _cmd_send(args: argparse.Namespace) -> int:
     cli = {
         key: getattr(args, key, None)
         for key in [
+            "api",
             "endpoint",
             "user",
             "api_id",
@@ -376,7 +392,7 @@ def _cmd_send(args: argparse.Namespace) -> int:
     settings = load_settings(
         cli, config_path=args.config, profile=args.profile, prompt_password=True
     )
-    if not settings.dry_run and not settings.password:
+    if settings.api == "legacy" and not settings.dry_run and not settings.password:
         raise ConfigError("no password: set BULKSEND_PASSWORD, or password_env in the config file")
     if settings.method == "get" and not settings.dry_run:
         log.warning("--method get puts the credentials in the URL; prefer post")
@@ -440,7 +456,7 @@ def _cmd_cancel(args: argparse.Namespace) -> int:
         for key in ("endpoint", "user", "api_id", "auth", "concurrency", "insecure")
     }
     account = load_account(cli, config_path=args.config, profile=args.profile, prompt_password=True)
-    if not account.password:
+    if account.api == "legacy" and not account.password:
         raise ConfigError("no password: set BULKSEND_PASSWORD, or password_env in the config file")
     summary = aio.run(cancel_campaign(args.results, account, force=args.force))
     if args.json:

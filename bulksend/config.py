@@ -8,6 +8,12 @@ The password is never taken from the command line. It comes from ``BULKSEND_PASS
 environment variable a profile names in ``password_env`` (preferred in files), from ``password`` in
 the config file (a warning if the file is readable by others), or from an interactive prompt. Every
 secret is registered for redaction as soon as it is read.
+
+``api`` picks the wire protocol: ``legacy`` (the Clickatell HTTP API: user, password, api_id) or
+``one`` (the One API: an API key, https://platform.clickatell.com, at most 100 messages a request).
+The One API key follows the password's rules: ``BULKSEND_API_KEY``, the variable a profile names in
+``api_key_env`` (preferred), or ``api_key`` in the file (the same warning); never the command line.
+With ``legacy`` no key is read.
 """
 
 from __future__ import annotations
@@ -27,6 +33,7 @@ from bulksend.errors import ConfigError, InputError, register_secret
 
 __all__ = [
     "DEFAULT_ENDPOINT",
+    "ONE_API_ENDPOINT",
     "AccountSettings",
     "CampaignSettings",
     "load_account",
@@ -34,9 +41,15 @@ __all__ = [
 ]
 
 DEFAULT_ENDPOINT = "https://api.clickatell.com"
+ONE_API_ENDPOINT = "https://platform.clickatell.com"
+ONE_API_MAX_BATCH = 100  # bulksend.wire.one.MAX_BATCH (not imported: keeps `send` start-up light)
+APIS = ("legacy", "one")
 
 # Keys a config file (top level or a [profile.NAME] table) may hold, with their types.
 _KEYS: dict[str, type | tuple[type, ...]] = {
+    "api": str,
+    "api_key": str,
+    "api_key_env": str,
     "endpoint": str,
     "user": str,
     "api_id": (str, int),
@@ -71,6 +84,7 @@ _KEYS: dict[str, type | tuple[type, ...]] = {
 }
 
 _ENV = {
+    "BULKSEND_API": "api",
     "BULKSEND_ENDPOINT": "endpoint",
     "BULKSEND_USER": "user",
     "BULKSEND_API_ID": "api_id",
@@ -87,7 +101,11 @@ class CampaignSettings:
 
     input_path: Path
     text: str
-    endpoint: str = DEFAULT_ENDPOINT
+    api: Literal["legacy", "one"] = "legacy"
+    api_key: str = field(default="", repr=False)
+    """The One API key (``api = "one"``); never printed."""
+    endpoint: str = ""
+    """Gateway base URL; empty means the API's own (:data:`DEFAULT_ENDPOINT`, :data:`ONE_API_ENDPOINT`)."""
     user: str = ""
     api_id: str = ""
     password: str = field(default="", repr=False)
@@ -157,6 +175,13 @@ class CampaignSettings:
             raise ConfigError(f"--max-credits must be positive, not {self.max_credits}")
         if self.password:
             register_secret(self.password)
+        _check_api(self.api, self.api_key, self.auth, required=not self.dry_run)
+        if self.api == "legacy":
+            object.__setattr__(self, "api_key", "")  # ignored: never carried into a legacy run
+        if not self.endpoint:
+            object.__setattr__(self, "endpoint", _default_endpoint(self.api))
+        if self.api == "one" and self.method == "get":
+            raise ConfigError("--method get is for the legacy API; the One API posts JSON")
         if self.method not in ("post", "get"):
             raise ConfigError(f"--method must be post or get, not {self.method!r}")
         if self.auth not in ("password", "session"):
@@ -164,7 +189,13 @@ class CampaignSettings:
         if self.unicode not in ("auto", "on", "off"):
             raise ConfigError(f"--unicode must be auto, on or off, not {self.unicode!r}")
         limit = 300 if self.method == "get" else 600
-        if self.batch_size is not None and not 1 <= self.batch_size <= limit:
+        if self.api == "one" and self.batch_size is not None and self.batch_size < 1:
+            raise ConfigError(f"--batch-size must be at least 1, not {self.batch_size}")
+        if (
+            self.api == "legacy"
+            and self.batch_size is not None
+            and not 1 <= self.batch_size <= limit
+        ):
             raise ConfigError(
                 f"--batch-size must be 1..{limit} with --method {self.method}, not {self.batch_size}"
             )
@@ -181,6 +212,9 @@ class CampaignSettings:
 
     @property
     def effective_batch_size(self) -> int:
+        """Recipients per request: the requested size within the API's limit (One API: 100)."""
+        if self.api == "one":
+            return min(self.batch_size or ONE_API_MAX_BATCH, ONE_API_MAX_BATCH)
         if self.batch_size is not None:
             return self.batch_size
         return 300 if self.method == "get" else 600
@@ -200,10 +234,47 @@ class CampaignSettings:
         return results.with_name(results.stem + ".rejects.csv")
 
     def __repr__(self) -> str:
-        shown = ", ".join(
-            f"{f.name}={getattr(self, f.name)!r}" for f in fields(self) if f.name != "password"
+        return _masked_repr(self)
+
+
+_SECRET_FIELDS = ("password", "api_key")
+
+
+def _masked_repr(settings: CampaignSettings | AccountSettings) -> str:
+    shown = ", ".join(
+        f"{f.name}={getattr(settings, f.name)!r}"
+        for f in fields(settings)
+        if f.name not in _SECRET_FIELDS
+    )
+    return f"{type(settings).__name__}({shown}, password=***, api_key=***)"
+
+
+def _default_endpoint(api: str) -> str:
+    return ONE_API_ENDPOINT if api == "one" else DEFAULT_ENDPOINT
+
+
+def _check_api(api: str, api_key: str, auth: str, *, required: bool) -> None:
+    """The One API's needs: a valid key (unless nothing will be sent), no legacy-only settings.
+    The key is validated by :class:`bulksend.wire.one.ApiKey`, which never quotes it."""
+    if api_key:
+        register_secret(api_key)
+    if api not in APIS:
+        raise ConfigError(f"api must be 'legacy' or 'one', not {api!r}")
+    if api != "one":
+        return
+    if auth == "session":
+        raise ConfigError(
+            "auth = 'session' is for the legacy API; the One API sends its key on every request"
         )
-        return f"CampaignSettings({shown}, password=***)"
+    if api_key:
+        from bulksend.wire.one import ApiKey
+
+        ApiKey(api_key)
+    elif required:
+        raise ConfigError(
+            "no One API key: set BULKSEND_API_KEY, or name a variable with api_key_env in the "
+            "config file"
+        )
 
 
 def _read_config(path: Path) -> dict[str, Any]:
@@ -238,7 +309,8 @@ def _check_keys(table: Mapping[str, Any], where: str) -> dict[str, Any]:
 
 
 def _profile_values(path: Path, profile: str | None) -> tuple[dict[str, Any], bool]:
-    """Top-level keys overlaid with ``[profile.NAME]``; also says whether a password is in it."""
+    """Top-level keys overlaid with ``[profile.NAME]``; also says whether a secret (password,
+    API key) is in it."""
     data = _read_config(path)
     values = _check_keys(data, str(path))
     profiles = data.get("profile", {})
@@ -250,8 +322,8 @@ def _profile_values(path: Path, profile: str | None) -> tuple[dict[str, Any], bo
             names = ", ".join(sorted(profiles)) or "none"
             raise ConfigError(f"{path}: no profile {profile!r} (profiles: {names})")
         values.update(_check_keys(chosen, f"{path} [profile.{profile}]"))
-    has_password = "password" in values
-    return values, has_password
+    has_secret = "password" in values or "api_key" in values
+    return values, has_secret
 
 
 def _warn_if_readable(path: Path) -> None:
@@ -261,8 +333,8 @@ def _warn_if_readable(path: Path) -> None:
         return
     if mode & (stat.S_IRGRP | stat.S_IROTH):
         warnings.warn(
-            f"{path} holds a password and other users can read it; "
-            f"run 'chmod 600 {path}' or use password_env instead",
+            f"{path} holds a password or API key and other users can read it; "
+            f"run 'chmod 600 {path}' or use password_env / api_key_env instead",
             stacklevel=3,
         )
 
@@ -335,7 +407,7 @@ def load_settings(
     ``cli`` holds the command-line values that were given (``None`` means not given), under the
     field names of :class:`CampaignSettings` (``from`` is ``sender``).
     """
-    merged, password = _merge(cli, env, config_path, profile, prompt_password)
+    merged, password, api_key = _merge(cli, env, config_path, profile, prompt_password)
     _message_from_files(merged)
     if "input_path" not in merged or ("text" not in merged and "data" not in merged):
         raise ConfigError("a campaign needs an input file and --text (or --text-file, --data)")
@@ -346,7 +418,7 @@ def load_settings(
     unknown = set(merged) - known
     if unknown:
         raise ConfigError(f"unknown settings: {', '.join(sorted(unknown))}")
-    settings = CampaignSettings(password=password, **merged)
+    settings = CampaignSettings(password=password, api_key=api_key, **merged)
     if settings.insecure:
         warnings.warn("TLS certificate verification is OFF (--insecure)", stacklevel=2)
     return settings
@@ -356,7 +428,9 @@ def load_settings(
 class AccountSettings:
     """What a call to the account needs (``bulksend cancel``): endpoint and credentials."""
 
-    endpoint: str = DEFAULT_ENDPOINT
+    api: Literal["legacy", "one"] = "legacy"
+    api_key: str = field(default="", repr=False)
+    endpoint: str = ""
     user: str = ""
     api_id: str = ""
     password: str = field(default="", repr=False)
@@ -365,6 +439,14 @@ class AccountSettings:
     insecure: bool = False
     connect_timeout: float = 10.0
     read_timeout: float = 60.0
+
+    def __post_init__(self) -> None:
+        _check_api(self.api, self.api_key, self.auth, required=False)
+        if not self.endpoint:
+            object.__setattr__(self, "endpoint", _default_endpoint(self.api))
+
+    def __repr__(self) -> str:
+        return _masked_repr(self)
 
 
 def load_account(
@@ -376,9 +458,11 @@ def load_account(
     prompt_password: bool = False,
 ) -> AccountSettings:
     """The account part of the settings, with the same sources and precedence as a campaign."""
-    merged, password = _merge(cli, env, config_path, profile, prompt_password)
+    merged, password, api_key = _merge(cli, env, config_path, profile, prompt_password)
     known = {f.name for f in fields(AccountSettings)}
-    settings = AccountSettings(password=password, **{k: v for k, v in merged.items() if k in known})
+    settings = AccountSettings(
+        password=password, api_key=api_key, **{k: v for k, v in merged.items() if k in known}
+    )
     if not settings.endpoint.startswith(("http://", "https://")):
         raise ConfigError(f"--endpoint must be an http(s) URL, not {settings.endpoint!r}")
     return settings
@@ -390,16 +474,22 @@ def _merge(
     config_path: str | os.PathLike[str] | None,
     profile: str | None,
     prompt_password: bool,
-) -> tuple[dict[str, Any], str]:
+) -> tuple[dict[str, Any], str, str]:
+    """The merged settings without secrets, the password and the One API key (each "" when not
+    set; only the one the chosen API uses is read)."""
     env = os.environ if env is None else env
     merged: dict[str, Any] = {}
     path = config_path or env.get("BULKSEND_CONFIG") or None
     password_env: str | None = None
+    api_key_env: str | None = None
+    file_api_key = ""
     if path is not None:
-        values, has_password = _profile_values(Path(path), profile or env.get("BULKSEND_PROFILE"))
-        if has_password:
+        values, has_secret = _profile_values(Path(path), profile or env.get("BULKSEND_PROFILE"))
+        if has_secret:
             _warn_if_readable(Path(path))
         password_env = values.pop("password_env", None)
+        api_key_env = values.pop("api_key_env", None)
+        file_api_key = values.pop("api_key", "")
         if "from" in values:
             values["sender"] = values.pop("from")
         merged.update(values)
@@ -424,6 +514,9 @@ def _merge(
             except (TypeError, ValueError):
                 raise ConfigError(f"{key} must be a number, not {merged[key]!r}") from None
 
+    if merged.get("api", "legacy") == "one":
+        merged.pop("password", None)
+        return merged, "", _api_key(env, api_key_env, file_api_key)
     password = env.get("BULKSEND_PASSWORD") or ""
     if not password and password_env:
         password = env.get(password_env, "")
@@ -438,4 +531,20 @@ def _merge(
         password = getpass.getpass("Clickatell password: ")
     if password:
         register_secret(password)
-    return merged, password
+    return merged, password, ""
+
+
+def _api_key(env: Mapping[str, str], api_key_env: str | None, file_api_key: str) -> str:
+    """``BULKSEND_API_KEY``, else the variable ``api_key_env`` names, else ``api_key`` of the file."""
+    key = env.get("BULKSEND_API_KEY") or ""
+    if not key and api_key_env:
+        key = env.get(api_key_env, "")
+        if not key:
+            raise ConfigError(
+                f"the config names api_key_env = {api_key_env!r} but that variable is not set"
+            )
+    if not key:
+        key = file_api_key
+    if key:
+        register_secret(key)
+    return key

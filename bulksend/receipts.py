@@ -8,6 +8,13 @@ path is then 403), reads the parameter names case-insensitively and validates th
 number, ``to`` digits, ``cliMsgId`` up to 64 letters/digits (the last four may be absent). A bad
 callback gets 400 and one log line naming the field, never a crash.
 
+It also accepts the One API's JSON callbacks (a POST with ``Content-Type: application/json``, or
+any POST body that starts with ``{``), read by :func:`bulksend.wire.one.parse_callback`: ``messageId``
+is stored as ``api_msg_id``, ``statusCode`` as the three-digit ``status``, ``timestamp`` (ms) as
+whole unix seconds, ``clientMessageId`` (letters, digits, ``-``, ``_``) as ``cli_msg_id``, and a
+``charge`` when the body has one (the documented callback has none; the simulator's does).
+Same file, same validation limits, same idempotency key; malformed JSON gets 400 and is not stored.
+
 What an answer means (the durability guarantee):
 
 * **200** means the receipt is in the file as far as the operating system is concerned: its line
@@ -35,6 +42,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hmac
+import json
 import logging
 import math
 import os
@@ -52,8 +60,9 @@ from urllib.parse import unquote_plus
 from aiohttp import web
 
 from bulksend import aio
-from bulksend.errors import ConfigError, StorageError, register_secret
+from bulksend.errors import BulkSendError, ConfigError, StorageError, register_secret
 from bulksend.lock import FileLock
+from bulksend.wire import one
 
 __all__ = [
     "FINAL_STATUSES",
@@ -64,6 +73,7 @@ __all__ = [
     "ReceiptStats",
     "collect_receipts",
     "parse_callback",
+    "parse_json_callback",
     "parse_listen",
     "receipts_path_for",
     "serve",
@@ -159,6 +169,50 @@ def parse_callback(params: Mapping[str, str]) -> Receipt | str:
             return "charge must be a non-negative number"
         charge = repr(value)
     return Receipt(api_msg_id, cli_msg_id, to, status, charge, timestamp)
+
+
+_JSON_CLI_MSG_ID_CHARS = frozenset("-_")
+
+
+def parse_json_callback(body: bytes) -> Receipt | str:
+    """The receipt a One API JSON callback describes, or the reason it is refused (the same
+    limits as :func:`parse_callback`; ``clientMessageId`` may also hold ``-`` and ``_``, as the
+    One API's ``client_message_id_prefix`` does)."""
+    try:
+        report = one.parse_callback(body)
+    except BulkSendError as exc:
+        return f"malformed JSON callback: {exc}"
+    if not math.isfinite(report.timestamp) or report.timestamp < 0:
+        return "timestamp must be a non-negative number"
+    cli_msg_id = report.client_message_id
+    plain = "".join(c for c in cli_msg_id if c not in _JSON_CLI_MSG_ID_CHARS)
+    if cli_msg_id and (len(cli_msg_id) > 64 or (plain and not _alnum(plain, 64))):
+        return "clientMessageId must be up to 64 letters, digits, - or _"
+    params = {
+        "apimsgid": report.api_msg_id,
+        "status": report.status_code,
+        "to": report.to,
+        "timestamp": str(int(report.timestamp)),
+    }
+    charge = _json_charge(body)
+    if charge is not None:
+        params["charge"] = charge
+    receipt = parse_callback(params)
+    if isinstance(receipt, str):
+        return receipt.replace("apiMsgId", "messageId")
+    return receipt._replace(cli_msg_id=cli_msg_id)
+
+
+def _json_charge(body: bytes) -> str | None:
+    """The optional numeric ``charge`` of a JSON callback (already known to be an object)."""
+    value = json.loads(body).get("charge")
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return repr(float(value))
+    return None
+
+
+def _is_json(request: web.BaseRequest, body: bytes) -> bool:
+    return request.content_type == "application/json" or body.lstrip()[:1] == b"{"
 
 
 def _parse_form(data: str, into: dict[str, str]) -> None:
@@ -482,12 +536,17 @@ class ReceiptServer:
             return web.Response(status=403, text="403: Forbidden")
         self._arrived.set()
         params: dict[str, str] = {}
-        if request.method == "POST" and request.body_exists:
-            _parse_form((await request.read()).decode("utf-8", "replace"), params)
-        query = request.rel_url.raw_query_string
-        if query:
-            _parse_form(query, params)
-        receipt = parse_callback(params)
+        body = await request.read() if request.method == "POST" and request.body_exists else b""
+        receipt: Receipt | str
+        if body and _is_json(request, body):
+            receipt = parse_json_callback(body)
+        else:
+            if body:
+                _parse_form(body.decode("utf-8", "replace"), params)
+            query = request.rel_url.raw_query_string
+            if query:
+                _parse_form(query, params)
+            receipt = parse_callback(params)
         if isinstance(receipt, str):
             stats.invalid += 1
             log.warning("callback from %s refused (400): %s", request.remote, receipt)

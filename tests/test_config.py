@@ -157,3 +157,131 @@ def test_text_file_and_binary_data_file(tmp_path: Path) -> None:
         load_settings({"input_path": Path("in.csv"), "text": "a", "text_file": "x"}, env={})
     with pytest.raises(ConfigError, match="--deliver-in"):
         load_settings({"input_path": Path("in.csv"), "text": "a", "deliver_in": 20000}, env={})
+
+
+# ---- the One API: --api, the key's sources, one-only rules --------------------------------------
+
+KEY = "one-api-key-Qw83zz"
+
+
+def test_api_precedence_cli_over_env_over_profile(tmp_path: Path) -> None:
+    config = tmp_path / "c.toml"
+    config.write_text('api = "legacy"\n[profile.one]\napi = "one"\n')
+    config.chmod(0o600)
+    env = {"BULKSEND_API_KEY": KEY}
+    assert load_settings(BASE, env=env, config_path=config).api == "legacy"
+    assert load_settings(BASE, env=env, config_path=config, profile="one").api == "one"
+    s = load_settings(
+        BASE, env={**env, "BULKSEND_API": "legacy"}, config_path=config, profile="one"
+    )
+    assert s.api == "legacy" and s.api_key == ""  # legacy ignores a set key
+    s = load_settings({**BASE, "api": "one"}, env={**env, "BULKSEND_API": "legacy"})
+    assert s.api == "one" and s.api_key == KEY
+
+
+def test_one_api_defaults_to_the_platform_endpoint_and_needs_no_password() -> None:
+    s = load_settings({**BASE, "api": "one"}, env={"BULKSEND_API_KEY": KEY})
+    assert s.endpoint == "https://platform.clickatell.com"
+    assert s.password == "" and s.user == "" and s.api_id == ""
+    assert load_settings(BASE, env={}).endpoint == "https://api.clickatell.com"
+    s = load_settings(
+        {**BASE, "api": "one", "endpoint": "http://127.0.0.1:9"}, env={"BULKSEND_API_KEY": KEY}
+    )
+    assert s.endpoint == "http://127.0.0.1:9"
+
+
+def test_one_api_key_sources_in_order(tmp_path: Path) -> None:
+    config = tmp_path / "c.toml"
+    config.write_text('api = "one"\napi_key_env = "MY_ONE_KEY"\npassword_env = "UNSET_PW"\n')
+    config.chmod(0o600)
+    s = load_settings(BASE, env={"MY_ONE_KEY": "named-var-key"}, config_path=config)
+    assert s.api_key == "named-var-key" and s.password == ""  # password_env not read for one
+    env = {"MY_ONE_KEY": "named-var-key", "BULKSEND_API_KEY": "direct-key"}
+    assert load_settings(BASE, env=env, config_path=config).api_key == "direct-key"
+    with pytest.raises(ConfigError, match="MY_ONE_KEY"):
+        load_settings(BASE, env={}, config_path=config)
+
+
+def test_one_api_key_in_a_readable_file_warns(tmp_path: Path) -> None:
+    config = tmp_path / "c.toml"
+    config.write_text(f'api = "one"\napi_key = "{KEY}"\n')
+    os.chmod(config, 0o644)
+    with pytest.warns(UserWarning, match="chmod 600") as caught:
+        s = load_settings(BASE, env={}, config_path=config)
+    assert s.api_key == KEY
+    assert all(KEY not in str(w.message) for w in caught)
+
+
+def test_missing_one_api_key_names_where_to_put_it() -> None:
+    with pytest.raises(ConfigError, match="BULKSEND_API_KEY") as info:
+        load_settings({**BASE, "api": "one"}, env={})
+    assert "api_key_env" in str(info.value)
+    assert load_settings({**BASE, "api": "one", "dry_run": True}, env={}).api_key == ""
+
+
+def test_one_api_key_never_in_repr_str_or_exceptions(tmp_path: Path) -> None:
+    from bulksend.config import load_account
+    from bulksend.errors import redact
+
+    s = load_settings({**BASE, "api": "one"}, env={"BULKSEND_API_KEY": KEY})
+    assert s.api_key == KEY
+    assert KEY not in repr(s) and KEY not in str(s) and "api_key=***" in repr(s)
+    assert redact(f"echoed {KEY}") == "echoed ***"
+    account = load_account({}, env={"BULKSEND_API": "one", "BULKSEND_API_KEY": KEY})
+    assert account.api_key == KEY and KEY not in repr(account)
+    bad = "bad key with spaces"
+    with pytest.raises(ConfigError) as info:
+        load_settings({**BASE, "api": "one"}, env={"BULKSEND_API_KEY": bad})
+    assert bad not in str(info.value) and "key" in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"method": "get"}, "--method get"),
+        ({"auth": "session"}, "session"),
+        ({"api": "two"}, "'legacy' or 'one'"),
+        ({"batch_size": 0}, "at least 1"),
+    ],
+)
+def test_legacy_only_settings_are_refused_with_the_one_api(
+    change: dict[str, object], message: str
+) -> None:
+    fields = {"api": "one", "api_key": KEY, **change}
+    with pytest.raises(ConfigError, match=message):
+        CampaignSettings(input_path=Path("x"), text="t", **fields)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("requested", "effective"), [(None, 100), (50, 50), (100, 100), (600, 100)]
+)
+def test_one_api_batch_size_is_at_most_100(requested: int | None, effective: int) -> None:
+    s = CampaignSettings(
+        input_path=Path("x"), text="t", api="one", api_key=KEY, batch_size=requested
+    )
+    assert s.effective_batch_size == effective
+    legacy = CampaignSettings(input_path=Path("x"), text="t", batch_size=requested)
+    assert legacy.effective_batch_size == (requested or 600)
+
+
+def test_example_config_one_api_profile_loads() -> None:
+    example = Path(__file__).resolve().parent.parent / "config" / "bulksend.example.toml"
+    s = load_settings(BASE, env={"CLICKATELL_API_KEY": KEY}, config_path=example, profile="one")
+    assert s.api == "one" and s.api_key == KEY
+    assert s.endpoint == "https://platform.clickatell.com" and s.effective_batch_size == 100
+
+
+def test_api_key_is_never_taken_from_argv(capsys: pytest.CaptureFixture[str]) -> None:
+    from bulksend.cli import main
+
+    assert main(["send", "in.csv", "--text", "hi", "--api", "one", f"--api-key={KEY}"]) == 1
+    err = capsys.readouterr().err
+    assert "BULKSEND_API_KEY" in err and KEY not in err
+
+
+async def test_cancel_refuses_a_one_api_account(tmp_path: Path) -> None:
+    from bulksend.cancel import cancel_campaign
+    from bulksend.config import AccountSettings
+
+    with pytest.raises(ConfigError, match="not supported with the One API"):
+        await cancel_campaign(tmp_path / "r.csv", AccountSettings(api="one", api_key=KEY))
