@@ -40,10 +40,11 @@ from pathlib import Path
 from typing import Any
 
 import aiofiles.os
+import aiohttp
 from prometheus_client import Histogram
 
 from bulksend import aio, gsm
-from bulksend.account import Account
+from bulksend.account import Account, OneAccount
 from bulksend.client import BatchOutcome, BatchStatus, ClientSettings, Gateway, RetryPolicy
 from bulksend.config import CampaignSettings
 from bulksend.errors import (
@@ -361,7 +362,7 @@ class Campaign:
                 if s.check_balance and summary.balance_before is not None:
                     # Reporting, after the campaign's clock stopped.
                     with contextlib.suppress(GatewayError, ProtocolError):
-                        async with Account(self._client_settings()) as account:
+                        async with self._account() as account:
                             summary.balance_after = await account.balance()
         finally:
             lock.release()
@@ -381,10 +382,10 @@ class Campaign:
         self.summary.batches = -(-self.summary.valid // size) if self.summary.valid else 0
         self.summary.pending = self.summary.valid
         s = self.settings
-        if s.password and s.check_balance:
+        if (s.api_key if s.api == "one" else s.password) and s.check_balance:
             # With credentials, the dry run also says whether the credit would last.
             try:
-                async with Account(self._client_settings()) as account:
+                async with self._account() as account:
                     self.summary.balance_before = await account.balance()
             except (GatewayError, ProtocolError) as exc:
                 log.warning("could not read the balance: %s", redact(str(exc)))
@@ -524,7 +525,7 @@ class Campaign:
                     # The balance is asked while the reader starts; the producer waits for the
                     # answer before the first batch leaves (so it costs no round trip of its own).
                     self._preflight_task = asyncio.create_task(
-                        self._preflight(Account(client_settings, gateway.http), state.done),
+                        self._preflight(self._account(gateway.http), state.done),
                         name="preflight",
                     )
                 with self._signals():
@@ -553,14 +554,35 @@ class Campaign:
                 self.summary.throttled = gateway.flow.throttled
 
     def make_wire(self) -> WireProtocol:
-        """The wire protocol this campaign speaks (see :mod:`bulksend.wire`)."""
+        """The wire protocol this campaign speaks (see :mod:`bulksend.wire`): the One API with
+        ``--api one``; else the legacy API's ``sendmsg`` for one text."""
         s = self.settings
+        if s.api == "one":
+            from bulksend.wire.one import ApiKey, OneApi, OneOptions, OneWire
+
+            o = self.options
+            options = OneOptions(
+                sender=s.sender,
+                validity_period=s.validity,
+                binary=o.data is not None,
+                udh=o.udh,
+            )
+            return OneWire(OneApi(ApiKey(s.api_key), options), o.data or s.text)
         return SendmsgWire(
             self.template,
             Auth(api_id=s.api_id, user=s.user, password=s.password),
             use_session=s.auth == "session",
             method=s.method,
         )
+
+    def _account(self, session: aiohttp.ClientSession | None = None) -> Account | OneAccount:
+        """The balance calls of this campaign's API (``session``: the gateway's pool to share)."""
+        s = self.settings
+        if s.api == "one":
+            from bulksend.wire.one import ApiKey
+
+            return OneAccount(self._client_settings(), ApiKey(s.api_key), session)
+        return Account(self._client_settings(), session)
 
     def _client_settings(self) -> ClientSettings:
         s = self.settings
@@ -577,7 +599,7 @@ class Campaign:
             retry=RetryPolicy(max_attempts=s.retry_attempts, max_total_seconds=s.retry_max_seconds),
         )
 
-    async def _preflight(self, account: Account, done: RowBitmap) -> None:
+    async def _preflight(self, account: Account | OneAccount, done: RowBitmap) -> None:
         """Before the first message: does the credit cover the rows still to send?
 
         The cheap bound first (every line of the file, at this campaign's parts); only when the

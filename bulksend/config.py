@@ -182,6 +182,22 @@ class CampaignSettings:
             object.__setattr__(self, "endpoint", _default_endpoint(self.api))
         if self.api == "one" and self.method == "get":
             raise ConfigError("--method get is for the legacy API; the One API posts JSON")
+        if self.api == "one":
+            legacy_only = [
+                name
+                for name, chosen in (
+                    ("--flash", self.flash),
+                    ("--deliver-in", self.deliver_in is not None),
+                    ("--max-credits", self.max_credits is not None),
+                    ("--mo", self.mo),
+                )
+                if chosen
+            ]
+            if legacy_only:
+                raise ConfigError(
+                    f"{', '.join(legacy_only)}: legacy API options the One API does not offer "
+                    "(delivery callbacks are set on the One API integration, not per message)"
+                )
         if self.method not in ("post", "get"):
             raise ConfigError(f"--method must be post or get, not {self.method!r}")
         if self.auth not in ("password", "session"):

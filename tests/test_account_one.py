@@ -12,9 +12,9 @@ from aiohttp import web
 from bulksend.account import OneAccount
 from bulksend.client import ClientSettings, RetryPolicy
 from bulksend.errors import ErrorClass, GatewayError
-from bulksend.wire.legacy import Auth
 from bulksend.simulator import Faults
 from bulksend.simulator.one_api import OneApiSimulator
+from bulksend.wire.legacy import Auth
 from bulksend.wire.one import ApiKey
 
 KEY = "test-one-account-Km42"
