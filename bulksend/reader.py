@@ -34,6 +34,7 @@ from bulksend.errors import BulkSendError, InputError
 from bulksend.numbers import NumberPolicy
 from bulksend.optout import OptOuts
 from bulksend.source import Block, RecipientSource, Reject, SourceStats
+from bulksend.template import Template
 
 __all__ = ["InlineReader", "ProcessReader", "make_reader"]
 
@@ -74,6 +75,9 @@ def _child(
     policy: NumberPolicy,
     dedupe: bool,
     opt_outs: OptOuts | None,
+    template: Template | None = None,
+    max_parts: int | None = None,
+    unicode: str = "auto",
 ) -> None:
     if parent_end is not None:
         # A forked child holds a copy of the parent's reading end: close it, or the pipe would
@@ -90,6 +94,9 @@ def _child(
         block_rows=_BLOCK_ROWS,
         compact_dedupe=True,
         opt_outs=opt_outs,  # memory matters most for big files; this core has CPU to spare
+        template=template,
+        max_parts=max_parts,
+        unicode=unicode,
     )
     try:
         for block in source.blocks():
@@ -101,6 +108,8 @@ def _child(
                     block.msisdns,
                     rejects,
                     block.last_row,
+                    block.contents,
+                    block.fields,
                     source.stats,
                     source.bytes_read,
                 )
@@ -129,6 +138,9 @@ class ProcessReader:
         policy: NumberPolicy,
         dedupe: bool,
         opt_outs: OptOuts | None = None,
+        template: Template | None = None,
+        max_parts: int | None = None,
+        unicode: str = "auto",
     ) -> None:
         self.path = os.fspath(path)
         self.stats = SourceStats()
@@ -147,6 +159,9 @@ class ProcessReader:
                 policy,
                 dedupe,
                 opt_outs,
+                template,
+                max_parts,
+                unicode,
             ),
             name="bulksend-reader",
             daemon=True,
@@ -169,8 +184,11 @@ class ProcessReader:
                 ) from None
             kind = message[0]
             if kind == "block":
-                _, rows, msisdns, rejects, last_row, self.stats, self.bytes_read = message
-                yield Block(rows, msisdns, [Reject(*r) for r in rejects], last_row)
+                _, rows, msisdns, rejects, last_row, contents, fields, stats, bytes_read = message
+                self.stats, self.bytes_read = stats, bytes_read
+                yield Block(
+                    rows, msisdns, [Reject(*r) for r in rejects], last_row, contents, fields
+                )
             elif kind == "end":
                 _, self.stats, self.bytes_read = message
                 return
@@ -197,8 +215,15 @@ def make_reader(
     dedupe: bool,
     mode: str = "auto",
     opt_outs: OptOuts | None = None,
+    template: Template | None = None,
+    max_parts: int | None = None,
+    unicode: str = "auto",
 ) -> InlineReader | ProcessReader:
-    """``process`` / ``inline`` as asked; ``auto``: a process for files over a few MB."""
+    """``process`` / ``inline`` as asked; ``auto``: a process for files over a few MB.
+
+    With a ``template`` each block carries the rendered text of its rows (see
+    :class:`~bulksend.source.RecipientSource`); ``max_parts`` and ``unicode`` are the row checks'.
+    """
     if mode == "auto":
         try:
             big = os.stat(path).st_size >= PROCESS_THRESHOLD_BYTES
@@ -206,7 +231,25 @@ def make_reader(
             big = False
         mode = "process" if big else "inline"
     if mode == "process":
-        return ProcessReader(path, column=column, policy=policy, dedupe=dedupe, opt_outs=opt_outs)
+        return ProcessReader(
+            path,
+            column=column,
+            policy=policy,
+            dedupe=dedupe,
+            opt_outs=opt_outs,
+            template=template,
+            max_parts=max_parts,
+            unicode=unicode,
+        )
     return InlineReader(
-        RecipientSource(path, column=column, policy=policy, dedupe=dedupe, opt_outs=opt_outs)
+        RecipientSource(
+            path,
+            column=column,
+            policy=policy,
+            dedupe=dedupe,
+            opt_outs=opt_outs,
+            template=template,
+            max_parts=max_parts,
+            unicode=unicode,
+        )
     )

@@ -12,9 +12,9 @@ The language is the Clickatell batch interface's own (``startbatch`` ``template=
 * **Every other** ``#`` **is literal**: a lone ``#`` (``Call #1 now``), ``##`` (there is no escape:
   an empty name is not a name), ``# x #`` (a space is not a name character). So a literal ``#``
   may touch a placeholder: ``##a##`` is ``#``, ``#a#``, ``#`` and renders as ``#Anne#``.
-* ``#`` around letters that are not ASCII (``#prénom#``) is refused with
-  :class:`~bulksend.errors.InputError`: the gateway would send it literally to every recipient,
-  which is never what the author meant. Rename the column and the placeholder.
+* ``#`` around letters that are not all ASCII (``#话题#``, ``#prénom#``) is literal text too, as
+  the gateway reads it, but :meth:`Template.bind` refuses it when the header has a column of that
+  name: the author meant a placeholder, and every recipient would get ``#prénom#``.
 
 :meth:`Template.bind` maps each field to a column of the file's header row: the cell equal to the
 field, else equal ignoring case and surrounding blanks, else equal once runs of anything but letters,
@@ -97,6 +97,9 @@ class Template:
     # The text as a str.format pattern: literal braces doubled, each placeholder as {i} with i its
     # field's index. One C call renders a row, however many placeholders.
     pattern: str
+    # Names between #s that are not placeholders for their non-ASCII letters (#prénom#, #话题#):
+    # literal text, unless bind() finds a column of that name.
+    lookalikes: tuple[str, ...] = ()
 
     @classmethod
     def parse(cls, text: str) -> Template:
@@ -110,18 +113,12 @@ class Template:
             pieces.append(f"{{{index}}}")
             at = m.end()
         pieces.append(_literal(text[at:]))
-        odd = [
-            m.group()
+        lookalikes = dict.fromkeys(
+            m.group(1)
             for m in _LOOKS_LIKE_PLACEHOLDER.finditer(_PLACEHOLDER.sub("\0", text))
             if not m.group(1).isascii()
-        ]
-        if odd:
-            raise InputError(
-                f"the text has {', '.join(odd)}, which looks like a placeholder but a name may only "
-                "hold the letters A-Z, digits and _ (the gateway would send it as it is); rename "
-                "the column and the placeholder"
-            )
-        return cls(text, tuple(fields), "".join(pieces))
+        )
+        return cls(text, tuple(fields), "".join(pieces), tuple(lookalikes))
 
     @property
     def personalised(self) -> bool:
@@ -141,6 +138,15 @@ class Template:
         header, or a text that no row could pass (see the module docstring).
         """
         columns: list[int] = []
+        if header is not None:
+            for name in self.lookalikes:
+                index = _column_of(name, header)
+                if index is not None:
+                    raise InputError(
+                        f"#{name}# would be sent as it is: a placeholder name may only hold A-Z, "
+                        f"a-z, 0-9 and _, so it cannot name the column {header[index].strip()!r}; "
+                        "rename the column and the placeholder"
+                    )
         if self.fields:
             if header is None:
                 raise InputError(
