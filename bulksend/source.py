@@ -441,6 +441,7 @@ class RecipientSource:
     ) -> Iterator[Batch]:
         """Data rows as cells; at least ``width`` of them where the row has that many."""
         skip_header = layout.header
+        keep_breaks = self._bound is not None
         carried: list[str] = []
         for chunk in chunks:
             batch: Batch
@@ -451,6 +452,10 @@ class RecipientSource:
                 yield ((chunk,) * width,)
                 continue
             lines, quoted = chunk
+            if keep_breaks and (quoted or carried) and layout.delimiter:
+                # csv drops the line break of a cell spanning lines it is given without their
+                # ends; a number never spans lines, but a templated address must keep its break.
+                lines = [line + "\n" for line in lines]
             if carried:
                 lines, quoted, carried = carried + lines, True, []
             if quoted and layout.delimiter:
