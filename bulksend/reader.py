@@ -5,7 +5,9 @@ Parsing, normalising and deduplicating cost about as much CPU per recipient as s
 the campaign's event loop is single-threaded: moving the reader to its own process lets a two-core
 machine read and send at once. What it promises:
 
-* the same blocks, in the same order, with the same ``stats`` as reading in-process;
+* the same blocks, in the same order, with the same ``stats`` as reading in-process (with a
+  template too: its rendered ``contents`` and ``fields`` cross the pipe, ~0.6 µs a row to unpickle
+  in the parent against ~3 µs a row to render and check);
 * a whole-file :class:`~bulksend.errors.InputError` is raised in the parent with the same message;
 * bounded memory: the pipe (and one block in flight) is the only buffer, so a child that runs ahead
   blocks on the pipe;

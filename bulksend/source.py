@@ -47,6 +47,24 @@ Reading rules:
   those with at least half as many numbers as the best.
 * Header: the first row is a header when the chosen column's cell there is not a number and holds
   letters or no digits (``phone``, ``#``), or is empty while other cells hold words.
+
+With a ``template`` (:class:`~bulksend.template.Template`, see that module for the language):
+
+* it is bound to the header once the layout is known; a personalised text and a file without a
+  header, or a placeholder that names no column, is an :class:`InputError` naming the file (before
+  the first block, like the layout errors above, and the same through :mod:`bulksend.reader`);
+* each row whose number is valid (and not opted out) is rendered and checked: a row the template
+  refuses (a missing or empty value, too many parts, ...) is a :class:`Reject` with the number
+  cell as ``raw`` and the template's reason. The check comes before dedupe, so a refused row does
+  not claim its number;
+* blocks carry ``contents`` (the text) and ``fields`` (the values) for each row to send, and
+  ``stats.parts`` sums their parts and encodings;
+* a quoted cell that spans lines keeps its line break, as LF (without a template only numbers are
+  read, and a number never spans lines, so that path keeps csv's joining).
+
+Without a template, the hot loop, the blocks and the stats are what they were before templates
+(``contents``/``fields`` are None, ``stats.parts`` stays empty); reading a 200 k-row file measured
+the same speed before and after.
 """
 
 from __future__ import annotations

@@ -295,7 +295,7 @@ class PartsStats:
             self.max_parts = parts
         self.messages += 1
         self.total_parts += parts
-        self.by_encoding[shape.encoding.value] += 1
+        self.by_encoding[shape.encoding._value_] += 1  # not .value: a property, 4x slower
 
     def merge(self, other: PartsStats) -> None:
         """Add ``other``'s counts to these (e.g. the totals of two files)."""
