@@ -12,9 +12,10 @@ The language is the Clickatell batch interface's own (``startbatch`` ``template=
 * **Every other** ``#`` **is literal**: a lone ``#`` (``Call #1 now``), ``##`` (there is no escape:
   an empty name is not a name), ``# x #`` (a space is not a name character). So a literal ``#``
   may touch a placeholder: ``##a##`` is ``#``, ``#a#``, ``#`` and renders as ``#Anne#``.
-* ``#`` around letters that are not all ASCII (``#话题#``, ``#prénom#``) is literal text too, as
-  the gateway reads it, but :meth:`Template.bind` refuses it when the header has a column of that
-  name: the author meant a placeholder, and every recipient would get ``#prénom#``.
+* ``#`` around letters that are not all ASCII (``#话题#``, ``#prénom#``) is literal text too: a
+  name travels as a ``senditem`` parameter name, so we take "letters" as ASCII ones. But
+  :meth:`Template.bind` refuses it when the header has a column of that name: the author meant a
+  placeholder, and every recipient would get ``#prénom#``.
 
 :meth:`Template.bind` maps each field to a column of the file's header row: the cell equal to the
 field, else equal ignoring case and surrounding blanks, else equal once runs of anything but letters,
@@ -54,7 +55,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
-from bulksend.errors import InputError
+from bulksend.errors import ConfigError, InputError
 from bulksend.gsm import (
     GSM7_BASIC,
     Encoding,
@@ -137,6 +138,8 @@ class Template:
         Raises :class:`InputError` for a field without a column, a personalised text without a
         header, or a text that no row could pass (see the module docstring).
         """
+        if max_parts is not None and max_parts < 1:
+            raise ConfigError(f"--max-parts must be at least 1, not {max_parts}")
         columns: list[int] = []
         if header is not None:
             for name in self.lookalikes:
@@ -163,14 +166,13 @@ class Template:
                     columns.append(index)
             if missing:
                 which = "placeholder" if len(missing) == 1 else "placeholders"
+                verb = "matches" if len(missing) == 1 else "match"
                 have = ", ".join(repr(c.strip()) for c in header[:30]) or "(none)"
                 more = f" and {len(header) - 30} more" if len(header) > 30 else ""
                 raise InputError(
-                    f"{which} {_hashed(missing)} match no column of the header; its columns are: "
+                    f"{which} {_hashed(missing)} {verb} no column of the header; its columns are: "
                     f"{have}{more}"
                 )
-        if max_parts is not None and max_parts < 1:
-            raise ValueError("max_parts must be at least 1")
         # Raises for unicode=off with literal text outside GSM 03.38, and for a bad mode.
         shape = analyse(self.render([""] * len(self.fields)), unicode)
         if max_parts is not None and shape.parts > max_parts:

@@ -142,9 +142,16 @@ def test_bind_refuses_literal_text_already_over_max_parts() -> None:
         bound("x" * 161 + "#first_name#", max_parts=1)
 
 
-def test_bind_refuses_an_unknown_unicode_mode() -> None:
+def test_bind_refuses_an_unknown_unicode_mode_and_max_parts_below_one() -> None:
     with pytest.raises(ConfigError):
         bound("#first_name#", unicode="maybe")
+    with pytest.raises(ConfigError):
+        bound("#first_name#", max_parts=0)
+
+
+def test_one_missing_field_reads_as_one() -> None:
+    with pytest.raises(InputError, match="placeholder #city# matches no column"):
+        bound("#city#")
 
 
 def test_bound_template_pickles() -> None:
