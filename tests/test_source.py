@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 from bulksend import source
 from bulksend.errors import InputError
 from bulksend.numbers import NumberPolicy, Reason
+from bulksend.optout import OptOuts
 from bulksend.reader import make_reader
 from bulksend.source import Block, RecipientSource
 from bulksend.template import Template
@@ -440,13 +441,15 @@ _fuzz_files = itertools.count()
     ),
     chunk=st.sampled_from([1, 3, 16, 1 << 20]),
     dedupe=st.booleans(),
+    template=st.sampled_from([None, "Sale! {0}", "Hi #phone#"]),
 )
 def test_any_bytes_give_input_error_or_every_row_accounted(
-    tmp_path: Path, content: bytes, chunk: int, dedupe: bool
+    tmp_path: Path, content: bytes, chunk: int, dedupe: bool, template: str | None
 ) -> None:
     path = write(tmp_path, content, name=f"fuzz{next(_fuzz_files)}.csv")
+    parsed = Template.parse(template) if template is not None else None
     with mock.patch.object(source, "CHUNK_BYTES", chunk), contextlib.suppress(InputError):
-        read(path, dedupe=dedupe, block_rows=4)
+        read(path, dedupe=dedupe, block_rows=4, template=parsed)
     path.unlink()
 
 
@@ -637,3 +640,11 @@ def test_templated_cells_keep_their_line_breaks_across_chunks(
         ("Anne\nMarie", "A1"),
         ("Bob", "B\n2"),
     ]
+
+
+def test_opted_out_numbers_are_refused_before_the_template_looks(tmp_path: Path) -> None:
+    content = f"phone,first_name,order\n{A},,A1\n{B},Bob,B2\n"
+    opt_outs = OptOuts(["stop.csv"], [[int(A)]])
+    _, blocks = read(write(tmp_path, content), template=HI, opt_outs=opt_outs)
+    assert sorted(texts(blocks)) == [3]
+    assert refused(blocks)[2] == opt_outs.reasons()[0]
