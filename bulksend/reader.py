@@ -36,7 +36,7 @@ from bulksend.errors import BulkSendError, InputError
 from bulksend.numbers import NumberPolicy
 from bulksend.optout import OptOuts
 from bulksend.source import Block, RecipientSource, Reject, SourceStats
-from bulksend.template import Template
+from bulksend.template import Template, check_options
 
 __all__ = ["InlineReader", "ProcessReader", "make_reader"]
 
@@ -144,6 +144,8 @@ class ProcessReader:
         max_parts: int | None = None,
         unicode: str = "auto",
     ) -> None:
+        if template is not None:
+            check_options(unicode, max_parts)  # here, not as a failure of the child
         self.path = os.fspath(path)
         self.stats = SourceStats()
         self.bytes_read = 0

@@ -84,7 +84,7 @@ from bulksend.dedupe import FirstRowTable
 from bulksend.errors import InputError
 from bulksend.numbers import NumberPolicy, Reason, normalise
 from bulksend.optout import OptOuts
-from bulksend.template import BoundTemplate, PartsStats, Template
+from bulksend.template import BoundTemplate, PartsStats, Template, check_options
 
 __all__ = ["Block", "RecipientSource", "Reject", "SourceStats"]
 
@@ -247,6 +247,8 @@ class RecipientSource:
         self.block_rows = block_rows
         # With a template each row is also rendered and checked (see bulksend.template); it is
         # bound to the header once the layout is known.
+        if template is not None:
+            check_options(unicode, max_parts)
         self.template = template
         self.max_parts = max_parts
         self.unicode = unicode

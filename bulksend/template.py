@@ -66,8 +66,9 @@ from bulksend.gsm import (
     septet_length,
 )
 
-__all__ = ["BoundTemplate", "PartsStats", "RenderedRow", "Template"]
+__all__ = ["BoundTemplate", "PartsStats", "RenderedRow", "Template", "check_options"]
 
+_UNICODE_MODES = ("auto", "on", "off")
 _PLACEHOLDER = re.compile(r"#([A-Za-z0-9_]+)#")
 _LOOKS_LIKE_PLACEHOLDER = re.compile(r"#(\w+)#")
 _NOT_NAME = re.compile(r"[^0-9a-z_]+")
@@ -138,8 +139,7 @@ class Template:
         Raises :class:`InputError` for a field without a column, a personalised text without a
         header, or a text that no row could pass (see the module docstring).
         """
-        if max_parts is not None and max_parts < 1:
-            raise ConfigError(f"--max-parts must be at least 1, not {max_parts}")
+        check_options(unicode, max_parts)
         columns: list[int] = []
         if header is not None:
             for name in self.lookalikes:
@@ -173,7 +173,7 @@ class Template:
                     f"{which} {_hashed(missing)} {verb} no column of the header; its columns are: "
                     f"{have}{more}"
                 )
-        # Raises for unicode=off with literal text outside GSM 03.38, and for a bad mode.
+        # Raises for unicode=off with literal text outside GSM 03.38.
         shape = analyse(self.render([""] * len(self.fields)), unicode)
         if max_parts is not None and shape.parts > max_parts:
             raise InputError(
@@ -308,6 +308,14 @@ class PartsStats:
         self.messages += other.messages
         self.total_parts += other.total_parts
         self.by_encoding.update(other.by_encoding)
+
+
+def check_options(unicode: str, max_parts: int | None) -> None:
+    """Raise :class:`ConfigError` for a ``--unicode`` mode or ``--max-parts`` that cannot be."""
+    if unicode not in _UNICODE_MODES:
+        raise ConfigError(f"--unicode must be one of {', '.join(_UNICODE_MODES)}; got {unicode!r}")
+    if max_parts is not None and max_parts < 1:
+        raise ConfigError(f"--max-parts must be at least 1, not {max_parts}")
 
 
 def _literal(text: str) -> str:

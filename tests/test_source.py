@@ -15,7 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from bulksend import source
-from bulksend.errors import InputError
+from bulksend.errors import ConfigError, InputError
 from bulksend.numbers import NumberPolicy, Reason
 from bulksend.optout import OptOuts
 from bulksend.reader import make_reader
@@ -648,3 +648,19 @@ def test_opted_out_numbers_are_refused_before_the_template_looks(tmp_path: Path)
     _, blocks = read(write(tmp_path, content), template=HI, opt_outs=opt_outs)
     assert sorted(texts(blocks)) == [3]
     assert refused(blocks)[2] == opt_outs.reasons()[0]
+
+
+@pytest.mark.parametrize("mode", ["inline", "process"])
+def test_bad_template_options_fail_at_once(tmp_path: Path, mode: str) -> None:
+    path = write(tmp_path, f"phone,first_name,order\n{A},Anne,A1\n")
+    for options in ({"unicode": "maybe"}, {"max_parts": 0}):
+        with pytest.raises(ConfigError):
+            make_reader(
+                path,
+                column=None,
+                policy=NumberPolicy(),
+                dedupe=True,
+                mode=mode,
+                template=HI,
+                **options,  # type: ignore[arg-type]
+            )
