@@ -5,7 +5,9 @@ Parsing, normalising and deduplicating cost about as much CPU per recipient as s
 the campaign's event loop is single-threaded: moving the reader to its own process lets a two-core
 machine read and send at once. What it promises:
 
-* the same blocks, in the same order, with the same ``stats`` as reading in-process;
+* the same blocks, in the same order, with the same ``stats`` as reading in-process (with a
+  template too: its rendered ``contents`` and ``fields`` cross the pipe, ~0.6 µs a row to unpickle
+  in the parent against ~3 µs a row to render and check);
 * a whole-file :class:`~bulksend.errors.InputError` is raised in the parent with the same message;
 * bounded memory: the pipe (and one block in flight) is the only buffer, so a child that runs ahead
   blocks on the pipe;
@@ -34,6 +36,7 @@ from bulksend.errors import BulkSendError, InputError
 from bulksend.numbers import NumberPolicy
 from bulksend.optout import OptOuts
 from bulksend.source import Block, RecipientSource, Reject, SourceStats
+from bulksend.template import Template, check_options
 
 __all__ = ["InlineReader", "ProcessReader", "make_reader"]
 
@@ -74,6 +77,9 @@ def _child(
     policy: NumberPolicy,
     dedupe: bool,
     opt_outs: OptOuts | None,
+    template: Template | None = None,
+    max_parts: int | None = None,
+    unicode: str = "auto",
 ) -> None:
     if parent_end is not None:
         # A forked child holds a copy of the parent's reading end: close it, or the pipe would
@@ -90,6 +96,9 @@ def _child(
         block_rows=_BLOCK_ROWS,
         compact_dedupe=True,
         opt_outs=opt_outs,  # memory matters most for big files; this core has CPU to spare
+        template=template,
+        max_parts=max_parts,
+        unicode=unicode,
     )
     try:
         for block in source.blocks():
@@ -101,6 +110,8 @@ def _child(
                     block.msisdns,
                     rejects,
                     block.last_row,
+                    block.contents,
+                    block.fields,
                     source.stats,
                     source.bytes_read,
                 )
@@ -129,7 +140,12 @@ class ProcessReader:
         policy: NumberPolicy,
         dedupe: bool,
         opt_outs: OptOuts | None = None,
+        template: Template | None = None,
+        max_parts: int | None = None,
+        unicode: str = "auto",
     ) -> None:
+        if template is not None:
+            check_options(unicode, max_parts)  # here, not as a failure of the child
         self.path = os.fspath(path)
         self.stats = SourceStats()
         self.bytes_read = 0
@@ -147,6 +163,9 @@ class ProcessReader:
                 policy,
                 dedupe,
                 opt_outs,
+                template,
+                max_parts,
+                unicode,
             ),
             name="bulksend-reader",
             daemon=True,
@@ -169,8 +188,11 @@ class ProcessReader:
                 ) from None
             kind = message[0]
             if kind == "block":
-                _, rows, msisdns, rejects, last_row, self.stats, self.bytes_read = message
-                yield Block(rows, msisdns, [Reject(*r) for r in rejects], last_row)
+                _, rows, msisdns, rejects, last_row, contents, fields, stats, bytes_read = message
+                self.stats, self.bytes_read = stats, bytes_read
+                yield Block(
+                    rows, msisdns, [Reject(*r) for r in rejects], last_row, contents, fields
+                )
             elif kind == "end":
                 _, self.stats, self.bytes_read = message
                 return
@@ -197,8 +219,15 @@ def make_reader(
     dedupe: bool,
     mode: str = "auto",
     opt_outs: OptOuts | None = None,
+    template: Template | None = None,
+    max_parts: int | None = None,
+    unicode: str = "auto",
 ) -> InlineReader | ProcessReader:
-    """``process`` / ``inline`` as asked; ``auto``: a process for files over a few MB."""
+    """``process`` / ``inline`` as asked; ``auto``: a process for files over a few MB.
+
+    With a ``template`` each block carries the rendered text of its rows (see
+    :class:`~bulksend.source.RecipientSource`); ``max_parts`` and ``unicode`` are the row checks'.
+    """
     if mode == "auto":
         try:
             big = os.stat(path).st_size >= PROCESS_THRESHOLD_BYTES
@@ -206,7 +235,25 @@ def make_reader(
             big = False
         mode = "process" if big else "inline"
     if mode == "process":
-        return ProcessReader(path, column=column, policy=policy, dedupe=dedupe, opt_outs=opt_outs)
+        return ProcessReader(
+            path,
+            column=column,
+            policy=policy,
+            dedupe=dedupe,
+            opt_outs=opt_outs,
+            template=template,
+            max_parts=max_parts,
+            unicode=unicode,
+        )
     return InlineReader(
-        RecipientSource(path, column=column, policy=policy, dedupe=dedupe, opt_outs=opt_outs)
+        RecipientSource(
+            path,
+            column=column,
+            policy=policy,
+            dedupe=dedupe,
+            opt_outs=opt_outs,
+            template=template,
+            max_parts=max_parts,
+            unicode=unicode,
+        )
     )

@@ -47,6 +47,24 @@ Reading rules:
   those with at least half as many numbers as the best.
 * Header: the first row is a header when the chosen column's cell there is not a number and holds
   letters or no digits (``phone``, ``#``), or is empty while other cells hold words.
+
+With a ``template`` (:class:`~bulksend.template.Template`, see that module for the language):
+
+* it is bound to the header once the layout is known; a personalised text and a file without a
+  header, or a placeholder that names no column, is an :class:`InputError` naming the file (before
+  the first block, like the layout errors above, and the same through :mod:`bulksend.reader`);
+* each row whose number is valid (and not opted out) is rendered and checked: a row the template
+  refuses (a missing or empty value, too many parts, ...) is a :class:`Reject` with the number
+  cell as ``raw`` and the template's reason. The check comes before dedupe, so a refused row does
+  not claim its number;
+* blocks carry ``contents`` (the text) and ``fields`` (the values) for each row to send, and
+  ``stats.parts`` sums their parts and encodings;
+* a quoted cell that spans lines keeps its line break, as LF (without a template only numbers are
+  read, and a number never spans lines, so that path keeps csv's joining).
+
+Without a template, the hot loop, the blocks and the stats are what they were before templates
+(``contents``/``fields`` are None, ``stats.parts`` stays empty); reading a 200 k-row file measured
+the same speed before and after.
 """
 
 from __future__ import annotations
@@ -66,6 +84,7 @@ from bulksend.dedupe import FirstRowTable
 from bulksend.errors import InputError
 from bulksend.numbers import NumberPolicy, Reason, normalise
 from bulksend.optout import OptOuts
+from bulksend.template import BoundTemplate, PartsStats, Template, check_options
 
 __all__ = ["Block", "RecipientSource", "Reject", "SourceStats"]
 
@@ -134,13 +153,17 @@ class Block:
     """Consecutive input rows: the numbers to send and the rows refused, in file order.
 
     ``len(rows) + len(rejects)`` is the number of rows the block covers, at most ``block_rows``;
-    ``last_row`` is the last of them.
+    ``last_row`` is the last of them. With a template, ``contents[i]`` is the text for
+    ``msisdns[i]`` and ``fields[i]`` its placeholder values in ``template.fields`` order; both are
+    None without one.
     """
 
     rows: list[int]
     msisdns: list[str]
     rejects: list[Reject]
     last_row: int
+    contents: list[str] | None = None
+    fields: list[tuple[str, ...]] | None = None
 
 
 @dataclass
@@ -156,6 +179,7 @@ class SourceStats:
     column_index: int = 0
     delimiter: str = ""  # "" for one number per line
     encoding: str = "utf-8"
+    parts: PartsStats = field(default_factory=PartsStats)  # of the valid rows; with a template only
 
 
 class _Unreadable(str):
@@ -207,6 +231,9 @@ class RecipientSource:
         block_rows: int = 2048,
         compact_dedupe: bool = False,
         opt_outs: OptOuts | None = None,
+        template: Template | None = None,
+        max_parts: int | None = None,
+        unicode: str = "auto",
     ) -> None:
         if block_rows < 1:
             raise ValueError("block_rows must be at least 1")
@@ -218,6 +245,14 @@ class RecipientSource:
         self.compact_dedupe = compact_dedupe
         self.opt_outs = opt_outs
         self.block_rows = block_rows
+        # With a template each row is also rendered and checked (see bulksend.template); it is
+        # bound to the header once the layout is known.
+        if template is not None:
+            check_options(unicode, max_parts)
+        self.template = template
+        self.max_parts = max_parts
+        self.unicode = unicode
+        self._bound: BoundTemplate | None = None
         self._column: str | int | None
         if isinstance(column, str):
             name = column.strip()
@@ -403,12 +438,30 @@ class RecipientSource:
         st.delimiter, st.header, st.column_index = layout.delimiter, layout.header, layout.column
         st.column = layout.name if layout.header else layout.column
         self._csv = _dialect(layout.delimiter or ",")
-        return self._rows(layout, chain(head, chunks))
+        width = layout.column + 1
+        self._bound = None
+        if self.template is not None:
+            header = None
+            if layout.header:
+                header = [_name(c) for c in self._split_sample(sample[:1], layout.delimiter)[0]]
+            try:
+                self._bound = self.template.bind(
+                    header, unicode=self.unicode, max_parts=self.max_parts
+                )
+            except InputError as exc:
+                raise InputError(exc.reason, path=self.path) from None
+            width = max(width, self._bound.width)
+        return self._rows(layout, chain(head, chunks), width)
 
     def _rows(
-        self, layout: _Layout, chunks: Iterator[tuple[list[str], bool] | _Unreadable]
+        self,
+        layout: _Layout,
+        chunks: Iterator[tuple[list[str], bool] | _Unreadable],
+        width: int,
     ) -> Iterator[Batch]:
+        """Data rows as cells; at least ``width`` of them where the row has that many."""
         skip_header = layout.header
+        keep_breaks = self._bound is not None
         carried: list[str] = []
         for chunk in chunks:
             batch: Batch
@@ -416,9 +469,13 @@ class RecipientSource:
                 if carried:  # an unclosed quote ran into an overlong line: settle it first
                     yield _parse_quoted(carried, self._csv, at_end=True)[0]
                     carried = []
-                yield ((chunk,) * (layout.column + 1),)
+                yield ((chunk,) * width,)
                 continue
             lines, quoted = chunk
+            if keep_breaks and (quoted or carried) and layout.delimiter:
+                # csv drops the line break of a cell spanning lines it is given without their
+                # ends; a number never spans lines, but a templated address must keep its break.
+                lines = [line + "\n" for line in lines]
             if carried:
                 lines, quoted, carried = carried + lines, True, []
             if quoted and layout.delimiter:
@@ -430,7 +487,7 @@ class RecipientSource:
                     continue
                 batch = rows
             elif layout.delimiter:
-                batch = map(str.split, lines, repeat(layout.delimiter), repeat(layout.column + 1))
+                batch = map(str.split, lines, repeat(layout.delimiter), repeat(width))
             else:
                 batch = zip(lines)
             if skip_header:
@@ -541,6 +598,9 @@ class RecipientSource:
 
         (Whole-list variants with ``map``/``setdefault`` in C measured no faster than this loop.)
         """
+        if self._bound is not None:
+            yield from self._templated_blocks(batches, self._bound)
+            return
         st = self.stats
         policy = self.policy
         index = st.column_index
@@ -602,6 +662,83 @@ class RecipientSource:
             st.rows += row - start
             st.valid += len(rows)
             yield Block(rows, msisdns, rejects, row)
+
+    def _templated_blocks(self, batches: Iterator[Batch], bound: BoundTemplate) -> Iterator[Block]:
+        """:meth:`_blocks` with each valid row rendered and checked by ``bound`` as well.
+
+        A copy of the loop rather than a branch in it, so reading without a template costs what it
+        did. The check comes before dedupe: a row refused for its values does not claim its number,
+        and a later row with the same number and good values is sent.
+        """
+        st = self.stats
+        policy = self.policy
+        index = st.column_index
+        block_rows = self.block_rows
+        dedupe = self.dedupe
+        seen: dict[int, int] | FirstRowTable
+        if self.compact_dedupe:
+            try:
+                expected = os.stat(self.path).st_size // 40  # ~40 bytes a row with a name or two
+            except OSError:
+                expected = 0
+            seen = FirstRowTable(expected if dedupe else 0)
+        else:
+            seen = {}
+        first_row_of = seen.setdefault
+        opt_outs = self.opt_outs
+        listed = opt_outs.lookup if opt_outs is not None else None
+        opted_out = opt_outs.reasons() if opt_outs is not None else []
+        rejected = st.rejected
+        check = bound.check
+        add_shape = st.parts.add
+        row = start = 1 if st.header else 0
+        end = row + block_rows
+        rows: list[int] = []
+        msisdns: list[str] = []
+        contents: list[str] = []
+        fields: list[tuple[str, ...]] = []
+        rejects: list[Reject] = []
+        for batch in batches:
+            for cells in batch:
+                row += 1
+                try:
+                    value = cells[index]
+                except IndexError:
+                    rejects.append(self._refused(row, self._short(cells), Reason.EMPTY))
+                else:
+                    msisdn = normalise(value, policy)
+                    if type(msisdn) is Reason:
+                        rejects.append(self._refused(row, value, msisdn))
+                    elif listed is not None and (number := listed(key := int(msisdn))) is not None:
+                        why = opted_out[number]
+                        rejected[why] += 1
+                        rejects.append(Reject(row, _printable(value), why))
+                    elif isinstance(rendered := check(cells), str):
+                        rejected[rendered] += 1
+                        rejects.append(Reject(row, _printable(value), rendered))
+                    elif (
+                        dedupe
+                        and (first := first_row_of(key if listed is not None else int(msisdn), row))
+                        is not row
+                    ):
+                        st.duplicates += 1
+                        rejects.append(Reject(row, _printable(value), f"duplicate of row {first}"))
+                    else:
+                        rows.append(row)
+                        msisdns.append(msisdn)
+                        contents.append(rendered.text)
+                        fields.append(rendered.values)
+                        add_shape(rendered.shape)
+                if row == end:
+                    st.rows += row - start
+                    st.valid += len(rows)
+                    yield Block(rows, msisdns, rejects, row, contents, fields)
+                    start, end = row, row + block_rows
+                    rows, msisdns, contents, fields, rejects = [], [], [], [], []
+        if row > start:
+            st.rows += row - start
+            st.valid += len(rows)
+            yield Block(rows, msisdns, rejects, row, contents, fields)
 
     def _refused(self, row: int, value: str, reason: Reason) -> Reject:
         if type(value) is _Unreadable:

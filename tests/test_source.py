@@ -15,9 +15,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from bulksend import source
-from bulksend.errors import InputError
+from bulksend.errors import ConfigError, InputError
 from bulksend.numbers import NumberPolicy, Reason
+from bulksend.optout import OptOuts
+from bulksend.reader import make_reader
 from bulksend.source import Block, RecipientSource
+from bulksend.template import Template
 
 A, B, C = "27821234567", "27831234567", "27841234567"
 
@@ -56,6 +59,11 @@ def assert_accounted(src: RecipientSource, blocks: list[Block]) -> None:
     previous = 1 if stats.header else 0
     for block in blocks:
         assert len(block.rows) == len(block.msisdns)
+        if src.template is None:
+            assert block.contents is None and block.fields is None
+        else:
+            assert block.contents is not None and block.fields is not None
+            assert len(block.contents) == len(block.fields) == len(block.rows)
         covered = sorted(block.rows + [r.row for r in block.rejects])
         assert 0 < len(covered) <= src.block_rows
         assert covered == list(range(previous + 1, block.last_row + 1))
@@ -63,6 +71,7 @@ def assert_accounted(src: RecipientSource, blocks: list[Block]) -> None:
         previous = block.last_row
     assert previous == stats.rows + (1 if stats.header else 0)
     assert sum(len(b.rows) for b in blocks) == stats.valid
+    assert stats.parts.messages == (stats.valid if src.template is not None else 0)
 
 
 def sent(blocks: list[Block]) -> dict[int, str]:
@@ -432,11 +441,226 @@ _fuzz_files = itertools.count()
     ),
     chunk=st.sampled_from([1, 3, 16, 1 << 20]),
     dedupe=st.booleans(),
+    template=st.sampled_from([None, "Sale! {0}", "Hi #phone#"]),
 )
 def test_any_bytes_give_input_error_or_every_row_accounted(
-    tmp_path: Path, content: bytes, chunk: int, dedupe: bool
+    tmp_path: Path, content: bytes, chunk: int, dedupe: bool, template: str | None
 ) -> None:
     path = write(tmp_path, content, name=f"fuzz{next(_fuzz_files)}.csv")
+    parsed = Template.parse(template) if template is not None else None
     with mock.patch.object(source, "CHUNK_BYTES", chunk), contextlib.suppress(InputError):
-        read(path, dedupe=dedupe, block_rows=4)
+        read(path, dedupe=dedupe, block_rows=4, template=parsed)
     path.unlink()
+
+
+# -- templates -------------------------------------------------------------------------------------
+
+HI = Template.parse("Hi #first_name#, order #order# ships today")
+
+
+def texts(blocks: list[Block]) -> dict[int, tuple[str, str, tuple[str, ...]]]:
+    """Row -> (msisdn, text, values) of the rows to send."""
+    out = {}
+    for b in blocks:
+        assert b.contents is not None and b.fields is not None
+        for row, m, text, values in zip(b.rows, b.msisdns, b.contents, b.fields, strict=True):
+            out[row] = (m, text, values)
+    return out
+
+
+def test_template_renders_each_row_from_its_columns(tmp_path: Path) -> None:
+    content = f"phone,first_name,order\n{A},Anne,A1\n{B}, Bob ,B22\n"
+    src, blocks = read(write(tmp_path, content), template=HI)
+    assert texts(blocks) == {
+        2: (A, "Hi Anne, order A1 ships today", ("Anne", "A1")),
+        3: (B, "Hi Bob, order B22 ships today", ("Bob", "B22")),
+    }
+    parts = src.stats.parts
+    assert (parts.messages, parts.min_parts, parts.max_parts, parts.credits) == (2, 1, 1, 2)
+    assert parts.by_encoding == {"gsm7": 2}
+
+
+def test_without_a_template_blocks_carry_no_texts(tmp_path: Path) -> None:
+    src, blocks = read(write(tmp_path, f"phone,first_name\n{A},Anne\n"))
+    assert blocks[0].contents is None and blocks[0].fields is None
+    assert src.stats.parts.messages == 0
+
+
+def test_template_rejects_rows_it_cannot_send_with_their_row_numbers(tmp_path: Path) -> None:
+    long = "x" * 440
+    content = (
+        "phone,first_name,order\n"
+        f"{A},Anne,A1\n"  # 2: sent
+        f"{B},  ,B2\n"  # 3: empty name
+        f"{C},Carl\n"  # 4: short row
+        f"27851234567,{long},D4\n"  # 5: 4 parts
+        f"27861234567,{long[:300]},E5\n"  # 6: 3 parts, sent
+        "junk,Fay,F6\n"  # 7: the number is refused first
+    )
+    src, blocks = read(write(tmp_path, content), template=HI, max_parts=3, block_rows=2)
+    assert sorted(texts(blocks)) == [2, 6]
+    assert refused(blocks) == {
+        3: "column 'first_name' is empty",
+        4: "column 'order' missing",
+        5: "message needs 4 parts, more than --max-parts 3",
+        7: Reason.BAD_CHARS.value,
+    }
+    raws = {r.row: r.raw for b in blocks for r in b.rejects}
+    assert raws[3] == B and raws[4] == C  # the number cell, as without a template
+    st_ = src.stats
+    assert st_.rows == 6 and st_.valid == 2
+    assert st_.rejected["column 'first_name' is empty"] == 1
+    assert (st_.parts.min_parts, st_.parts.max_parts, st_.parts.total_parts) == (1, 3, 4)
+
+
+def test_each_row_gets_its_own_encoding(tmp_path: Path) -> None:
+    content = f"phone,first_name,order\n{A},Anne,A1\n{B},李雷,B2\n{C},Jörg,C3\n"
+    src, _ = read(write(tmp_path, content), template=HI)
+    assert src.stats.parts.by_encoding == {"gsm7": 2, "ucs2": 1}
+
+
+def test_unicode_off_refuses_the_rows_it_cannot_carry(tmp_path: Path) -> None:
+    content = f"phone,first_name,order\n{A},Anne,A1\n{B},李雷,B2\n"
+    _, blocks = read(write(tmp_path, content), template=HI, unicode="off")
+    assert sorted(texts(blocks)) == [2]
+    assert "GSM 03.38" in refused(blocks)[3]
+
+
+def test_a_row_refused_for_its_values_does_not_claim_its_number(tmp_path: Path) -> None:
+    content = f"phone,first_name,order\n{A},,A1\n{A},Anne,A2\n{A},Anne,A3\n"
+    src, blocks = read(write(tmp_path, content), template=HI)
+    assert sorted(texts(blocks)) == [3]
+    assert refused(blocks) == {2: "column 'first_name' is empty", 4: "duplicate of row 3"}
+    assert src.stats.duplicates == 1
+
+
+def test_columns_on_either_side_of_the_number_and_quoted_cells(tmp_path: Path) -> None:
+    content = (
+        f'order;phone;note;first_name\nA1;{A};x;Anne\n"A;2";{B};"a ""quoted"" note";"Bob\nJr"\n'
+    )
+    _, blocks = read(write(tmp_path, content), template=HI)
+    assert texts(blocks) == {
+        2: (A, "Hi Anne, order A1 ships today", ("Anne", "A1")),
+        3: (B, "Hi Bob\nJr, order A;2 ships today", ("Bob\nJr", "A;2")),
+    }
+
+
+def test_template_columns_match_the_header_loosely(tmp_path: Path) -> None:
+    content = f'"Phone","First Name","ORDER"\n{A},Anne,A1\n'
+    _, blocks = read(write(tmp_path, content), template=HI)
+    assert texts(blocks)[2][1] == "Hi Anne, order A1 ships today"
+
+
+def test_template_field_without_a_column_names_file_field_and_columns(tmp_path: Path) -> None:
+    path = write(tmp_path, f"phone,name\n{A},Anne\n")
+    err = refusal(path, template=HI)
+    assert err.path == str(path)
+    assert "#first_name#, #order#" in err.reason
+    assert "'phone', 'name'" in err.reason
+
+
+def test_template_needs_a_header(tmp_path: Path) -> None:
+    path = write(tmp_path, f"{A},Anne,A1\n{B},Bob,B2\n")
+    err = refusal(path, template=HI)
+    assert err.path == str(path)
+    assert "no header row" in err.reason
+
+
+def test_template_without_placeholders_needs_no_header(tmp_path: Path) -> None:
+    _, blocks = read(write(tmp_path, f"{A}\n{B}\n"), template=Template.parse("Sale!"))
+    assert [text for _, text, _ in texts(blocks).values()] == ["Sale!", "Sale!"]
+
+
+LOOSE_ROWS = st.lists(
+    st.text(alphabet=',"\n 0123456789+abc李\x00\xe9', max_size=30).map(lambda s: f"{A}," + s),
+    max_size=20,
+)
+
+
+@settings(
+    max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    lines=LOOSE_ROWS, chunk=st.sampled_from([3, 16, 1 << 20]), max_parts=st.sampled_from([None, 1])
+)
+def test_templated_rows_are_all_accounted(
+    tmp_path: Path, lines: list[str], chunk: int, max_parts: int | None
+) -> None:
+    path = write(
+        tmp_path, "\n".join(["phone,first_name,order", *lines]), f"t{next(_fuzz_files)}.csv"
+    )
+    with mock.patch.object(source, "CHUNK_BYTES", chunk), contextlib.suppress(InputError):
+        _, blocks = read(path, template=HI, max_parts=max_parts, dedupe=False, block_rows=3)
+        for _, text, values in texts(blocks).values():
+            assert text == HI.render(values)
+    path.unlink()
+
+
+async def _read_with(path: Path, mode: str, **kwargs: Any) -> tuple[list[Block], Any]:
+    reader = make_reader(path, column=None, policy=NumberPolicy(), dedupe=True, mode=mode, **kwargs)
+    try:
+        return [b async for b in reader.blocks()], reader.stats
+    finally:
+        reader.close()
+
+
+async def test_process_reader_gives_the_inline_blocks_and_stats(tmp_path: Path) -> None:
+    content = (
+        "phone,first_name,order\n"
+        + "".join(f"2782{i:07d},{'李雷' if i % 7 == 0 else 'Anne'},A{i}\n" for i in range(1500))
+        + f"{A},,X\n{B},Bob\n{A},Anne,A1\n"
+    )
+    path = write(tmp_path, content)
+    inline, inline_stats = await _read_with(path, "inline", template=HI, max_parts=2)
+    process, process_stats = await _read_with(path, "process", template=HI, max_parts=2)
+    assert process == inline
+    assert process_stats == inline_stats
+    assert inline_stats.parts.by_encoding == {"gsm7": 1285 + 1, "ucs2": 215}
+    assert inline_stats.rows == inline_stats.valid + inline_stats.duplicates + 2
+
+
+async def test_process_reader_raises_the_template_error_in_the_parent(tmp_path: Path) -> None:
+    path = write(tmp_path, f"phone,name\n{A},Anne\n")
+    with pytest.raises(InputError) as caught:
+        await _read_with(path, "process", template=HI)
+    assert caught.value.path == str(path)
+    assert "#first_name#" in caught.value.reason
+
+
+@pytest.mark.parametrize("chunk", [1, 2, 3, 5, 7, 64])
+@pytest.mark.parametrize("newline", ["\n", "\r\n", "\r"])
+def test_templated_cells_keep_their_line_breaks_across_chunks(
+    tmp_path: Path, chunk: int, newline: str
+) -> None:
+    lines = ["phone,first_name,order", f'{A},"Anne{newline}Marie",A1', f'{B},Bob,"B{newline}2"']
+    path = write(tmp_path, newline.join(lines) + newline)
+    with mock.patch.object(source, "CHUNK_BYTES", chunk):
+        _, blocks = read(path, template=HI)
+    assert [values for _, _, values in texts(blocks).values()] == [
+        ("Anne\nMarie", "A1"),
+        ("Bob", "B\n2"),
+    ]
+
+
+def test_opted_out_numbers_are_refused_before_the_template_looks(tmp_path: Path) -> None:
+    content = f"phone,first_name,order\n{A},,A1\n{B},Bob,B2\n"
+    opt_outs = OptOuts(["stop.csv"], [[int(A)]])
+    _, blocks = read(write(tmp_path, content), template=HI, opt_outs=opt_outs)
+    assert sorted(texts(blocks)) == [3]
+    assert refused(blocks)[2] == opt_outs.reasons()[0]
+
+
+@pytest.mark.parametrize("mode", ["inline", "process"])
+def test_bad_template_options_fail_at_once(tmp_path: Path, mode: str) -> None:
+    path = write(tmp_path, f"phone,first_name,order\n{A},Anne,A1\n")
+    for options in ({"unicode": "maybe"}, {"max_parts": 0}):
+        with pytest.raises(ConfigError):
+            make_reader(
+                path,
+                column=None,
+                policy=NumberPolicy(),
+                dedupe=True,
+                mode=mode,
+                template=HI,
+                **options,  # type: ignore[arg-type]
+            )
