@@ -74,6 +74,7 @@ from bulksend.optout import OptOuts, append_opt_outs, load_opt_outs
 from bulksend.reader import InlineReader, ProcessReader, make_reader
 from bulksend.receipts import collect_receipts, receipts_path_for
 from bulksend.source import RecipientSource, Reject
+from bulksend.template import Template
 from bulksend.wire import Batch, Verdict, WireProtocol
 from bulksend.wire.legacy import Auth, MessageOptions, SendmsgTemplate, SendmsgWire
 
@@ -168,6 +169,10 @@ class CampaignSummary:
     requests: int = 0
     throttled: int = 0
     credits_estimate: int = 0
+    personalised: bool = False  # a #field# template: each row its own text (parts per row below)
+    parts_min: int = 0  # personalised: the fewest and most parts of one row's message
+    parts_max: int = 0
+    protocol: str = ""  # the wire protocol that sent it: sendmsg, batch, one
     elapsed_seconds: float = 0.0
     messages_per_second: float = 0.0
     stopped: str = ""
@@ -198,7 +203,12 @@ class Campaign:
             udh, data = udh_octets.hex().upper() or None, data_octets.hex().upper()
         else:
             self.shape = gsm.analyse(settings.text, settings.unicode)
-        if self.shape.parts > settings.max_parts:
+        parsed = Template.parse(settings.text) if data is None else None
+        self.message_template: Template | None = (
+            parsed if parsed is not None and parsed.personalised else None
+        )
+        """The ``#field#`` template of a personalised campaign (each row its own text), else None."""
+        if self.message_template is None and self.shape.parts > settings.max_parts:
             raise InputError(
                 f"the text needs {self.shape.parts} parts ({self.shape.units} "
                 f"{'septets' if self.shape.encoding is gsm.Encoding.GSM7 else 'UCS-2 units'}), "
@@ -224,8 +234,9 @@ class Campaign:
             results_path=str(settings.results_path),
             rejects_path=str(settings.rejects_path),
             dry_run=settings.dry_run,
-            encoding=self.shape.encoding.value,
-            parts=self.shape.parts,
+            encoding=self.shape.encoding.value if self.message_template is None else "per row",
+            parts=self.shape.parts if self.message_template is None else 0,
+            personalised=self.message_template is not None,
             options=self.message_options(),
         )
         self.source = RecipientSource(
@@ -233,6 +244,7 @@ class Campaign:
             column=settings.column,
             policy=NumberPolicy(default_country=settings.default_country, strict=settings.strict),
             dedupe=settings.dedupe,
+            **self.rendering(),
         )
         self.reader: InlineReader | ProcessReader = InlineReader(self.source)
         self._stop_reason = ""
@@ -257,6 +269,13 @@ class Campaign:
         self._request_seconds: Histogram | None = None
 
     # -- public ------------------------------------------------------------------------------------
+
+    def rendering(self) -> dict[str, Any]:
+        """The reader's arguments that render a personalised campaign's rows (none otherwise)."""
+        if self.message_template is None:
+            return {}
+        s = self.settings
+        return {"template": self.message_template, "max_parts": s.max_parts, "unicode": s.unicode}
 
     def message_options(self) -> dict[str, object]:
         """The message options that were set (flash, binary, scheduling, validity, credits)."""
@@ -336,6 +355,7 @@ class Campaign:
                 policy=self.source.policy,
                 dedupe=s.dedupe,
                 opt_outs=self.opt_outs,
+                **self.rendering(),
             )
             self.reader = InlineReader(self.source)
         if s.dry_run:
@@ -447,7 +467,12 @@ class Campaign:
             "; ".join(changes),
         )
         reader = make_reader(
-            s.input_path, column=s.column, policy=self.source.policy, dedupe=s.dedupe, mode=s.reader
+            s.input_path,
+            column=s.column,
+            policy=self.source.policy,
+            dedupe=s.dedupe,
+            mode=s.reader,
+            **self.rendering(),
         )
         try:
             if s.dedupe:
@@ -536,6 +561,7 @@ class Campaign:
                         dedupe=s.dedupe,
                         mode=s.reader,
                         opt_outs=self.opt_outs,
+                        **self.rendering(),
                     )
                     await self._pipeline(gateway, journal, queue, rejects, state.done)
                 await gateway.finish()
@@ -602,10 +628,12 @@ class Campaign:
     async def _preflight(self, account: Account | OneAccount, done: RowBitmap) -> None:
         """Before the first message: does the credit cover the rows still to send?
 
-        The cheap bound first (every line of the file, at this campaign's parts); only when the
-        balance is below it are the rows counted exactly (valid, not excluded, not handled)."""
+        The cheap bound first (every line of the file, at this campaign's parts, or at
+        ``--max-parts`` when each row has its own text); only when the balance is below it are the
+        rows counted exactly (valid, not excluded, not handled; a personalised row at its own
+        parts)."""
         s = self.settings
-        parts = self.shape.parts
+        parts = self.shape.parts if self.message_template is None else s.max_parts
         try:
             balance = await account.balance()
         except GatewayError as exc:
@@ -621,16 +649,17 @@ class Campaign:
         upper = max(0, await asyncio.to_thread(_count_lines, s.input_path) - len(done))
         if balance >= upper * parts:
             return
-        rows = await self._count_unsent(done)
-        need = rows * parts
+        rows, need, covered = await self._count_unsent(done, balance)
         self.summary.credits_needed = need
         if balance >= need:
             return
-        covered = int(balance // parts)
+        per_row = (
+            f"{parts} part(s)" if self.message_template is None else "their parts (per row)"
+        )
         if not s.allow_partial:
             self.stop(
                 f"the credit ({balance:,.2f}) does not cover this campaign: {rows:,} messages x "
-                f"{parts} part(s) = {need:,} credits; nothing was sent. Top up, or pass "
+                f"{per_row} = {need:,} credits; nothing was sent. Top up, or pass "
                 f"--allow-partial to send the first {covered:,} (the rest stays pending)",
                 EXIT_FATAL,
             )
@@ -645,7 +674,9 @@ class Campaign:
             rows,
         )
 
-    async def _count_unsent(self, done: RowBitmap) -> int:
+    async def _count_unsent(self, done: RowBitmap, balance: float) -> tuple[int, int, int]:
+        """``(rows, credits, covered)`` still to send: the rows, the credits they need, and how
+        many of them (in file order) ``balance`` covers."""
         s = self.settings
         reader = make_reader(
             s.input_path,
@@ -654,18 +685,32 @@ class Campaign:
             dedupe=s.dedupe,
             mode=s.reader,
             opt_outs=self.opt_outs,
+            **self.rendering(),
         )
-        count = 0
+        count = credits = covered = 0
+        unicode = s.unicode
         try:
             async for block in reader.blocks():
-                count += (
-                    len(block.rows)
-                    if not len(done)
-                    else sum(1 for row in block.rows if row not in done)
-                )
+                if block.contents is None:
+                    count += (
+                        len(block.rows)
+                        if not len(done)
+                        else sum(1 for row in block.rows if row not in done)
+                    )
+                    continue
+                for row, text in zip(block.rows, block.contents, strict=True):
+                    if row in done:
+                        continue
+                    count += 1
+                    credits += gsm.analyse(text, unicode).parts
+                    if credits <= balance:
+                        covered += 1
         finally:
             reader.close()
-        return count
+        if self.message_template is None:
+            credits = count * self.shape.parts
+            covered = min(count, int(balance // self.shape.parts))
+        return count, credits, covered
 
     async def _login(self, gateway: Gateway) -> None:
         if self.settings.auth != "session":
@@ -749,9 +794,25 @@ class Campaign:
         size = batch_limit(full)
         rows: list[int] = []
         msisdns: list[str] = []
+        # A personalised campaign carries each row's text (and field values) beside its number.
+        contents: list[str] | None = [] if self.message_template is not None else None
+        fields: list[tuple[str, ...]] | None = [] if self.message_template is not None else None
         check_done = len(done) > 0
         limit = self._send_limit
         preflight = self._preflight_task
+
+        def cut(n: int) -> Batch:
+            batch = Batch(
+                rows[:n],
+                msisdns[:n],
+                None if contents is None else contents[:n],
+                None if fields is None else fields[:n],
+            )
+            del rows[:n], msisdns[:n]
+            if contents is not None and fields is not None:
+                del contents[:n], fields[:n]
+            return batch
+
         async for block in self.reader.blocks():
             if preflight is not None:
                 await preflight  # the credit pre-flight decides before the first batch
@@ -764,7 +825,25 @@ class Campaign:
                     rejects.write([r for r in block.rejects if r.row not in done])
                 else:
                     rejects.write(block.rejects)
-            if check_done:
+            texts, values = block.contents, block.fields
+            if contents is not None and fields is not None:
+                if texts is None or values is None:
+                    raise AssertionError("a personalised campaign's block without its texts")
+                if check_done:
+                    for i, row in enumerate(block.rows):
+                        if row in done:
+                            self._skipped += 1
+                            continue
+                        rows.append(row)
+                        msisdns.append(block.msisdns[i])
+                        contents.append(texts[i])
+                        fields.append(values[i])
+                else:
+                    rows.extend(block.rows)
+                    msisdns.extend(block.msisdns)
+                    contents.extend(texts)
+                    fields.extend(values)
+            elif check_done:
                 for row, msisdn in zip(block.rows, block.msisdns, strict=True):
                     if row in done:
                         self._skipped += 1
@@ -776,10 +855,12 @@ class Campaign:
                 msisdns.extend(block.msisdns)
             if limit is not None and len(rows) >= limit:
                 # What the credit covers is queued; the rest of the file stays pending.
-                del rows[limit:], msisdns[limit:]
+                keep = cut(limit)
+                rows[:], msisdns[:] = keep.rows, keep.msisdns
+                if contents is not None and fields is not None:
+                    contents[:], fields[:] = keep.contents or [], keep.fields or []
                 while rows and not self._stopping.is_set():
-                    await queue.put(Batch(rows[:size], msisdns[:size]))
-                    del rows[:size], msisdns[:size]
+                    await queue.put(cut(size))
                     size = batch_limit(full)
                 self.summary.input_complete = False
                 if not self._stopping.is_set():
@@ -793,8 +874,7 @@ class Campaign:
                 if self._stopping.is_set():
                     self.summary.input_complete = False
                     return
-                await queue.put(Batch(rows[:size], msisdns[:size]))
-                del rows[:size], msisdns[:size]
+                await queue.put(cut(size))
                 if limit is not None:
                     limit -= size
                 size = batch_limit(full)
@@ -802,7 +882,7 @@ class Campaign:
                 self.summary.input_complete = False
                 return
         if rows and not self._stopping.is_set():
-            await queue.put(Batch(rows, msisdns))
+            await queue.put(cut(len(rows)))
 
     async def _sender(
         self, gateway: Gateway, journal: Journal, queue: asyncio.Queue[Batch | None]
@@ -1063,7 +1143,12 @@ class Campaign:
         self.summary.opted_out = sum(
             count for reason, count in stats.rejected.items() if reason.startswith("opted out")
         )
-        self.summary.credits_estimate = stats.valid * self.shape.parts
+        if self.message_template is None:
+            self.summary.credits_estimate = stats.valid * self.shape.parts
+        else:
+            self.summary.credits_estimate = stats.parts.credits
+            self.summary.parts_min = stats.parts.min_parts
+            self.summary.parts_max = stats.parts.max_parts
 
     def _finish(self) -> CampaignSummary:
         summary = self.summary
