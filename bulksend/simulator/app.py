@@ -38,6 +38,17 @@ The other answers:
   ...; 006 again for one already stopped), not an error. This is the convention for what the doc
   leaves open (its code table has no "cannot stop" error): the documented answer carries a status,
   and only ``006`` means stopped, so a client reads the outcome from the status alone.
+* The batch interface, ``/http_batch/<command>`` (GET or POST, the same authentication and codes
+  as ``/http/``; the rules are in ``batches.py``): ``startbatch`` (``template`` with ``#field#``
+  placeholders and the ``sendmsg`` options) → ``ID: <batch_id>`` (32 hex); ``senditem``
+  (``batch_id``, one ``to``, one parameter per placeholder) renders the template, goes through
+  steps 4-7 below like a one-number ``sendmsg`` (per-recipient refusals, throttle, credit, the
+  ledger with the rendered text and the batch's options plus ``batch_id``, callbacks) and answers
+  ``ID: <id>`` or ``ERR: ...``; ``quicksend`` (``batch_id``, ``to`` list; a template with
+  placeholders → 202) answers exactly as ``sendmsg`` would with the template as its text;
+  ``endbatch`` → ``OK``. An unknown, ended or expired ``batch_id`` → 201. The fault knobs apply
+  to ``senditem`` and ``quicksend`` as to ``sendmsg`` (both are in the default
+  ``faults.commands``); ``faults.batch_ttl`` / ``faults.batch_expire_every`` expire batch ids.
 * Scheduling: a message with a delay has status ``011`` (queued for later delivery) until it
   leaves; a minute of delay lasts ``minute_seconds`` real seconds (60 by default;
   ``--minute-seconds 0.01`` makes a day of delay 14.4 s), read at acceptance. Its delivery
@@ -52,8 +63,9 @@ The other answers:
 
 One request, in this order:
 
-1. Faults (only on ``faults.commands``, default ``sendmsg``): one draw decides drop-before, 503 or
-   901 (nothing processed), drop-after (processed, answer lost) or nothing; the delay
+1. Faults (only on ``faults.commands``, default ``sendmsg``, ``senditem``, ``quicksend``): one
+   draw decides drop-before, 503 or 901 (nothing processed), drop-after (processed, answer lost)
+   or nothing; the delay
    (``latency ± jitter``) is waited after processing and before answering or dropping.
 2. Authentication (every command but ``auth`` and ``ping``): a non-empty
    ``session_id`` is used alone (unknown or idle longer than ``session_ttl`` → 003; every use
@@ -103,6 +115,7 @@ from urllib.parse import unquote_plus
 
 from aiohttp import web
 
+from bulksend.simulator.batches import Batches, BatchTemplate, parse_startbatch
 from bulksend.simulator.callbacks import CallbackDispatcher
 from bulksend.simulator.codes import err
 from bulksend.simulator.faults import Fault, Faults
@@ -148,6 +161,9 @@ _SESSION_PRUNE_AT = 4096
 _GOOD_NUMBER = "[1-9][0-9]{7,14}"  # 8-15 ASCII digits, no leading 0 (hence no 00 prefix)
 _GOOD_NUMBERS = re.compile(f"{_GOOD_NUMBER}(?:,{_GOOD_NUMBER})*")
 
+_MESSAGE_COMMANDS = frozenset({"sendmsg", "senditem", "quicksend"})
+_NO_CREDIT = err(301)
+
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 Params = dict[str, str]
 Answer = str | web.Response  # a text answer (HTTP 200), or an HTTP-level refusal (429)
@@ -169,11 +185,12 @@ class SimulatorStats:
     dropped_before: int = 0
     dropped_after: int = 0
     refused: int = 0
-    """``sendmsg`` requests refused as a whole (a single ``ERR:`` answer)."""
+    """Message requests (``sendmsg``, ``senditem``, ``quicksend``) refused as a whole (a single
+    ``ERR:`` answer that is not a per-recipient code)."""
     over_connections: int = 0
     """Requests refused for ``max_connections`` (503 or closed), not processed."""
     recipients: int = 0
-    """Numbers in processed ``sendmsg`` requests (accepted + rejected)."""
+    """Numbers in processed message requests (accepted + rejected)."""
     accepted: int = 0
     """Messages accepted (in the ledger)."""
     rejected: int = 0
@@ -242,6 +259,8 @@ class Simulator(ServedApp):
         self.callbacks: CallbackDispatcher | None = None
         """The running delivery-callback dispatcher (when started with a ``callback_url``)."""
         self.ledger = Ledger(keep_numbers=keep_numbers)
+        self.batches = Batches()
+        """The batch interface's live batches (``/http_batch/``, ``batches.py``)."""
         self.stats = SimulatorStats()
         self._credentials = _Credentials(user, password, api_id)
         self._sessions: dict[str, float] = {}  # session id -> monotonic time of last use
@@ -281,6 +300,10 @@ class Simulator(ServedApp):
         """Forget every session: the next call with any session id answers ``ERR: 003``."""
         self._sessions.clear()
 
+    def expire_batches(self) -> None:
+        """Forget every batch: the next use of any batch id answers ``ERR: 201``."""
+        self.batches.expire_all()
+
     # -- HTTP ----------------------------------------------------------------------------------
 
     def make_app(self) -> web.Application:
@@ -299,6 +322,16 @@ class Simulator(ServedApp):
             handler = self._handler(command, process)
             app.router.add_route("GET", f"/http/{command}", handler)
             app.router.add_route("POST", f"/http/{command}", handler)
+        batch_commands: dict[str, Process] = {
+            "startbatch": self._startbatch,
+            "senditem": self._senditem,
+            "quicksend": self._quicksend,
+            "endbatch": self._endbatch,
+        }
+        for command, process in batch_commands.items():
+            handler = self._handler(command, process)
+            app.router.add_route("GET", f"/http_batch/{command}", handler)
+            app.router.add_route("POST", f"/http_batch/{command}", handler)
         coverage = self._handler("routeCoverage", self._route_coverage)
         for path in ("/utils/routeCoverage.php", "/utils/routeCoverage"):
             app.router.add_route("GET", path, coverage)
@@ -334,7 +367,7 @@ class Simulator(ServedApp):
             if fault is Fault.NONE or fault is Fault.DROP_AFTER:
                 params = await _read_params(request)
                 answer = process(params, request.method == "POST")
-                if faults.per_recipient_latency and command == "sendmsg":
+                if faults.per_recipient_latency and command in _MESSAGE_COMMANDS:
                     to = params.get("to", "")
                     delay += faults.per_recipient_latency * (to.count(",") + 1 if to else 0)
                 if delay > 0.0:
@@ -429,6 +462,12 @@ class Simulator(ServedApp):
         if isinstance(parsed, int):
             stats.refused += 1
             return err(parsed)
+        return self._send(parsed)
+
+    def _send(self, parsed: _SendRequest) -> Answer:
+        """Throttle, charge, record and answer a message to one or more numbers (``sendmsg``,
+        ``quicksend``; steps 4-7 of the module docstring)."""
+        stats = self.stats
         numbers = parsed.numbers
         faults = self.faults
         codes = _refusals(numbers, parsed.joined, faults)
@@ -470,6 +509,124 @@ class Simulator(ServedApp):
             for number, code in zip(numbers, codes, strict=True)
         ]
         return "".join(lines)
+
+    # -- the batch interface (/http_batch/, batches.py) -------------------------------------------
+
+    def _batch(self, params: Params) -> BatchTemplate | None:
+        faults = self.faults
+        return self.batches.get(params.get("batch_id"), faults.batch_ttl, faults.batch_expire_every)
+
+    def _startbatch(self, params: Params, is_post: bool) -> Answer:
+        refusal = self._authenticate(params)
+        if refusal is not None:
+            return refusal
+        batch = parse_startbatch(params, time.time())
+        if isinstance(batch, int):
+            return err(batch)
+        self.batches.add(batch, self.faults.batch_ttl)
+        return "ID: " + batch.batch_id
+
+    def _senditem(self, params: Params, is_post: bool) -> Answer:
+        stats = self.stats
+        refusal = self._authenticate(params)
+        if refusal is not None:
+            stats.refused += 1
+            return refusal
+        batch = self._batch(params)
+        if batch is None:
+            stats.refused += 1
+            return err(201)
+        to = params.get("to", "").strip()
+        if not to or "," in to:
+            stats.refused += 1
+            return err(101)
+        rendered = batch.render(params)
+        if isinstance(rendered, int):
+            stats.refused += 1
+            return err(rendered)
+        faults = self.faults
+        codes = _refusals([to], to, faults)
+        wait = faults.admit(1 if codes is None else 0)
+        if wait > 0.0:
+            return web.Response(
+                status=429, text="429: Too Many Requests", headers=faults.retry_after(wait)
+            )
+        if codes is not None:
+            batch.items += 1
+            stats.recipients += 1
+            stats.rejected += 1
+            return err(codes[0])
+        if not faults.charge(rendered.parts):
+            stats.refused += 1
+            return err(301)
+        batch.items += 1
+        stats.recipients += 1
+        stats.accepted += 1
+        delay = batch.delay_minutes(time.time()) * self.minute_seconds
+        ids = self.ledger.accept(
+            [to],
+            rendered.text,
+            climsgid=batch.climsgid,
+            parts=rendered.parts,
+            sender=batch.sender or (self.two_way_number if batch.mo else ""),
+            callback=batch.callback,
+            joined=to,
+            options=batch.options,
+            due=time.monotonic() + delay if delay > 0.0 else 0.0,
+        )
+        return "ID: " + ids[0]
+
+    def _quicksend(self, params: Params, is_post: bool) -> Answer:
+        stats = self.stats
+        refusal = self._authenticate(params)
+        if refusal is not None:
+            stats.refused += 1
+            return refusal
+        batch = self._batch(params)
+        if batch is None:
+            stats.refused += 1
+            return err(201)
+        if len(batch.pieces) > 1:
+            stats.refused += 1
+            return err(202)  # placeholders: this batch has no template that can go out as is
+        to = _split_numbers(params, is_post)
+        if isinstance(to, int):
+            stats.refused += 1
+            return err(to)
+        rendered = batch.render(params)
+        if isinstance(rendered, int):
+            stats.refused += 1
+            return err(rendered)
+        numbers, joined = to
+        answer = self._send(
+            _SendRequest(
+                numbers,
+                joined,
+                rendered.text,
+                rendered.parts,
+                batch.climsgid,
+                batch.sender,
+                batch.callback,
+                batch.mo,
+                batch.delay_minutes(time.time()),
+                batch.options,
+            )
+        )
+        if isinstance(answer, str) and not answer.startswith(_NO_CREDIT):
+            batch.items += 1
+        return answer
+
+    def _endbatch(self, params: Params, is_post: bool) -> Answer:
+        refusal = self._authenticate(params)
+        if refusal is not None:
+            return refusal
+        batch = self._batch(params)
+        if batch is None:
+            return err(201)
+        self.batches.end(batch.batch_id)
+        return "OK"
+
+    # -- queries -----------------------------------------------------------------------------------
 
     def _query_target(self, params: Params) -> LedgerEntry | str:
         """The message a query names (by ``apimsgid``, else ``climsgid``), or the ERR line."""
@@ -611,18 +768,10 @@ def _refusals(numbers: list[str], joined: str, faults: Faults) -> list[int] | No
 
 def _parse_sendmsg(params: Params, is_post: bool) -> _SendRequest | int:
     """The request's numbers and message, or the whole-request error code (app docstring, 3.)."""
-    to = params.get("to")
-    if not to:
-        return 101
-    numbers = to.split(",")
-    if " " in to:
-        numbers = [n.strip() for n in numbers]
-    if "" in numbers:
-        numbers = [n for n in numbers if n]
-    joined = to if len(numbers) == to.count(",") + 1 and " " not in to else ",".join(numbers)
-    if not numbers or len(numbers) > (MAX_NUMBERS_POST if is_post else MAX_NUMBERS_GET):
-        return 101
-
+    to = _split_numbers(params, is_post)
+    if isinstance(to, int):
+        return to
+    numbers, joined = to
     message = parse_message(params, time.time())
     if isinstance(message, int):
         return message
@@ -638,3 +787,19 @@ def _parse_sendmsg(params: Params, is_post: bool) -> _SendRequest | int:
         message.delay_minutes,
         message.options,
     )
+
+
+def _split_numbers(params: Params, is_post: bool) -> tuple[list[str], str] | int:
+    """``to`` as a list of numbers and comma-joined, or 101 (missing, empty, too many)."""
+    to = params.get("to")
+    if not to:
+        return 101
+    numbers = to.split(",")
+    if " " in to:
+        numbers = [n.strip() for n in numbers]
+    if "" in numbers:
+        numbers = [n for n in numbers if n]
+    joined = to if len(numbers) == to.count(",") + 1 and " " not in to else ",".join(numbers)
+    if not numbers or len(numbers) > (MAX_NUMBERS_POST if is_post else MAX_NUMBERS_GET):
+        return 101
+    return numbers, joined

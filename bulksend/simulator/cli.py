@@ -45,7 +45,7 @@ from bulksend.simulator.app import (
     Simulator,
 )
 from bulksend.simulator.codes import RECIPIENT_CODES
-from bulksend.simulator.faults import COMMANDS, Faults
+from bulksend.simulator.faults import COMMANDS, DEFAULT_FAULT_COMMANDS, Faults
 from bulksend.simulator.one_api import OneApiSimulator, add_one_api_arguments, one_api_from_args
 
 __all__ = ["LISTENING", "add_arguments", "faults_from_args", "run"]
@@ -101,6 +101,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=900.0,
         metavar="SECONDS",
         help="idle seconds before a session id answers ERR 003 [%(default)s]",
+    )
+
+    account.add_argument(
+        "--batch-ttl",
+        type=float,
+        default=86400.0,
+        metavar="SECONDS",
+        help="seconds after startbatch at which a batch id answers ERR 201 [%(default)s]",
+    )
+    account.add_argument(
+        "--batch-expire-every",
+        type=int,
+        default=None,
+        metavar="K",
+        help="a batch id answers ERR 201 after K senditem/quicksend requests [never]",
     )
 
     scheduling = parser.add_argument_group("two-way number and scheduling")
@@ -227,7 +242,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         choices=sorted(COMMANDS),
         metavar="COMMAND",
         help=f"command that latency, 503, 901 and drops apply to (repeatable; one of "
-        f"{', '.join(sorted(COMMANDS))}) [sendmsg]",
+        f"{', '.join(sorted(COMMANDS))}) [{', '.join(sorted(DEFAULT_FAULT_COMMANDS))}]",
     )
     faults.add_argument("--seed", type=int, default=None, help="seed for reproducible faults")
 
@@ -302,7 +317,9 @@ def faults_from_args(args: argparse.Namespace) -> Faults:
         reject_code=args.reject_code,
         session_ttl=args.session_ttl,
         seed=args.seed,
-        commands=frozenset(args.fault_command or ["sendmsg"]),
+        commands=frozenset(args.fault_command or DEFAULT_FAULT_COMMANDS),
+        batch_ttl=args.batch_ttl,
+        batch_expire_every=args.batch_expire_every,
         delivery_delay=args.delivery_delay,
         delivery_failure_rate=args.delivery_failure_rate,
         callback_tries=args.callback_tries,

@@ -43,6 +43,8 @@ DESCRIPTIONS: dict[int, str] = {
     122: "Destination mobile opted out",
     123: "Invalid Sender ID",
     128: "Number delisted",
+    201: "Invalid batch ID",
+    202: "No batch template",
     301: "No credit left",
     901: "Internal error - please retry",
 }

@@ -5,7 +5,8 @@
 0.5``). Assignments are validated and normalised (a list of prefixes becomes a tuple), so a bad
 value fails at the line that set it, not inside a request handler.
 
-Per request, on the commands named in :attr:`Faults.commands` (``sendmsg`` by default):
+Per request, on the commands named in :attr:`Faults.commands` (by default the ones that send
+messages: ``sendmsg`` and the batch interface's ``senditem`` and ``quicksend``):
 
 * :meth:`Faults.draw` makes exactly one draw from the seeded generator and returns one
   :class:`Fault`. The rates are bands laid end to end in the order ``drop_before``, ``503``,
@@ -14,7 +15,7 @@ Per request, on the commands named in :attr:`Faults.commands` (``sendmsg`` by de
   the same faults come out.
 * :meth:`Faults.delay` is ``latency`` plus a uniform jitter in ``[-jitter, +jitter]``, never
   negative.
-* ``per_recipient_latency`` is added to that delay for each number of a ``sendmsg`` request:
+* ``per_recipient_latency`` is added to that delay for each number of a message request:
   processing time grows with the request, so batch size against latency is a real trade-off.
 * :meth:`Faults.admit` is the ``throttle_mps`` token bucket, counted in **messages** (recipients;
   one message whatever its part count, as ``--rate`` counts them), not requests: it refills at
@@ -35,8 +36,8 @@ Per request, on the commands named in :attr:`Faults.commands` (``sendmsg`` by de
   unlimited): the simulator charges it as messages are accepted, and a test may set it at any time
   to top up or drain the account. A request that cannot be paid for in full is not charged at all.
 
-``reject_prefixes`` / ``reject_suffixes`` / ``reject_code`` and ``session_ttl`` are read by the
-handlers directly; ``delivery_delay``, ``delivery_failure_rate``, ``callback_tries`` and
+``reject_prefixes`` / ``reject_suffixes`` / ``reject_code``, ``session_ttl``, ``batch_ttl`` and
+``batch_expire_every`` (batch ids, ``batches.py``) are read by the handlers directly; ``delivery_delay``, ``delivery_failure_rate``, ``callback_tries`` and
 ``callback_backoff`` by the delivery-callback dispatcher (``callbacks.py``); see ``app.py`` for where in a request each knob applies.
 """
 
@@ -51,16 +52,39 @@ from enum import Enum
 
 from bulksend.simulator.codes import RECIPIENT_CODES
 
-__all__ = ["COMMANDS", "RETRY_AFTER_MODES", "Fault", "Faults", "retry_after_header"]
+__all__ = [
+    "COMMANDS",
+    "DEFAULT_FAULT_COMMANDS",
+    "RETRY_AFTER_MODES",
+    "Fault",
+    "Faults",
+    "retry_after_header",
+]
 
 RETRY_AFTER_MODES: frozenset[str] = frozenset({"integer", "fractional", "absent"})
 OVER_CONNECTIONS: frozenset[str] = frozenset({"503", "refuse"})
 
 COMMANDS: frozenset[str] = frozenset(
-    {"auth", "ping", "sendmsg", "querymsg", "getmsgcharge", "getbalance", "delmsg", "routeCoverage"}
+    {
+        "auth",
+        "ping",
+        "sendmsg",
+        "querymsg",
+        "getmsgcharge",
+        "getbalance",
+        "delmsg",
+        "routeCoverage",
+        "startbatch",
+        "senditem",
+        "quicksend",
+        "endbatch",
+    }
 )
-"""The commands the simulator serves (``/http/<command>``, ``/utils/routeCoverage.php``); faults
-may apply to any of them."""
+"""The commands the simulator serves (``/http/<command>``, ``/http_batch/<command>``,
+``/utils/routeCoverage.php``); faults may apply to any of them."""
+
+DEFAULT_FAULT_COMMANDS: frozenset[str] = frozenset({"sendmsg", "senditem", "quicksend"})
+"""The commands that send messages: faults apply to them unless told otherwise."""
 
 
 class Fault(Enum):
@@ -181,6 +205,8 @@ _CHECKS: dict[str, Callable[[object], object]] = {
     "reject_suffixes": _digit_strings,
     "reject_code": _reject_code,
     "session_ttl": _positive,
+    "batch_ttl": _positive,
+    "batch_expire_every": _optional_count,
     "seed": _seed,
     "commands": _commands,
     "delivery_delay": _non_negative,
@@ -228,10 +254,15 @@ class Faults:
     """Per-recipient error for rejected numbers: one of ``codes.RECIPIENT_CODES``."""
     session_ttl: float = 900.0
     """Seconds of inactivity after which a session id answers ``ERR: 003``."""
+    batch_ttl: float = 86400.0
+    """Seconds after its ``startbatch`` at which a batch id answers ``ERR: 201`` (24 h)."""
+    batch_expire_every: int | None = None
+    """A batch id answers ``ERR: 201`` after this many message requests (``senditem`` or
+    ``quicksend``) into it (``None``: never)."""
     seed: int | None = None
     """Seed of the fault generator (``None``: fresh randomness); setting it re-seeds."""
-    commands: frozenset[str] = frozenset({"sendmsg"})
-    """Commands that latency, 503, 901 and drops apply to."""
+    commands: frozenset[str] = DEFAULT_FAULT_COMMANDS
+    """Commands that latency, 503, 901 and drops apply to (the message-sending ones)."""
     delivery_delay: float = 0.05
     """Seconds from acceptance to status 003, and again from 003 to the final status."""
     delivery_failure_rate: float = 0.05
