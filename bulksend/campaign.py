@@ -35,7 +35,7 @@ import signal
 import time
 from collections import Counter
 from collections.abc import Callable, Coroutine, Iterable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -541,7 +541,9 @@ class Campaign:
         queue: asyncio.Queue[Batch | None] = asyncio.Queue(maxsize=max(2, s.concurrency * 2))
         gateway: Gateway | None = None
         try:
-            async with Gateway(client_settings, self.make_wire()) as gateway:
+            wire = self.make_wire()
+            self.summary.protocol = wire.name
+            async with Gateway(client_settings, wire) as gateway:
                 self.gateway = gateway
                 if self._request_seconds is not None:
                     gateway.on_request = self._request_seconds.observe
@@ -581,8 +583,23 @@ class Campaign:
 
     def make_wire(self) -> WireProtocol:
         """The wire protocol this campaign speaks (see :mod:`bulksend.wire`): the One API with
-        ``--api one``; else the legacy API's ``sendmsg`` for one text."""
+        ``--api one`` (each message its own content); else the legacy API, through its batch
+        interface for a personalised text (``startbatch`` once, ``senditem`` per row) and
+        ``sendmsg`` for one text."""
         s = self.settings
+        auth = Auth(api_id=s.api_id, user=s.user, password=s.password)
+        if s.api == "legacy" and self.message_template is not None:
+            from bulksend.wire.batch import BatchInterfaceWire
+
+            return BatchInterfaceWire(
+                s.text,
+                self.message_template.fields,
+                auth,
+                options=replace(self.options, text="", unicode=False, concat=1),
+                unicode=s.unicode,
+                max_parts=s.max_parts,
+                use_session=s.auth == "session",
+            )
         if s.api == "one":
             from bulksend.wire.one import ApiKey, OneApi, OneOptions, OneWire
 
@@ -596,7 +613,7 @@ class Campaign:
             return OneWire(OneApi(ApiKey(s.api_key), options), o.data or s.text)
         return SendmsgWire(
             self.template,
-            Auth(api_id=s.api_id, user=s.user, password=s.password),
+            auth,
             use_session=s.auth == "session",
             method=s.method,
         )
@@ -653,9 +670,7 @@ class Campaign:
         self.summary.credits_needed = need
         if balance >= need:
             return
-        per_row = (
-            f"{parts} part(s)" if self.message_template is None else "their parts (per row)"
-        )
+        per_row = f"{parts} part(s)" if self.message_template is None else "their parts (per row)"
         if not s.allow_partial:
             self.stop(
                 f"the credit ({balance:,.2f}) does not cover this campaign: {rows:,} messages x "
