@@ -398,7 +398,8 @@ class Campaign:
         async for _block in self.reader.blocks():
             pass
         self._fill_source_stats()
-        size = self.settings.effective_batch_size
+        self.summary.protocol = self.protocol_name()
+        size = self.per_request()
         self.summary.batches = -(-self.summary.valid // size) if self.summary.valid else 0
         self.summary.pending = self.summary.valid
         s = self.settings
@@ -580,6 +581,16 @@ class Campaign:
             self.reader.close()
             if gateway is not None:
                 self.summary.throttled = gateway.flow.throttled
+
+    def protocol_name(self) -> str:
+        """``one``, ``batch`` (the legacy batch interface) or ``sendmsg``: see :meth:`make_wire`."""
+        if self.settings.api == "one":
+            return "one"
+        return "batch" if self.message_template is not None else "sendmsg"
+
+    def per_request(self) -> int:
+        """Recipients one request carries (the batch interface: one ``senditem`` per row)."""
+        return 1 if self.protocol_name() == "batch" else self.settings.effective_batch_size
 
     def make_wire(self) -> WireProtocol:
         """The wire protocol this campaign speaks (see :mod:`bulksend.wire`): the One API with

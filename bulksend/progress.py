@@ -114,6 +114,13 @@ def make_progress(mode: str, stream: TextIO | None = None) -> PlainProgress | Ri
     return PlainProgress(stream)
 
 
+_PROTOCOLS = {
+    "sendmsg": "legacy API, sendmsg",
+    "batch": "legacy API, batch interface (senditem)",
+    "one": "One API",
+}
+
+
 def print_summary(summary: CampaignSummary, console: Console | None = None) -> None:
     console = console or Console()
     table = Table(
@@ -128,7 +135,18 @@ def print_summary(summary: CampaignSummary, console: Console | None = None) -> N
     ]
     for reason, count in sorted(summary.input_rejected_by_reason.items(), key=lambda kv: -kv[1]):
         rows.append((f"  {reason}", f"{count:,}"))
-    rows.append(("message", f"{summary.encoding}, {summary.parts} part(s)"))
+    if summary.personalised:
+        spread = (
+            f"{summary.parts_min}"
+            if summary.parts_min == summary.parts_max
+            else f"{summary.parts_min}-{summary.parts_max}"
+        )
+        message = "personalised" + (f", {spread} part(s) a row" if summary.parts_max else "")
+    else:
+        message = f"{summary.encoding}, {summary.parts} part(s)"
+    rows.append(("message", message))
+    if summary.protocol:
+        rows.append(("protocol", _PROTOCOLS.get(summary.protocol, summary.protocol)))
     for name, value in summary.options.items():
         shown = f"{len(str(value)) // 2} octets" if name in ("udh", "data") else str(value)
         rows.append((f"  {name.replace('_', '-')}", "yes" if value is True else shown))
@@ -140,7 +158,7 @@ def print_summary(summary: CampaignSummary, console: Console | None = None) -> N
         rows.append(("credits needed", f"{summary.credits_needed:,}"))
     if summary.dry_run:
         rows += [
-            ("batches", f"{summary.batches:,}"),
+            ("requests" if summary.protocol == "batch" else "batches", f"{summary.batches:,}"),
             ("credits (1 per part)", f"{summary.credits_estimate:,}"),
         ]
     else:
