@@ -6,7 +6,9 @@ per message: about 15 bytes of memory per message (13 M messages grow a process 
 A ledger made with ``keep_numbers=False`` (the server process of ``bulksend simulate``, whose
 record is its CSV file) does not keep the numbers at all, about 0.5 byte per message: then
 :meth:`Ledger.find` still answers ``querymsg`` (with an empty ``to``) but the per-message views
-raise :class:`RuntimeError`.
+raise :class:`RuntimeError`. :meth:`Ledger.accept_messages` records a request whose messages each
+have their own text (the One API's personalised requests) the same way, as one batch and one CSV
+write: a column whose values differ is kept as a tuple (8 bytes a message, plus the texts).
 
 Message ids are 32 lowercase hex characters: a random 16-hex prefix per ledger, then a 64-bit
 serial number in two scrambled pieces: its high 48 bits multiplied by an odd constant modulo

@@ -53,8 +53,9 @@ One ``POST /v1/message``, in this order (as the legacy app):
    with ``Retry-After``, nothing processed.
 6. Credit: each accepted message costs its parts; a balance that cannot pay for all → 402/20,
    nothing processed.
-7. Accept: the ledger issues the ids (one ledger batch per group of messages with the same content
-   and options; the file written and flushed first); the ledger's ``options`` hold each message's
+7. Accept: the ledger issues the ids (the request is one ledger batch, each message with its own
+   content and options: :meth:`~bulksend.simulator.ledger.Ledger.accept_messages`; the file written
+   in one write and flushed first); the ledger's ``options`` hold each message's
    other fields as sent (``binary=true&from=ACME&...``, never the key); then the answer.
 
 Delivery callbacks: with a ``callback_url``, each accepted message's delivery is played as the
