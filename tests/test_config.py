@@ -285,3 +285,17 @@ async def test_cancel_refuses_a_one_api_account(tmp_path: Path) -> None:
 
     with pytest.raises(ConfigError, match="not supported with the One API"):
         await cancel_campaign(tmp_path / "r.csv", AccountSettings(api="one", api_key=KEY))
+
+
+def test_cancel_cli_refuses_a_one_api_campaign_with_exit_1(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from bulksend.cli import main
+
+    monkeypatch.setenv("BULKSEND_API", "one")
+    monkeypatch.setenv("BULKSEND_API_KEY", KEY)
+    monkeypatch.delenv("BULKSEND_PASSWORD", raising=False)
+    monkeypatch.delenv("BULKSEND_CONFIG", raising=False)
+    assert main(["cancel", str(tmp_path / "r.results.csv")]) == 1
+    err = capsys.readouterr().err
+    assert "not supported with the One API" in err and KEY not in err

@@ -45,6 +45,7 @@ import itertools
 import logging
 import random
 import time
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from urllib.parse import quote_plus
 
@@ -61,7 +62,6 @@ log = logging.getLogger("bulksend.simulator.callbacks")
 INTERMEDIATE, FINAL, ERRORS = 1, 2, 4
 DELIVERED = "004"
 _ERROR_STATUSES = ("007", "007", "005", "010", "009", "007")
-_FORM = {"Content-Type": "application/x-www-form-urlencoded"}
 _RETRY_STATUSES = frozenset({408, 429})
 _INTERMEDIATE_STAGE, _FINAL_STAGE, _CANCELLED_STAGE = 1, 2, 3
 
@@ -91,6 +91,9 @@ class CallbackStats:
 
 class CallbackDispatcher:
     """Plays deliveries for a ledger and pushes them to ``url``; start, then stop."""
+
+    headers: Mapping[str, str] = {"Content-Type": "application/x-www-form-urlencoded"}
+    """Sent with every push: a subclass pushing another body format sets its content type."""
 
     def __init__(
         self,
@@ -286,7 +289,7 @@ class CallbackDispatcher:
                 stats.retries += 1
                 await asyncio.sleep(faults.callback_backoff * 2 ** (attempt - 1))
             try:
-                async with session.post(self.url, data=body, headers=_FORM) as response:
+                async with session.post(self.url, data=body, headers=self.headers) as response:
                     await response.read()
                     code = response.status
             except (aiohttp.ClientError, OSError, TimeoutError):

@@ -6,7 +6,9 @@ per message: about 15 bytes of memory per message (13 M messages grow a process 
 A ledger made with ``keep_numbers=False`` (the server process of ``bulksend simulate``, whose
 record is its CSV file) does not keep the numbers at all, about 0.5 byte per message: then
 :meth:`Ledger.find` still answers ``querymsg`` (with an empty ``to``) but the per-message views
-raise :class:`RuntimeError`.
+raise :class:`RuntimeError`. :meth:`Ledger.accept_messages` records a request whose messages each
+have their own text (the One API's personalised requests) the same way, as one batch and one CSV
+write: a column whose values differ is kept as a tuple (8 bytes a message, plus the texts).
 
 Message ids are 32 lowercase hex characters: a random 16-hex prefix per ledger, then a 64-bit
 serial number in two scrambled pieces: its high 48 bits multiplied by an odd constant modulo
@@ -49,10 +51,10 @@ import functools
 import os
 import time
 from bisect import bisect_right
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, NamedTuple
+from typing import IO, NamedTuple, TypeVar
 
 from bulksend.simulator.codes import (
     STATUS_CANCELLED,
@@ -136,17 +138,38 @@ class AcceptedBatch:
 
 
 class _Batch(NamedTuple):
+    """One accepted request. The per-message columns (text, climsgid, parts, sender, options)
+    hold one value for the whole batch, or a tuple with one value per message
+    (:meth:`Ledger.accept_messages`); :func:`_at` reads either."""
+
     first_serial: int
     numbers: str  # comma-joined
     size: int
-    text: str
-    climsgid: str
-    parts: int
+    text: str | tuple[str, ...]
+    climsgid: str | tuple[str, ...]
+    parts: int | tuple[int, ...]
     time: float
-    sender: str
+    sender: str | tuple[str, ...]
     callback: int
-    options: str
+    options: str | tuple[str, ...]
     due: float  # monotonic; 0.0 = not scheduled
+
+
+_T = TypeVar("_T", str, int)
+
+
+def _at(column: _T | tuple[_T, ...], offset: int) -> _T:
+    """The value of a batch column for the message at ``offset``."""
+    return column[offset] if isinstance(column, tuple) else column
+
+
+def _column(values: Sequence[_T]) -> _T | tuple[_T, ...]:
+    """One value when every message has the same (the usual sender, options, parts), else a
+    tuple of them."""
+    first = values[0]
+    if values.count(first) == len(values):
+        return first
+    return tuple(values)
 
 
 class Ledger:
@@ -237,7 +260,7 @@ class Ledger:
         self._starts.append(start)
         self._count += count
         if self._file is not None:
-            quoted = '"' + text.replace('"', '""') + '"'
+            quoted = _quote(text)
             status = STATUS_SCHEDULED if due else STATUS_DELIVERED_TO_GATEWAY
             tail = f",{climsgid},{parts},{now:.6f},{quoted},{options},{status}\n"
             self._file.write(tail.join(map(",".join, zip(numbers, ids, strict=True))) + tail)
@@ -248,6 +271,92 @@ class Ledger:
             )
             for listener in self.listeners:
                 listener(batch)
+        return ids
+
+    def accept_messages(
+        self,
+        numbers: list[str],
+        texts: Sequence[str],
+        *,
+        climsgids: Sequence[str],
+        parts: Sequence[int],
+        senders: Sequence[str],
+        options: Sequence[str],
+        callback: int = 0,
+        due: float = 0.0,
+    ) -> list[str]:
+        """Record one message per number, each with its own text, client message id, parts,
+        sender and options (the One API's personalised requests), as one batch with one CSV
+        write; return their new API message ids in order.
+
+        The same record as calling :meth:`accept` once per message (same entries, same file
+        rows), at a fraction of the cost. Listeners get one :class:`AcceptedBatch` per group of
+        messages that share text, client id, parts, sender and options (with every message
+        different: one per message)."""
+        count = len(numbers)
+        if not count:
+            return []
+        if not count == len(texts) == len(climsgids) == len(parts) == len(senders) == len(options):
+            raise ValueError(
+                "accept_messages needs one text, id, parts, sender, options per number"
+            )
+        start = self._next_serial
+        self._next_serial = start + count
+        ids = self._issue(start, count)
+        now = round(time.time(), 6)
+        text_column = _column(texts)
+        id_column = _column(climsgids)
+        parts_column = _column(parts)
+        sender_column = _column(senders)
+        options_column = _column(options)
+        self._batches.append(
+            _Batch(
+                start,
+                ",".join(numbers) if self.keep_numbers or due else "",
+                count,
+                text_column,
+                id_column,
+                parts_column,
+                now,
+                sender_column,
+                callback,
+                options_column,
+                due,
+            )
+        )
+        self._starts.append(start)
+        self._count += count
+        if self._file is not None:
+            status = STATUS_SCHEDULED if due else STATUS_DELIVERED_TO_GATEWAY
+            stamp = f"{now:.6f}"
+            self._file.write(
+                "".join(
+                    f"{to},{api_msg_id},{climsgid},{n},{stamp},{_quote(text)},{option},{status}\n"
+                    for to, api_msg_id, climsgid, n, text, option in zip(
+                        numbers, ids, climsgids, parts, texts, options, strict=True
+                    )
+                )
+            )
+            self._file.flush()
+        if self.listeners:
+            groups: dict[tuple[str, str, int, str, str], list[int]] = {}
+            for i, key in enumerate(zip(texts, climsgids, parts, senders, options, strict=True)):
+                groups.setdefault(key, []).append(i)
+            for (text, climsgid, n, sender, option), positions in groups.items():
+                batch = AcceptedBatch(
+                    [numbers[i] for i in positions],
+                    [ids[i] for i in positions],
+                    text,
+                    climsgid,
+                    n,
+                    now,
+                    sender,
+                    callback,
+                    option,
+                    due,
+                )
+                for listener in self.listeners:
+                    listener(batch)
         return ids
 
     # -- reading -------------------------------------------------------------------------------
@@ -287,8 +396,11 @@ class Ledger:
         if not climsgid:
             return None
         for batch in reversed(self._batches):
-            if batch.climsgid == climsgid:
+            ids = batch.climsgid
+            if ids == climsgid:
                 return self._entry(batch, 0, batch.numbers.split(","))
+            if isinstance(ids, tuple) and climsgid in ids:
+                return self._entry(batch, ids.index(climsgid), batch.numbers.split(","))
         return None
 
     def status(self, api_msg_id: str, now: float | None = None) -> str:
@@ -335,16 +447,17 @@ class Ledger:
             self._entries[serial] = entry
             same_number = self._by_number[old.to]
             same_number[same_number.index(old)] = entry
+        offset = serial - batch.first_serial
         return AcceptedBatch(
             [entry.to],
             [entry.api_msg_id],
-            batch.text,
-            batch.climsgid,
-            batch.parts,
+            entry.text,
+            entry.climsgid,
+            entry.parts,
             batch.time,
-            batch.sender,
+            _at(batch.sender, offset),
             batch.callback,
-            batch.options,
+            entry.options,
             batch.due,
         )
 
@@ -412,11 +525,11 @@ class Ledger:
         return LedgerEntry(
             numbers[offset] if batch.numbers else "",
             self._api_msg_id(serial),
-            batch.climsgid,
-            batch.parts,
+            _at(batch.climsgid, offset),
+            _at(batch.parts, offset),
             batch.time,
-            batch.text,
-            batch.options,
+            _at(batch.text, offset),
+            _at(batch.options, offset),
             status,
         )
 
@@ -431,6 +544,10 @@ class Ledger:
                 self._entries.append(entry)
                 by_number.setdefault(entry.to, []).append(entry)
         self._materialized = len(self._batches)
+
+
+def _quote(text: str) -> str:
+    return '"' + text.replace('"', '""') + '"'
 
 
 def read_ledger(path: str | os.PathLike[str]) -> list[LedgerEntry]:

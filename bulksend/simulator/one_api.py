@@ -53,8 +53,9 @@ One ``POST /v1/message``, in this order (as the legacy app):
    with ``Retry-After``, nothing processed.
 6. Credit: each accepted message costs its parts; a balance that cannot pay for all → 402/20,
    nothing processed.
-7. Accept: the ledger issues the ids (one ledger batch per group of messages with the same content
-   and options; the file written and flushed first); the ledger's ``options`` hold each message's
+7. Accept: the ledger issues the ids (the request is one ledger batch, each message with its own
+   content and options: :meth:`~bulksend.simulator.ledger.Ledger.accept_messages`; the file written
+   in one write and flushed first); the ledger's ``options`` hold each message's
    other fields as sent (``binary=true&from=ACME&...``, never the key); then the answer.
 
 Delivery callbacks: with a ``callback_url``, each accepted message's delivery is played as the
@@ -81,11 +82,10 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import asdict, dataclass
 from typing import Any, NamedTuple
 
-import aiohttp
 from aiohttp import web
 
 from bulksend.gsm import Encoding, is_gsm7, part_count
-from bulksend.simulator.callbacks import CallbackDispatcher, log
+from bulksend.simulator.callbacks import CallbackDispatcher
 from bulksend.simulator.faults import Fault, Faults, retry_after_header
 from bulksend.simulator.ledger import AcceptedBatch, Ledger
 from bulksend.simulator.message import options_of
@@ -464,38 +464,34 @@ class OneApiSimulator(ServedApp):
         prefixes, suffixes = faults.reject_prefixes, faults.reject_suffixes
         if (prefixes and to.startswith(prefixes)) or (suffixes and to.endswith(suffixes)):
             return self._reject_code
-        options = options_of(
-            {
-                name: _option_text(value)
-                for name, value in message.items()
-                if name not in _MESSAGE_FIELDS
-            }
+        options = (
+            ""
+            if message.keys() <= _MESSAGE_FIELDS  # the usual personalised message: no options
+            else options_of(
+                {
+                    name: _option_text(value)
+                    for name, value in message.items()
+                    if name not in _MESSAGE_FIELDS
+                }
+            )
         )
         return _Message(to, content, parts, client_id, sender or "", options)
 
     def _accept(self, accepted: list[_Message]) -> list[str]:
-        """Ledger ids for ``accepted``, in order: one ledger batch per group of messages that
-        share content and options."""
-        groups: dict[tuple[str, int, str, str, str], list[int]] = {}
-        for i, m in enumerate(accepted):
-            groups.setdefault(
-                (m.content, m.parts, m.client_message_id, m.sender, m.options), []
-            ).append(i)
-        ids = [""] * len(accepted)
-        callback = self.callback_statuses if self.callback_url else 0
-        for (content, parts, client_id, sender, options), positions in groups.items():
-            issued = self.ledger.accept(
-                [accepted[i].to for i in positions],
-                content,
-                climsgid=client_id,
-                parts=parts,
-                sender=sender,
-                callback=callback,
-                options=options,
-            )
-            for i, api_msg_id in zip(positions, issued, strict=True):
-                ids[i] = api_msg_id
-        return ids
+        """Ledger ids for ``accepted``, in order: the whole request is one ledger batch with
+        one CSV write, each message keeping its own content and options."""
+        if not accepted:
+            return []
+        numbers, contents, parts, client_ids, senders, options = zip(*accepted, strict=True)
+        return self.ledger.accept_messages(
+            list(numbers),
+            contents,
+            climsgids=client_ids,
+            parts=parts,
+            senders=senders,
+            options=options,
+            callback=self.callback_statuses if self.callback_url else 0,
+        )
 
     def _balance(self, request: web.Request, body: bytes) -> web.Response:
         if not self._authorised(request):
@@ -582,10 +578,12 @@ class JsonCallbackDispatcher(CallbackDispatcher):
     """The legacy dispatcher's delivery play and push pool, pushing One API JSON callbacks.
 
     Only the body and its content type differ: :meth:`_push` writes the JSON fields of the module
-    docstring and :meth:`_deliver` posts it as ``application/json`` with the same retry rules
-    (2xx success; connection failure, timeout, 5xx, 408, 429 retried with doubling backoff up to
-    ``faults.callback_tries``; any other 4xx refused).
+    docstring and :attr:`headers` makes the base class post it as ``application/json``, with the
+    same retry rules (2xx success; connection failure, timeout, 5xx, 408, 429 retried with
+    doubling backoff up to ``faults.callback_tries``; any other 4xx refused).
     """
+
+    headers: Mapping[str, str] = {"Content-Type": _JSON}
 
     def __init__(self, url: str, ledger: Ledger, faults: Faults, integration_name: str) -> None:
         super().__init__(url, ledger, faults, integration_name)
@@ -610,32 +608,6 @@ class JsonCallbackDispatcher(CallbackDispatcher):
         ).encode()
         self._add(1)
         await self._queue.put((body, api_msg_id))
-
-    async def _deliver(self, body: bytes, api_msg_id: str) -> None:
-        session = self._session
-        assert session is not None
-        stats, faults = self.stats, self._faults
-        for attempt in range(faults.callback_tries):
-            if attempt:
-                stats.retries += 1
-                await asyncio.sleep(faults.callback_backoff * 2 ** (attempt - 1))
-            try:
-                async with session.post(
-                    self.url, data=body, headers={"Content-Type": _JSON}
-                ) as response:
-                    await response.read()
-                    code = response.status
-            except (aiohttp.ClientError, OSError, TimeoutError):
-                continue
-            if code < 300:
-                stats.sent += 1
-                return
-            if code < 500 and code not in (408, 429):
-                stats.refused += 1
-                log.warning("callback for %s refused with HTTP %d", api_msg_id, code)
-                return
-        stats.gave_up += 1
-        log.warning("callback for %s given up after %d tries", api_msg_id, faults.callback_tries)
 
 
 # -- command line (``bulksend simulate --api one``) --------------------------------------------
