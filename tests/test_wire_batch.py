@@ -426,3 +426,12 @@ def test_a_built_senditem_renders_back_to_the_rows_content(name: str, code: str)
         for field in ("name", "code")
     }
     assert render_template(template, values) == batch.contents[0]  # type: ignore[index]
+
+
+def test_finish_also_ends_the_batches_a_session_expiry_dropped() -> None:
+    protocol = wire()
+    start(protocol, row(), GSM_ID)
+    protocol.invalidate(RequestError(3, "Session ID expired", ErrorClass.SESSION, 200))
+    start(protocol, row(), UCS_ID.replace("b", "c"))
+    ended = [form(r.body)["batch_id"][0] for r in protocol.finish()]
+    assert ended == [GSM_ID, "c" * 32]
