@@ -31,9 +31,9 @@ What this module promises:
 * **Session state**: the legacy session id (:class:`~bulksend.wire.legacy.LegacySession`, with
   ``use_session``) and the batch ids. ``ERR: 003`` (session expired) on a ``senditem`` is a
   ``SESSION`` refusal and :meth:`~BatchInterfaceWire.invalidate` drops the session id **and** both
-  batch ids (a batch is renewed when it expires or the session changes); ``ERR: 201`` / ``ERR:
-  202`` (batch id invalid, expired or without template) are ``SESSION`` refusals that drop both
-  batch ids. Nothing was processed either way: the client renews and resends at once. A
+  batch ids (a batch is renewed when it expires or the session changes; ``finish`` still ends
+  those, the gateway may hold them); ``ERR: 201`` / ``ERR: 202`` (batch id invalid, expired or
+  without template) are ``SESSION`` refusals that drop both batch ids. Nothing was processed either way: the client renews and resends at once. A
   ``senditem`` built after its batch id was dropped (a concurrent sender found out first) carries
   the last id it had, so the gateway answers ``ERR: 201`` and the renewal happens in order.
   ``ERR: 003`` on a ``startbatch`` drops the session id and the steps go on (log in again, then
@@ -239,6 +239,7 @@ class BatchInterfaceWire:
         ]
         self._ids: dict[Encoding, str] = {}
         self._last: dict[Encoding, str] = {}
+        self._orphans: list[str] = []  # dropped with a session: maybe still live at the gateway
         self._steps: dict[Encoding, tuple[Auth, Step]] = {}
 
     def __repr__(self) -> str:
@@ -316,6 +317,7 @@ class BatchInterfaceWire:
     def _drop(self, *, session: bool) -> None:
         if session:
             self.session.invalidate()
+            self._orphans += self._ids.values()
         self._ids.clear()
 
     def build(self, batch: Batch) -> Request:
@@ -371,13 +373,15 @@ class BatchInterfaceWire:
         return Answer.refused(1, RequestError(code, description, error_class, status))
 
     def finish(self) -> list[Request]:
-        """One ``endbatch`` per live batch; the wire forgets them (a new campaign starts anew)."""
+        """One ``endbatch`` per live batch, and per batch dropped only because the session
+        expired (the gateway may still hold it); the wire forgets them all."""
         auth = self.session.auth.params()
         requests = [
             form_request(ENDBATCH_PATH, [*auth, ("batch_id", batch_id)])
-            for batch_id in self._ids.values()
+            for batch_id in dict.fromkeys([*self._orphans, *self._ids.values()])
         ]
         self._ids.clear()
+        self._orphans.clear()
         self._last.clear()
         self._steps.clear()
         return requests
