@@ -239,7 +239,23 @@ def build_parser() -> argparse.ArgumentParser:
     _add_send_arguments(send)
 
     demo = sub.add_parser("demo", help="a campaign against the embedded simulator")
-    demo.add_argument("--recipients", type=_positive_int, default=100_000)
+    demo.add_argument(
+        "--recipients",
+        type=_positive_int,
+        default=None,
+        help="rows of the sample [100000; 2000 for a personalised legacy demo]",
+    )
+    demo.add_argument(
+        "--api",
+        choices=("legacy", "one"),
+        default="legacy",
+        help="the simulated gateway: the legacy HTTP API or the One API [legacy]",
+    )
+    demo.add_argument(
+        "--personalised",
+        action="store_true",
+        help="send 'Hi #name#, ...' filled from the sample's name column",
+    )
     demo.add_argument("--dir", type=Path, default=Path("bulksend-demo"))
     demo.add_argument("--no-progress", dest="progress", action="store_const", const="off")
     demo.add_argument("--latency", type=float, default=0.08)
@@ -434,6 +450,8 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         latency=args.latency,
         jitter=args.jitter,
         concurrency=args.concurrency,
+        api=args.api,
+        personalised=args.personalised,
     )
 
 
