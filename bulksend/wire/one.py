@@ -33,10 +33,11 @@ No I/O; of ours it imports only :mod:`bulksend.errors`. What this module promise
 from __future__ import annotations
 
 import json
+import json.encoder
 import math
 import re
 import string
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
@@ -210,6 +211,12 @@ class OneOptions:
 
 
 _dumps = json.dumps
+_quote: Callable[[str], str] = json.encoder.encode_basestring
+"""A JSON string literal (non-ASCII kept as is): the C encoder ``json.dumps`` itself uses."""
+
+
+def _digits(msisdn: str) -> bool:
+    return msisdn.isdigit() and msisdn.isascii()
 
 
 class OneApi:
@@ -260,19 +267,39 @@ class OneApi:
             )
         binary = self.options.binary
         tail, id_prefix = self._tail, self._id_prefix
-        entries: list[str] = []
-        for row, msisdn, content in zip(rows, msisdns, contents, strict=True):
-            if not (msisdn.isdigit() and msisdn.isascii()):
-                raise ProtocolError(f"row {row}: the number must be digits only")
-            if not content:
-                raise ProtocolError(f"row {row}: the content is empty")
-            if binary and not _is_hex(content):
-                raise ProtocolError(f"row {row}: a binary message's content must be hex octets")
-            middle = "" if id_prefix is None else f'{id_prefix}{row}"'
-            entries.append(
-                f'{{"channel":"sms","to":"{msisdn}","content":'
-                f"{_dumps(content, ensure_ascii=False)}{middle}{tail}"
-            )
+        joined = "".join(msisdns)
+        if not (joined.isdigit() and joined.isascii()) or not all(msisdns):
+            bad = next(r for r, m in zip(rows, msisdns, strict=True) if not _digits(m))
+            raise ProtocolError(f"row {bad}: the number must be digits only")
+        if not all(contents):
+            bad = next(r for r, c in zip(rows, contents, strict=True) if not c)
+            raise ProtocolError(f"row {bad}: the content is empty")
+        if binary:
+            for row, content in zip(rows, contents, strict=True):
+                if not _is_hex(content):
+                    raise ProtocolError(f"row {row}: a binary message's content must be hex octets")
+        first = contents[0]
+        if contents.count(first) == len(contents):  # one text for all: escaped once
+            quoted = _quote(first)
+            if id_prefix is None:
+                entries = [
+                    f'{{"channel":"sms","to":"{m}","content":{quoted}{tail}' for m in msisdns
+                ]
+            else:
+                entries = [
+                    f'{{"channel":"sms","to":"{m}","content":{quoted}{id_prefix}{r}"{tail}'
+                    for r, m in zip(rows, msisdns, strict=True)
+                ]
+        elif id_prefix is None:
+            entries = [
+                f'{{"channel":"sms","to":"{m}","content":{_quote(c)}{tail}'
+                for m, c in zip(msisdns, contents, strict=True)
+            ]
+        else:
+            entries = [
+                f'{{"channel":"sms","to":"{m}","content":{_quote(c)}{id_prefix}{r}"{tail}'
+                for r, m, c in zip(rows, msisdns, contents, strict=True)
+            ]
         text = '{"messages":[' + ",".join(entries) + "]}"
         try:
             body = text.encode("utf-8")
@@ -360,7 +387,7 @@ class OneApi:
             return _refused(batch, RequestError(code, description, classify(code), status, None))
         if not isinstance(entries, list):
             return _all_unknown(batch, "answer has no messages list")
-        return _match(batch, entries)
+        return _all_accepted(batch, entries) or _match(batch, entries)
 
 
 class OneWire:
@@ -473,6 +500,27 @@ def _entry_outcome(entry: Mapping[str, Any]) -> tuple[Outcome, str | None]:
         reason = "entry without a boolean 'accepted'"
     described = f"malformed answer entry: {reason}"
     return Outcome(Verdict.UNKNOWN, description=described), described
+
+
+def _all_accepted(batch: Sequence[str], entries: list[Any]) -> Answer | None:
+    """The common answer without per-recipient objects: one well-formed accepted entry per
+    number, in request order (then matching by ``to`` and by position agree). ``None`` for
+    anything else, which :func:`_match` then decides."""
+    if len(entries) != len(batch):
+        return None
+    ids: list[str | None] = []
+    append = ids.append
+    for entry, msisdn in zip(entries, batch, strict=True):
+        if type(entry) is not dict or entry.get("accepted") is not True:
+            return None
+        api_msg_id = entry.get("apiMessageId")
+        if type(api_msg_id) is not str or not api_msg_id or entry.get("error") is not None:
+            return None
+        to = entry.get("to")
+        if to != msisdn and not (type(to) is str and to.removeprefix("+") == msisdn):
+            return None
+        append(api_msg_id)
+    return Answer(api_ids=ids, numbers=batch)
 
 
 def _match(batch: Sequence[str], entries: list[Any]) -> Answer:
