@@ -82,6 +82,7 @@ from typing import BinaryIO, NamedTuple
 
 from bulksend.dedupe import FirstRowTable
 from bulksend.errors import InputError
+from bulksend.gsm import MessageShape
 from bulksend.numbers import NumberPolicy, Reason, normalise
 from bulksend.optout import OptOuts
 from bulksend.template import BoundTemplate, PartsStats, Template, check_options
@@ -690,13 +691,13 @@ class RecipientSource:
         opted_out = opt_outs.reasons() if opt_outs is not None else []
         rejected = st.rejected
         check = bound.check
-        add_shape = st.parts.add
         row = start = 1 if st.header else 0
         end = row + block_rows
         rows: list[int] = []
         msisdns: list[str] = []
         contents: list[str] = []
         fields: list[tuple[str, ...]] = []
+        shapes: list[MessageShape] = []
         rejects: list[Reject] = []
         for batch in batches:
             for cells in batch:
@@ -728,16 +729,18 @@ class RecipientSource:
                         msisdns.append(msisdn)
                         contents.append(rendered.text)
                         fields.append(rendered.values)
-                        add_shape(rendered.shape)
+                        shapes.append(rendered.shape)
                 if row == end:
                     st.rows += row - start
                     st.valid += len(rows)
+                    st.parts.add_all(shapes)
                     yield Block(rows, msisdns, rejects, row, contents, fields)
                     start, end = row, row + block_rows
-                    rows, msisdns, contents, fields, rejects = [], [], [], [], []
+                    rows, msisdns, contents, fields, shapes, rejects = [], [], [], [], [], []
         if row > start:
             st.rows += row - start
             st.valid += len(rows)
+            st.parts.add_all(shapes)
             yield Block(rows, msisdns, rejects, row, contents, fields)
 
     def _refused(self, row: int, value: str, reason: Reason) -> Reject:

@@ -299,6 +299,20 @@ class PartsStats:
         self.total_parts += parts
         self.by_encoding[shape.encoding._value_] += 1  # not .value: a property, 4x slower
 
+    def add_all(self, shapes: Sequence[MessageShape]) -> None:
+        """:meth:`add` for many at once (a block's worth: about 4x cheaper a shape)."""
+        if not shapes:
+            return
+        parts = [shape.parts for shape in shapes]
+        low, high = min(parts), max(parts)
+        if not self.messages or low < self.min_parts:
+            self.min_parts = low
+        if high > self.max_parts:
+            self.max_parts = high
+        self.messages += len(parts)
+        self.total_parts += sum(parts)
+        self.by_encoding.update([shape.encoding._value_ for shape in shapes])
+
     def merge(self, other: PartsStats) -> None:
         """Add ``other``'s counts to these (e.g. the totals of two files)."""
         if other.messages:

@@ -327,3 +327,16 @@ def test_parts_stats_add_and_merge() -> None:
     empty.merge(two)
     assert (empty.min_parts, empty.max_parts) == (3, 3)
     assert pickle.loads(pickle.dumps(one)) == one
+
+
+def test_parts_stats_add_all_is_add_each() -> None:
+    shapes = [MessageShape(Encoding.GSM7, 1, p) for p in (2, 1, 3)] + [
+        MessageShape(Encoding.UCS2, 1, 5)
+    ]
+    each, many = PartsStats(), PartsStats()
+    for shape in shapes:
+        each.add(shape)
+    many.add_all(shapes[:2])
+    many.add_all([])
+    many.add_all(shapes[2:])
+    assert many == each
