@@ -30,6 +30,6 @@ def run(args: argparse.Namespace) -> int:
     """``bulksend bench``: the throttled scenario with ``--throttled``, else the default sweep."""
     if args.throttled:
         return throttled.run(args)
-    if args.protocols:
+    if args.protocols or args.api:
         return protocols.run(args)
     return harness.run(args)

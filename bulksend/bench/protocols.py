@@ -112,6 +112,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="memory check: personalised One API at zero latency for these sizes, e.g. 100000,1000000",
     )
     group.add_argument(
+        "--api",
+        choices=("legacy", "one"),
+        default=None,
+        help="the protocols scenario for one API only: legacy (sendmsg and the batch interface) "
+        "or one (the One API, one text and personalised)",
+    )
+    group.add_argument(
         "--cases",
         default="",
         help="only these cases: comma-separated labels like sendmsg,batch,one,one-personalised",
@@ -258,6 +265,10 @@ def run(args: argparse.Namespace) -> int:
     concurrency = args.concurrency[0] if args.concurrency else 64
     repeats = args.repeats or 3
     wanted = {c.strip() for c in args.cases.split(",") if c.strip()}
+    if args.api == "one":
+        wanted |= {"one", "one-personalised"}
+    elif args.api == "legacy":
+        wanted |= {"sendmsg", "batch"}
     cases = [c for c in CASES if not wanted or _case_key(c) in wanted]
     runs: list[ProtocolRun] = []
     with tempfile.TemporaryDirectory(prefix="bulksend-bench-") as tmp:
