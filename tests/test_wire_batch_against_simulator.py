@@ -89,7 +89,7 @@ async def run(sim: Simulator, protocol: BatchInterfaceWire, batches: list[Batch]
         assert live
         await gateway.finish()
     assert protocol.batch_ids == {}
-    assert all(bid not in sim.batches._live for bid in live)  # ended by finish
+    assert all(bid not in sim.batches for bid in live)  # ended by finish
     ids = []
     for batch, outcome in zip(batches, outcomes, strict=True):
         assert outcome.status is BatchStatus.ANSWERED, (batch.rows, outcome.reason)
