@@ -479,3 +479,33 @@ def test_the_cli_has_the_batch_expiry_flags() -> None:
     assert {"sendmsg", "senditem", "quicksend"} <= faults.commands
     with pytest.raises(ValueError):
         faults_from_args(parser.parse_args(["--batch-expire-every", "0"]))
+
+
+async def test_the_connection_cap_and_the_commands_knob_apply_to_senditem(
+    sim: Simulator, http: aiohttp.ClientSession
+):
+    batch_id = await start(http, sim)
+    sim.faults.latency = 0.2
+    sim.faults.max_connections = 1
+    both = await asyncio.gather(
+        *(
+            call(http, sim, "senditem", batch_id=batch_id, to=NUMBER, name="A", code=str(i))
+            for i in range(2)
+        )
+    )
+    assert sorted(status for status, _ in both) == [200, 503]
+    assert sim.stats.over_connections == 1
+    sim.faults.max_connections = None
+    sim.faults.latency = 0.0
+    sim.faults.err_901_rate = 1.0
+    sim.faults.commands = frozenset({"sendmsg"})  # senditem taken out of the faults' reach
+    assert ID_LINE.fullmatch(await item(http, sim, batch_id, name="A", code="1"))
+    assert len(sim.ledger) == 2
+
+
+async def test_reject_suffixes_apply_to_senditem(sim: Simulator, http: aiohttp.ClientSession):
+    sim.faults.reject_suffixes = ("99",)
+    batch_id = await start(http, sim)
+    assert await item(http, sim, batch_id, "27821234599", name="A", code="1") == (
+        "ERR: 114, Cannot route message"
+    )

@@ -435,3 +435,35 @@ def test_finish_also_ends_the_batches_a_session_expiry_dropped() -> None:
     start(protocol, row(), UCS_ID.replace("b", "c"))
     ended = [form(r.body)["batch_id"][0] for r in protocol.finish()]
     assert ended == [GSM_ID, "c" * 32]
+
+
+def test_a_201_drops_only_the_batch_its_request_used_as_it_is_parsed() -> None:
+    protocol = wire()
+    start(protocol, row(), GSM_ID)
+    start(protocol, row(name="王芳"), UCS_ID)
+    stale = row()
+    protocol.build(stale)
+    answer = protocol.parse(200, {}, b"ERR: 201, Invalid batch ID", stale)
+    assert protocol.batch_ids == {Encoding.UCS2: UCS_ID}  # dropped at once, the other kept
+    assert answer.error is not None and GSM_ID in answer.error.description
+    start(protocol, row(), "c" * 32)
+    protocol.invalidate(answer.error)  # late: the batch started since is kept
+    assert protocol.batch_ids == {Encoding.GSM7: "c" * 32, Encoding.UCS2: UCS_ID}
+
+
+def test_a_003_drops_the_session_at_once_unless_a_new_one_came_since() -> None:
+    protocol = wire(use_session=True)
+    auth = protocol.prepare(None)
+    assert auth is not None
+    protocol.prepared(auth, 200, {}, b"OK: " + b"5" * 32)
+    start(protocol, row(), GSM_ID)
+    first, second = row(), row(name="Bob")
+    protocol.build(first)
+    protocol.build(second)
+    protocol.parse(200, {}, b"ERR: 003, Session ID expired", first)
+    assert protocol.session.auth.session_id == "" and protocol.batch_ids == {}
+    auth = protocol.prepare(None)
+    assert auth is not None
+    protocol.prepared(auth, 200, {}, b"OK: " + b"6" * 32)
+    protocol.parse(200, {}, b"ERR: 003, Session ID expired", second)
+    assert protocol.session.auth.session_id == "6" * 32

@@ -1,4 +1,5 @@
-"""A faithful local copy of Clickatell's legacy HTTP API, for tests, demos and benchmarks.
+"""A faithful local copy of Clickatell's legacy HTTP API (``/http/`` and the batch interface
+``/http_batch/``), for tests, demos and benchmarks.
 
 The public surface: :class:`Simulator` (the server and its account), :class:`Faults` (every knob,
 mutable while it runs), :class:`Ledger` / :class:`LedgerEntry` (what was accepted) and

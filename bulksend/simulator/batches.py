@@ -176,6 +176,10 @@ class Batches:
     def __len__(self) -> int:
         return len(self._live)
 
+    def __contains__(self, batch_id: object) -> bool:
+        """Whether ``batch_id`` was started and not ended (expiry is checked on use)."""
+        return batch_id in self._live
+
     def add(self, batch: BatchTemplate, ttl: float) -> None:
         live = self._live
         if len(live) >= _PRUNE_AT:

@@ -33,7 +33,11 @@ What this module promises:
   ``SESSION`` refusal and :meth:`~BatchInterfaceWire.invalidate` drops the session id **and** both
   batch ids (a batch is renewed when it expires or the session changes; ``finish`` still ends
   those, the gateway may hold them); ``ERR: 201`` / ``ERR: 202`` (batch id invalid, expired or
-  without template) are ``SESSION`` refusals that drop both batch ids. Nothing was processed either way: the client renews and resends at once. A
+  without template) are ``SESSION`` refusals that drop the batch id the request used (named in
+  the error's description, ``(batch <id>)``; both batch ids for an error that names none).
+  The stale state a refused request used is dropped as its answer is parsed, if it is still
+  current (a batch or a session started since is kept), so that a sender that prepared before
+  the renewal does not resend with it. Nothing was processed either way: the client renews and resends at once. A
   ``senditem`` built after its batch id was dropped (a concurrent sender found out first) carries
   the last id it had, so the gateway answers ``ERR: 201`` and the renewal happens in order.
   ``ERR: 003`` on a ``startbatch`` drops the session id and the steps go on (log in again, then
@@ -125,6 +129,8 @@ RESERVED_NAMES: frozenset[str] = frozenset(
 """Parameter names a field may not take (compared lower-cased): the request already uses them."""
 
 BATCH_SESSION_CODES = frozenset({3, 201, 202})
+_TAGGED = re.compile(r"\(batch ([0-9A-Za-z]{1,64})\)$")
+_SENT_LIMIT = 1 << 16
 """``senditem`` codes that mean stale session state: renew it and resend (nothing processed)."""
 
 _ID = re.compile(r"ID:\s*([0-9A-Za-z]{1,64})(?:\s+To:\s*\+?(\d{1,20}))?", re.IGNORECASE)
@@ -240,6 +246,7 @@ class BatchInterfaceWire:
         self._ids: dict[Encoding, str] = {}
         self._last: dict[Encoding, str] = {}
         self._orphans: list[str] = []  # dropped with a session: maybe still live at the gateway
+        self._sent: dict[int, tuple[str, Auth]] = {}  # id(batch) -> batch id and auth it used
         self._steps: dict[Encoding, tuple[Auth, Step]] = {}
 
     def __repr__(self) -> str:
@@ -312,7 +319,16 @@ class BatchInterfaceWire:
         if error.code == 3:
             self._drop(session=True)
         elif error.code in (201, 202):
-            self._drop(session=False)
+            tagged = _TAGGED.search(error.description)
+            if tagged is not None:
+                self._forget(tagged.group(1))
+            else:
+                self._drop(session=False)
+
+    def _forget(self, batch_id: str) -> None:
+        """Drop ``batch_id`` if it is still a live batch (not one started since)."""
+        for encoding in [enc for enc, live in self._ids.items() if live == batch_id]:
+            del self._ids[encoding]
 
     def _drop(self, *, session: bool) -> None:
         if session:
@@ -340,9 +356,14 @@ class BatchInterfaceWire:
                 raise ProtocolError(str(exc)) from None
         else:
             params += [(name, values[i]) for name, i in self._used]
+        sent = self._sent
+        if len(sent) >= _SENT_LIMIT:
+            sent.clear()  # only requests that were never answered stay behind
+        sent[id(batch)] = (batch_id, self.session.auth)
         return form_request(SENDITEM_PATH, params)
 
     def parse(self, status: int, headers: Mapping[str, str], body: bytes, batch: Batch) -> Answer:
+        sent = self._sent.pop(id(batch), None)
         by_status = http_answer(status, headers, 1, SENDITEM_PATH)
         if by_status is not None:
             return by_status
@@ -366,6 +387,17 @@ class BatchInterfaceWire:
         if to is not None and to != msisdn:
             return Answer.unknown(1, f"senditem answer names another number: {to}")
         if code in BATCH_SESSION_CODES:
+            if sent is not None:
+                # Drop the stale state the request used at once, if it is still current: the
+                # client invalidates once per generation, and a sender that prepared earlier
+                # would otherwise resend with it once more.
+                batch_id, auth = sent
+                if code == 3:
+                    if auth is self.session.auth and self.session.use_session:
+                        self._drop(session=True)
+                else:
+                    self._forget(batch_id)
+                    description = f"{description} (batch {batch_id})"
             return Answer.refused(1, RequestError(code, description, ErrorClass.SESSION, status))
         error_class = classify(code)
         if error_class is ErrorClass.RECIPIENT:
