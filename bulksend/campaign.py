@@ -744,6 +744,10 @@ class Campaign:
         try:
             await gateway.login()
         except GatewayError as exc:
+            if exc.error_class is ErrorClass.TRANSIENT:
+                # Not refused, not reached: the first batch logs in again, with its retries.
+                log.warning("cannot log in yet (%s); retrying with the first batch", exc)
+                return
             self.stop(f"cannot log in: {exc}", EXIT_FATAL)
 
     async def _pipeline(

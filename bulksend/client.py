@@ -48,7 +48,7 @@ from tenacity import (
     wait_exponential_jitter,
 )
 
-from bulksend.errors import ErrorClass, GatewayError, redact
+from bulksend.errors import ErrorClass, GatewayError, ProtocolError, redact
 from bulksend.flow import FlowControl, Ticket
 from bulksend.wire import Answer, Batch, Outcome, Request, RequestError, Step, WireProtocol
 from bulksend.wire.legacy import Auth
@@ -282,7 +282,13 @@ class Gateway:
             if step is None:
                 return
             status, headers, body = await self._step(step)
-            self.wire.prepared(step, status, headers, body)
+            try:
+                self.wire.prepared(step, status, headers, body)
+            except ProtocolError as exc:
+                # A step sends no message: an answer we cannot read is retried like a 503.
+                raise GatewayError(
+                    0, f"unreadable answer to {step.name}: {exc}", ErrorClass.TRANSIENT
+                ) from None
             self._generation += 1
             log.info("%s done (session generation %d)", step.name, self._generation)
         raise GatewayError(0, "the protocol kept asking for preparation steps", ErrorClass.FATAL)
@@ -301,7 +307,7 @@ class Gateway:
                 return resp.status, dict(resp.headers), body or b""
         except (aiohttp.ClientError, TimeoutError) as exc:
             raise GatewayError(
-                0, f"cannot {step.name}: {_describe(exc)}", ErrorClass.FATAL
+                0, f"cannot {step.name}: {_describe(exc)}", ErrorClass.TRANSIENT
             ) from None
 
     async def finish(self) -> None:
@@ -383,9 +389,13 @@ class Gateway:
                 try:
                     await self.prepare(batch)
                 except GatewayError as exc:
+                    if exc.error_class is ErrorClass.TRANSIENT:  # a step sends no message
+                        raise _NotProcessed(str(exc)) from None
                     return BatchOutcome(BatchStatus.FATAL, reason=str(exc), error=exc)
-            generation = self._generation
             ticket = await flow.acquire(size)
+            # The session state this request uses is what is current once it may leave: a
+            # renewal that happened while it waited for its slot is not stale for it.
+            generation = self._generation
             if size > flow.batch_limit(size):
                 flow.failed(ticket, processed=False)
                 await flow.release(ticket)

@@ -182,3 +182,35 @@ def test_wait_honours_retry_after_over_backoff() -> None:
                 return _NotProcessed("HTTP 429", retry_after=7.0)
 
     assert wait(State()) == 7.0  # type: ignore[arg-type]
+
+
+async def test_a_preparation_step_not_processed_is_retried_not_fatal() -> None:
+    """A 503 or ERR 901 on ``startbatch`` (which sends no message) is retried like any request
+    the gateway did not process; the item then goes out once."""
+    from bulksend.wire import Batch
+    from bulksend.wire.batch import BatchInterfaceWire
+
+    settings = ClientSettings(endpoint=ENDPOINT, auth=Auth("1", "u", "pw"), retry=FAST)
+    wire = BatchInterfaceWire("Hi #name#", ("name",), settings.auth)
+    async with Gateway(settings, wire) as gw:
+        with aioresponses() as m:
+            m.post(f"{ENDPOINT}/http_batch/startbatch", status=503)
+            m.post(f"{ENDPOINT}/http_batch/startbatch", body="ERR: 901, Internal error")
+            m.post(f"{ENDPOINT}/http_batch/startbatch", body="ID: " + "b" * 32)
+            m.post(f"{ENDPOINT}/http_batch/senditem", body=f"ID: {ID1}")
+            outcome = await gw.send(Batch([2], ["27821234567"], ["Hi Anna"], [("Anna",)]))
+    assert outcome.status is BatchStatus.ANSWERED, outcome.reason
+    assert outcome.results[0].verdict is Verdict.ACCEPTED and outcome.attempts == 3
+
+
+async def test_a_refused_preparation_step_is_fatal() -> None:
+    from bulksend.wire import Batch
+    from bulksend.wire.batch import BatchInterfaceWire
+
+    settings = ClientSettings(endpoint=ENDPOINT, auth=Auth("1", "u", "pw"), retry=FAST)
+    wire = BatchInterfaceWire("Hi #name#", ("name",), settings.auth)
+    async with Gateway(settings, wire) as gw:
+        with aioresponses() as m:
+            m.post(f"{ENDPOINT}/http_batch/startbatch", body="ERR: 001, Authentication failed")
+            outcome = await gw.send(Batch([2], ["27821234567"], ["Hi Anna"], [("Anna",)]))
+    assert outcome.status is BatchStatus.FATAL and "001" in outcome.reason

@@ -641,7 +641,10 @@ class LegacySession:
 
     def take(self, status: int, body: bytes) -> None:
         if status != 200:
-            raise GatewayError(0, f"HTTP {status} from {AUTH_PATH}", ErrorClass.FATAL)
+            error_class = (
+                ErrorClass.TRANSIENT if status in _NOT_PROCESSED_HTTP else ErrorClass.FATAL
+            )
+            raise GatewayError(0, f"HTTP {status} from {AUTH_PATH}", error_class)
         session_id = parse_auth(body.decode("utf-8", errors="replace"))
         register_secret(session_id)
         self.auth = self._base.with_session(session_id)
