@@ -52,3 +52,27 @@ def test_quick_bench_accounts_for_every_row(tmp_path: Path) -> None:
     markdown = report_path.with_suffix(".md").read_text()
     assert "| N | latency s | conc. | bulksend rcpt/s |" in markdown
     assert list(results.glob("*-quick-throughput.png"))
+
+
+def test_protocols_bench_runs_every_protocol_and_accounts_for_every_row(tmp_path: Path) -> None:
+    """``bench --protocols`` at a high latency and a short duration: each case (sendmsg, the
+    batch interface personalised, the One API one text and personalised) runs as a child process
+    against its own simulator and every recipient is accepted."""
+    results = tmp_path / "results"
+    code = main(
+        [
+            "bench", "--protocols", "--latency", "0.2", "--concurrency", "8", "--repeats", "1",
+            "--seconds", "1", "--results-dir", str(results), "--cache-dir", str(tmp_path / "c"),
+        ]
+    )  # fmt: skip
+    assert code == 0
+    [raw] = results.glob("*-protocols.json")
+    runs = json.loads(raw.read_text())["runs"]
+    assert {r["case"] for r in runs} == {"sendmsg", "batch", "one", "one-personalised"}
+    for run in runs:
+        assert run["accepted"] == run["recipients"] > 0 and not run["error"], run
+        assert run["bound"] == 8 * {"sendmsg": 600, "batch": 1}.get(run["case"], 100) / 0.2
+    personalised = (tmp_path / "c").glob("personalised-*.csv")
+    header = next(iter(personalised)).read_text(encoding="utf-8").splitlines()[0]
+    assert header == "phone,first_name,order"
+    assert "| case | N |" in raw.with_suffix(".md").read_text()
