@@ -149,3 +149,42 @@ class _Recording(dict[str, float]):
         if key not in self:
             self._seen.append(key)
         super().__setitem__(key, value)
+
+
+ONE_KEY = "one-api-Key_4b7e9f0c2d"
+
+
+@pytest.mark.parametrize("personalised", [False, True])
+async def test_the_one_api_key_never_leaks(tmp_path: Path, personalised: bool) -> None:
+    """``--api one`` with --debug logging, a fault mix and a wrong key at the end: the key is in
+    no output, file or message (it travels only in the Authorization header)."""
+    from bulksend.simulator import Faults
+    from bulksend.simulator.one_api import OneApiSimulator
+
+    rows = "".join(f"+2782{i:07d},Name{i}\n" for i in range(300))
+    (tmp_path / "in.csv").write_text("phone,name\n" + rows, encoding="utf-8")
+    text = "Hi #name#" if personalised else "hi"
+    faults = Faults(http_503_rate=0.2, err_901_rate=0.2, drop_after_rate=0.05, seed=3)
+    async with OneApiSimulator(api_key=ONE_KEY, faults=faults) as sim:
+
+        async def send(key: str, *extra: str) -> tuple[int, str, str]:
+            env = clean_env(BULKSEND_API_KEY=key)
+            proc = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "bulksend", "--debug", "send", str(tmp_path / "in.csv"),
+                "--api", "one", "--text", text, "--endpoint", sim.url, "--no-progress",
+                "--batch-size", "20", "--summary-json", str(tmp_path / "summary.json"), *extra,
+                env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+            )  # fmt: skip
+            out, err = await proc.communicate()
+            assert proc.returncode is not None
+            return proc.returncode, out.decode(), err.decode()
+
+        code, out, err = await send(ONE_KEY)
+        assert code == 0, err
+        wrong = ONE_KEY[:-1] + "X"
+        code2, out2, err2 = await send(wrong, "--restart")
+        assert code2 == 2, err2
+        assert "error 001" in err2, err2  # the gateway's refusal, named without the key
+    blob = _everything_written(tmp_path, out, err, out2, err2)
+    assert ONE_KEY not in blob and wrong not in blob
+    assert "4b7e9f0c2d" not in blob
