@@ -42,6 +42,7 @@ __all__ = [
     "Encoding",
     "MessageShape",
     "analyse",
+    "auto_parts",
     "choose_encoding",
     "decode_ucs2_hex",
     "encode_ucs2_hex",
@@ -77,6 +78,11 @@ _GSM7_ALL: frozenset[str] = GSM7_BASIC | GSM7_EXTENSION
 _EXTENSION_RE = re.compile("[" + re.escape("".join(sorted(GSM7_EXTENSION))) + "]")
 _NOT_GSM7_RE = re.compile("[^" + re.escape("".join(sorted(_GSM7_ALL))) + "]")
 _ASTRAL_RE = re.compile("[\U00010000-\U0010ffff]")  # two UTF-16 units each
+# ASCII that is not one septet of the default alphabet (controls, the backtick, the extension
+# characters): text without any is GSM-7 at one septet a character.
+_ASCII_NOT_PLAIN_RE = re.compile(
+    "[" + re.escape("".join(c for c in map(chr, range(128)) if c not in GSM7_BASIC)) + "]"
+)
 _NOT_HEX_RE = re.compile("[^0-9A-Fa-f]")
 
 _GSM7_SINGLE_MAX, _GSM7_PART = 160, 153
@@ -119,6 +125,15 @@ def septet_length(text: str) -> int:
 def ucs2_length(text: str) -> int:
     """UTF-16 code units: characters outside the BMP count 2, a lone surrogate counts 1."""
     return len(text.encode("utf-16-le", "surrogatepass")) // 2
+
+
+def auto_parts(text: str) -> int:
+    """Parts of ``text`` in the encoding ``--unicode auto`` picks (GSM-7 when it can carry it):
+    ``part_count(text, choose_encoding(text))`` with a C-speed path for plain ASCII text."""
+    if text.isascii() and _ASCII_NOT_PLAIN_RE.search(text) is None:
+        n = len(text)
+        return 1 if n <= _GSM7_SINGLE_MAX else -(-n // _GSM7_PART)
+    return part_count(text, Encoding.GSM7 if is_gsm7(text) else Encoding.UCS2)
 
 
 def part_count(text: str, encoding: Encoding) -> int:

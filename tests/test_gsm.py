@@ -13,6 +13,7 @@ from bulksend.gsm import (
     Encoding,
     MessageShape,
     analyse,
+    auto_parts,
     choose_encoding,
     decode_ucs2_hex,
     encode_ucs2_hex,
@@ -334,3 +335,16 @@ def test_analyse_agrees_with_the_single_functions(text: str) -> None:
     length = septet_length if shape.encoding is GSM7 else ucs2_length
     assert shape.units == length(text)
     assert shape.parts == part_count(text, shape.encoding)
+
+
+@given(
+    st.text(
+        alphabet=st.sampled_from(
+            sorted(GSM7_BASIC | GSM7_EXTENSION) + ["`", "\t", "é", "ë", "陈", "😀"]
+        ),
+        max_size=400,
+    )
+)
+def test_auto_parts_agrees_with_part_count_of_the_auto_encoding(text: str) -> None:
+    encoding = Encoding.GSM7 if is_gsm7(text) else Encoding.UCS2
+    assert auto_parts(text) == part_count(text, encoding)

@@ -84,7 +84,7 @@ from typing import Any, NamedTuple
 
 from aiohttp import web
 
-from bulksend.gsm import Encoding, is_gsm7, part_count
+from bulksend.gsm import auto_parts
 from bulksend.simulator.callbacks import CallbackDispatcher
 from bulksend.simulator.faults import Fault, Faults, retry_after_header
 from bulksend.simulator.ledger import AcceptedBatch, Ledger
@@ -399,19 +399,23 @@ class OneApiSimulator(ServedApp):
         stats.rejected += len(results) - len(accepted)
         ids = self._accept(accepted)
         next_id = iter(ids).__next__
-        entries: list[dict[str, Any]] = []
+        # Each entry as JSON text: an accepted message's `to` passed _GOOD_TO (no escaping).
+        entries: list[str] = []
         for message, result in zip(messages, results, strict=True):
             to = message["to"]
             if isinstance(result, int):
                 error = {"code": result, "description": DESCRIPTIONS[result]}
-                entries.append({"apiMessageId": "", "accepted": False, "to": to, "error": error})
+                refused = {"apiMessageId": "", "accepted": False, "to": to, "error": error}
+                entries.append(json.dumps(refused, separators=(",", ":")))
             else:
                 entries.append(
-                    {"apiMessageId": next_id(), "accepted": True, "to": to, "error": None}
+                    f'{{"apiMessageId":"{next_id()}","accepted":true,"to":"{to}","error":null}}'
                 )
         if self.shuffle:
-            entries = _stable_shuffle(entries, self._rng)
-        return _json(202, {"messages": entries, "error": None})
+            numbers = [str(message["to"]) for message in messages]
+            entries = _stable_shuffle(entries, numbers, self._rng)
+        answer = '{"messages":[' + ",".join(entries) + '],"error":null}'
+        return web.Response(status=202, body=answer.encode(), content_type=_JSON)
 
     def _check(self, message: dict[str, Any]) -> _Message | int:
         """A valid message, or the code of its refused entry (module docstring, 4.)."""
@@ -457,7 +461,7 @@ class OneApiSimulator(ServedApp):
         else:
             if len(content) > MAX_CONTENT_CHARS:
                 return 24
-            parts = part_count(content, Encoding.GSM7 if is_gsm7(content) else Encoding.UCS2)
+            parts = auto_parts(content)
             if parts > self.max_parts:
                 return 100
         faults = self.faults
@@ -554,17 +558,18 @@ def _messages_of(body: bytes) -> list[dict[str, Any]] | int:
     return messages
 
 
-def _stable_shuffle(entries: list[dict[str, Any]], rng: random.Random) -> list[dict[str, Any]]:
-    """``entries`` in a random order in which each number's entries keep their own order."""
+def _stable_shuffle(entries: list[str], numbers: list[str], rng: random.Random) -> list[str]:
+    """``entries`` (``numbers[i]`` is the number of ``entries[i]``) in a random order in which
+    each number's entries keep their own order."""
     slots = list(range(len(entries)))
     rng.shuffle(slots)
     by_number: dict[str, list[int]] = {}
     for slot, index in enumerate(slots):
-        by_number.setdefault(entries[index]["to"], []).append(slot)
-    out: list[dict[str, Any]] = [{}] * len(entries)
-    own: dict[str, list[dict[str, Any]]] = {}
-    for entry in entries:
-        own.setdefault(entry["to"], []).append(entry)
+        by_number.setdefault(numbers[index], []).append(slot)
+    out: list[str] = [""] * len(entries)
+    own: dict[str, list[str]] = {}
+    for entry, number in zip(entries, numbers, strict=True):
+        own.setdefault(number, []).append(entry)
     for number, positions in by_number.items():
         for slot, entry in zip(positions, own[number], strict=True):  # slots ascend
             out[slot] = entry
