@@ -39,6 +39,7 @@ import re
 import string
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from itertools import repeat
 from typing import Any, NamedTuple
 
 from bulksend.errors import (
@@ -505,22 +506,27 @@ def _entry_outcome(entry: Mapping[str, Any]) -> tuple[Outcome, str | None]:
 def _all_accepted(batch: Sequence[str], entries: list[Any]) -> Answer | None:
     """The common answer without per-recipient objects: one well-formed accepted entry per
     number, in request order (then matching by ``to`` and by position agree). ``None`` for
-    anything else, which :func:`_match` then decides."""
-    if len(entries) != len(batch):
+    anything else, which :func:`_match` then decides. Checked with C-level list operations."""
+    n = len(batch)
+    if len(entries) != n:
         return None
-    ids: list[str | None] = []
-    append = ids.append
-    for entry, msisdn in zip(entries, batch, strict=True):
-        if type(entry) is not dict or entry.get("accepted") is not True:
-            return None
-        api_msg_id = entry.get("apiMessageId")
-        if type(api_msg_id) is not str or not api_msg_id or entry.get("error") is not None:
-            return None
-        to = entry.get("to")
-        if to != msisdn and not (type(to) is str and to.removeprefix("+") == msisdn):
-            return None
-        append(api_msg_id)
+    try:
+        tos = list(map(_dict_get, entries, repeat("to")))
+        accepted = list(map(_dict_get, entries, repeat("accepted")))
+        ids = list(map(_dict_get, entries, repeat("apiMessageId")))
+        errors = list(map(_dict_get, entries, repeat("error")))
+    except TypeError:  # an entry that is not an object
+        return None
+    if tos != list(batch) or errors.count(None) != n:
+        return None
+    if accepted.count(True) != n or set(map(type, accepted)) != {bool}:
+        return None  # 1 == True: the types tell a JSON 1 from true
+    if set(map(type, ids)) != {str} or "" in ids:
+        return None
     return Answer(api_ids=ids, numbers=batch)
+
+
+_dict_get = dict.get
 
 
 def _match(batch: Sequence[str], entries: list[Any]) -> Answer:
