@@ -421,6 +421,10 @@ class Campaign:
             "strict": s.strict,
             "dedupe": s.dedupe,
         }
+        if self.message_template is not None:
+            # Which rows a personalised campaign sends also depends on these (a row whose
+            # rendering is refused is a reject); `bulksend status` reads them back.
+            reading.update(template=s.text, max_parts=s.max_parts, unicode=s.unicode)
         identity = await asyncio.to_thread(input_identity, s.input_path, reading)
         journal = Journal(s.results_path, fsync_interval=s.fsync_interval)
         self._journal = journal

@@ -22,12 +22,14 @@ from collections import Counter
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from bulksend.errors import ConfigError, InputError
 from bulksend.journal import RESULTS_HEADER, InputIdentity, RowBitmap, expand_rows, input_identity
 from bulksend.lock import format_holder, probe
 from bulksend.numbers import NumberPolicy
 from bulksend.source import RecipientSource
+from bulksend.template import Template
 
 __all__ = ["CampaignStatus", "campaign_status", "print_status"]
 
@@ -152,6 +154,7 @@ def campaign_status(
             dedupe=bool(reading.get("dedupe", True)),
             block_rows=8192,
             compact_dedupe=True,
+            **_rendering(reading),
         )
         for _ in source.blocks():
             pass
@@ -159,6 +162,19 @@ def campaign_status(
         status.input_rejected = source.stats.rows - source.stats.valid
         status.pending = max(0, source.stats.valid - len(handled))
     return status
+
+
+def _rendering(reading: dict[str, object]) -> dict[str, Any]:
+    """The template a personalised campaign recorded, so that the rows its rendering refuses are
+    not counted as pending."""
+    text, max_parts, unicode = (reading.get(k) for k in ("template", "max_parts", "unicode"))
+    if not isinstance(text, str):
+        return {}
+    return {
+        "template": Template.parse(text),
+        "max_parts": max_parts if isinstance(max_parts, int) else None,
+        "unicode": unicode if isinstance(unicode, str) else "auto",
+    }
 
 
 def print_status(status: CampaignStatus) -> None:
