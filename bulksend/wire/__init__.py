@@ -15,9 +15,9 @@ The protocols, one module each:
 * :mod:`bulksend.wire.one` -- the One API (``platform.clickatell.com``): JSON, up to 100 messages
   per request, each with its own content.
 
-A fourth protocol is a fifth module here implementing :class:`WireProtocol`, plus a line in
-:func:`bulksend.campaign` 's protocol choice; the journal, retries, flow control and receipts
-stay as they are.
+A fourth protocol is one more module here implementing :class:`WireProtocol`, plus a branch in
+:meth:`bulksend.campaign.Campaign.make_wire`; the journal, retries, flow control and receipts stay
+as they are.
 
 What every protocol promises (see :class:`WireProtocol`):
 

@@ -1,5 +1,9 @@
 """The Clickatell legacy HTTP API as pure functions: request forms in, answers parsed out. No I/O.
 
+:class:`SendmsgWire` is its :class:`~bulksend.wire.WireProtocol` (one text, up to 600 numbers a
+POST, 300 a GET), :class:`LegacySession` the authentication it shares with the batch interface
+(:mod:`bulksend.wire.batch`), and :func:`http_answer` what an HTTP status alone says on this API.
+
 What this module promises:
 
 * :class:`SendmsgTemplate` builds ``sendmsg`` bodies. Everything but ``to`` is encoded once per
