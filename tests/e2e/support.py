@@ -118,11 +118,18 @@ def send_cmd(url: str, input_path: Path | str, *extra: str, text: str = "hi") ->
     )
 
 
-def start_send(url: str, input_path: Path, *extra: str, text: str = "hi") -> subprocess.Popen[str]:
-    """:func:`send_cmd` as a child process with the simulator's demo account."""
+def start_send(
+    url: str,
+    input_path: Path,
+    *extra: str,
+    text: str = "hi",
+    env: dict[str, str] | None = None,
+) -> subprocess.Popen[str]:
+    """:func:`send_cmd` as a child process with the simulator's demo account, or with ``env``
+    (a whole environment, e.g. :meth:`tests.e2e.protocols.Wire.env`) when given."""
     return subprocess.Popen(
         send_cmd(url, input_path, *extra, text=text),
-        env=cli_env(),
+        env=cli_env() if env is None else env,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
