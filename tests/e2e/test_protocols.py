@@ -59,7 +59,10 @@ async def test_transient_failures_are_retried_without_duplicates(
     n = _rows(wire)
     wire.write_input(path, n)
     async with wire.simulator(Faults(http_503_rate=0.2, err_901_rate=0.1, seed=7)) as sim:
-        settings = wire.settings(sim, path, retry_attempts=30, retry_max_seconds=120.0)
+        # Retries back off (0.5 s and more): many in flight keep one-recipient requests quick.
+        settings = wire.settings(
+            sim, path, retry_attempts=30, retry_max_seconds=120.0, concurrency=64
+        )
         summary = await run_campaign_async(settings)
         statuses = check_against_ledger(read_results(tmp_path / "in.results.csv"), sim)
         _check_texts(wire, path, sim)
