@@ -44,6 +44,11 @@ __all__ = ["InlineReader", "ProcessReader", "make_reader"]
 # than it saves.
 PROCESS_THRESHOLD_BYTES = 4 << 20
 _BLOCK_ROWS = 8192
+_TEMPLATED_BLOCK_ROWS = 256
+"""A personalised block carries every row's text and values, and the parent unpickles a block in
+one call that holds the GIL (about 0.8 µs a row): 256 rows keep each pause of the event loop near
+0.2 ms. Measured on the One API at 100 ms and concurrency 64: 8192-row blocks 47k messages/s,
+1024 53k, 256 54-56k (plain blocks unpickle at 0.16 µs a row: 8192 rows cost no throughput)."""
 
 
 class InlineReader:
@@ -93,7 +98,7 @@ def _child(
         column=column,
         policy=policy,
         dedupe=dedupe,
-        block_rows=_BLOCK_ROWS,
+        block_rows=_BLOCK_ROWS if template is None else _TEMPLATED_BLOCK_ROWS,
         compact_dedupe=True,
         opt_outs=opt_outs,  # memory matters most for big files; this core has CPU to spare
         template=template,
