@@ -568,6 +568,8 @@ class Campaign:
                         dedupe=s.dedupe,
                         mode=s.reader,
                         opt_outs=self.opt_outs,
+                        # Only the batch interface sends field values; the One API sends texts.
+                        keep_fields=self.protocol_name() == "batch",
                         **self.rendering(),
                     )
                     await self._pipeline(gateway, journal, queue, rejects, state.done)
@@ -830,7 +832,7 @@ class Campaign:
         msisdns: list[str] = []
         # A personalised campaign carries each row's text (and field values) beside its number.
         contents: list[str] | None = [] if self.message_template is not None else None
-        fields: list[tuple[str, ...]] | None = [] if self.message_template is not None else None
+        fields: list[tuple[str, ...]] | None = [] if self.protocol_name() == "batch" else None
         check_done = len(done) > 0
         limit = self._send_limit
         preflight = self._preflight_task
@@ -843,8 +845,10 @@ class Campaign:
                 None if fields is None else fields[:n],
             )
             del rows[:n], msisdns[:n]
-            if contents is not None and fields is not None:
-                del contents[:n], fields[:n]
+            if contents is not None:
+                del contents[:n]
+            if fields is not None:
+                del fields[:n]
             return batch
 
         async for block in self.reader.blocks():
@@ -860,8 +864,8 @@ class Campaign:
                 else:
                     rejects.write(block.rejects)
             texts, values = block.contents, block.fields
-            if contents is not None and fields is not None:
-                if texts is None or values is None:
+            if contents is not None:
+                if texts is None or (fields is not None and values is None):
                     raise AssertionError("a personalised campaign's block without its texts")
                 if check_done:
                     for i, row in enumerate(block.rows):
@@ -871,12 +875,14 @@ class Campaign:
                         rows.append(row)
                         msisdns.append(block.msisdns[i])
                         contents.append(texts[i])
-                        fields.append(values[i])
+                        if fields is not None and values is not None:
+                            fields.append(values[i])
                 else:
                     rows.extend(block.rows)
                     msisdns.extend(block.msisdns)
                     contents.extend(texts)
-                    fields.extend(values)
+                    if fields is not None and values is not None:
+                        fields.extend(values)
             elif check_done:
                 for row, msisdn in zip(block.rows, block.msisdns, strict=True):
                     if row in done:
@@ -891,8 +897,10 @@ class Campaign:
                 # What the credit covers is queued; the rest of the file stays pending.
                 keep = cut(limit)
                 rows[:], msisdns[:] = keep.rows, keep.msisdns
-                if contents is not None and fields is not None:
-                    contents[:], fields[:] = keep.contents or [], keep.fields or []
+                if contents is not None:
+                    contents[:] = keep.contents or []
+                if fields is not None:
+                    fields[:] = keep.fields or []
                 while rows and not self._stopping.is_set():
                     await queue.put(cut(size))
                     size = batch_limit(full)

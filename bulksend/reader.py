@@ -85,6 +85,7 @@ def _child(
     template: Template | None = None,
     max_parts: int | None = None,
     unicode: str = "auto",
+    keep_fields: bool = True,
 ) -> None:
     if parent_end is not None:
         # A forked child holds a copy of the parent's reading end: close it, or the pipe would
@@ -116,7 +117,7 @@ def _child(
                     rejects,
                     block.last_row,
                     block.contents,
-                    block.fields,
+                    block.fields if keep_fields else None,
                     source.stats,
                     source.bytes_read,
                 )
@@ -148,7 +149,10 @@ class ProcessReader:
         template: Template | None = None,
         max_parts: int | None = None,
         unicode: str = "auto",
+        keep_fields: bool = True,
     ) -> None:
+        """``keep_fields=False``: blocks come without the rows' field values (``contents``
+        only), for a protocol that sends rendered texts; they are not pickled across then."""
         if template is not None:
             check_options(unicode, max_parts)  # here, not as a failure of the child
         self.path = os.fspath(path)
@@ -171,6 +175,7 @@ class ProcessReader:
                 template,
                 max_parts,
                 unicode,
+                keep_fields,
             ),
             name="bulksend-reader",
             daemon=True,
@@ -227,6 +232,7 @@ def make_reader(
     template: Template | None = None,
     max_parts: int | None = None,
     unicode: str = "auto",
+    keep_fields: bool = True,
 ) -> InlineReader | ProcessReader:
     """``process`` / ``inline`` as asked; ``auto``: a process for files over a few MB.
 
@@ -249,6 +255,7 @@ def make_reader(
             template=template,
             max_parts=max_parts,
             unicode=unicode,
+            keep_fields=keep_fields,
         )
     return InlineReader(
         RecipientSource(
