@@ -293,8 +293,8 @@ class OneApi:
                 ]
         elif id_prefix is None:
             entries = [
-                f'{{"channel":"sms","to":"{m}","content":{_quote(c)}{tail}'
-                for m, c in zip(msisdns, contents, strict=True)
+                f'{{"channel":"sms","to":"{m}","content":{q}{tail}'
+                for m, q in zip(msisdns, map(_quote, contents), strict=True)
             ]
         else:
             entries = [
