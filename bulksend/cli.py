@@ -422,11 +422,14 @@ def _cmd_send(args: argparse.Namespace) -> int:
     # The modules and settings are loaded for good: keep them out of the collector's passes,
     # and collect the campaign's short-lived objects less often (pauses of the event loop
     # delay the gateway's answers; about 1 % more messages a second on the One API).
+    thresholds = gc.get_threshold()
     gc.freeze()
     gc.set_threshold(20_000, 10, 10)
     try:
         summary = run_campaign(settings, on_progress=progress)
     finally:
+        gc.set_threshold(*thresholds)
+        gc.unfreeze()
         if progress is not None:
             progress.close()
     print_summary(summary)
