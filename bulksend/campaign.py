@@ -265,6 +265,7 @@ class Campaign:
         self._storage_error: StorageError | None = None
         self._unexpected: BaseException | None = None
         self.gateway: Gateway | None = None
+        self._wire: WireProtocol | None = None
         self.metrics: MetricsServer | None = None
         self._request_seconds: Histogram | None = None
 
@@ -358,6 +359,10 @@ class Campaign:
                 **self.rendering(),
             )
             self.reader = InlineReader(self.source)
+        if not s.dry_run or self.protocol_name() == "batch":
+            # The protocol's own checks (a field the batch interface cannot carry, the One API
+            # key's form) come before anything is written.
+            self._wire = self._checked_wire()
         if s.dry_run:
             await self._dry_run()
             return self._finish()
@@ -546,7 +551,7 @@ class Campaign:
         queue: asyncio.Queue[Batch | None] = asyncio.Queue(maxsize=max(2, s.concurrency * 2))
         gateway: Gateway | None = None
         try:
-            wire = self.make_wire()
+            wire = self._wire or self._checked_wire()
             self.summary.protocol = wire.name
             async with Gateway(client_settings, wire) as gateway:
                 self.gateway = gateway
@@ -597,6 +602,17 @@ class Campaign:
     def per_request(self) -> int:
         """Recipients one request carries (the batch interface: one ``senditem`` per row)."""
         return 1 if self.protocol_name() == "batch" else self.settings.effective_batch_size
+
+    def _checked_wire(self) -> WireProtocol:
+        try:
+            return self.make_wire()
+        except ProtocolError as exc:
+            where = {
+                "batch": "the legacy API's batch interface",
+                "one": "the One API",
+                "sendmsg": "the legacy API",
+            }[self.protocol_name()]
+            raise InputError(f"the message cannot be sent through {where}: {exc}") from None
 
     def make_wire(self) -> WireProtocol:
         """The wire protocol this campaign speaks (see :mod:`bulksend.wire`): the One API with

@@ -90,3 +90,24 @@ async def test_the_credit_pre_flight_counts_each_row_at_its_own_parts(tmp_path: 
     async with wire.simulator(Faults(credit=100)) as sim:
         rest = await run_campaign_async(wire.settings(sim, path, text=TEXT, max_parts=2))
         assert rest.exit_code == 0 and [e.to for e in sim.ledger.entries] == ["27820000007"]
+
+
+async def test_a_field_the_batch_interface_cannot_carry_is_refused_before_anything_is_written(
+    tmp_path: Path,
+) -> None:
+    """``#to#`` would collide with senditem's own ``to``: refused on the legacy API before the
+    journal exists; the One API, which sends rendered texts, takes it."""
+    from bulksend.errors import InputError
+
+    path = tmp_path / "in.csv"
+    path.write_text("phone,to\n+27820000001,Anna\n", encoding="utf-8")
+    batch = Wire("batch")
+    async with batch.simulator() as sim:
+        with pytest.raises(InputError, match=r"batch interface.*'to'"):
+            await run_campaign_async(batch.settings(sim, path, text="Hi #to#"))
+        assert len(sim.ledger) == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.csv"]
+    one = Wire("one-personalised")
+    async with one.simulator() as sim:
+        summary = await run_campaign_async(one.settings(sim, path, text="Hi #to#"))
+        assert summary.accepted == 1 and sim.ledger.entries[0].text == "Hi Anna"
