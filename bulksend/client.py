@@ -293,18 +293,21 @@ class Gateway:
             log.info("%s done (session generation %d)", step.name, self._generation)
         raise GatewayError(0, "the protocol kept asking for preparation steps", ErrorClass.FATAL)
 
-    async def _step(self, step: Step) -> tuple[int, dict[str, str], bytes]:
+    async def _exchange(self, request: Request) -> tuple[int, dict[str, str], bytes]:
+        """One request that sends no message (a step, an ``endbatch``): status, headers, body."""
         assert self._session is not None
-        request = step.request
+        async with self._session.request(
+            request.method,
+            self._base + request.path,
+            data=request.body or None,
+            headers=request.header_map(),
+        ) as resp:
+            body = await _read_capped(resp, MAX_ANSWER_BYTES)
+            return resp.status, dict(resp.headers), body or b""
+
+    async def _step(self, step: Step) -> tuple[int, dict[str, str], bytes]:
         try:
-            async with self._session.request(
-                request.method,
-                self._base + request.path,
-                data=request.body or None,
-                headers=request.header_map(),
-            ) as resp:
-                body = await _read_capped(resp, MAX_ANSWER_BYTES)
-                return resp.status, dict(resp.headers), body or b""
+            return await self._exchange(step.request)
         except (aiohttp.ClientError, TimeoutError) as exc:
             raise GatewayError(
                 0, f"cannot {step.name}: {_describe(exc)}", ErrorClass.TRANSIENT
@@ -316,13 +319,7 @@ class Gateway:
             return
         for request in self.wire.finish():
             try:
-                async with self._session.request(
-                    request.method,
-                    self._base + request.path,
-                    data=request.body or None,
-                    headers=request.header_map(),
-                ) as resp:
-                    await _read_capped(resp, MAX_ANSWER_BYTES)
+                await self._exchange(request)
             except (aiohttp.ClientError, TimeoutError) as exc:
                 log.debug("closing the protocol session: %s", _describe(exc))
 

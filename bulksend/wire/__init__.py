@@ -44,6 +44,7 @@ What every protocol promises (see :class:`WireProtocol`):
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -61,6 +62,7 @@ __all__ = [
     "Step",
     "Verdict",
     "WireProtocol",
+    "retry_after",
 ]
 
 
@@ -262,6 +264,21 @@ class Step(NamedTuple):
 
     name: str
     request: Request
+
+
+def retry_after(headers: Mapping[str, str]) -> float | None:
+    """Seconds from a ``Retry-After`` header (any letter case); ``None`` when absent, negative, not
+    finite or an HTTP date (the client's own backoff applies then)."""
+    value = headers.get("Retry-After")
+    if value is None:
+        value = next((v for k, v in headers.items() if k.lower() == "retry-after"), None)
+    if not value:
+        return None
+    try:
+        seconds = float(value.strip())
+    except ValueError:
+        return None
+    return seconds if math.isfinite(seconds) and seconds >= 0 else None
 
 
 class WireProtocol(Protocol):

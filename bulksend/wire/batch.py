@@ -406,8 +406,9 @@ class BatchInterfaceWire:
 
     def finish(self) -> list[Request]:
         """One ``endbatch`` per live batch, and per batch dropped only because the session
-        expired (the gateway may still hold it); the wire forgets them all."""
-        auth = self.session.auth.params()
+        expired (the gateway may still hold it); the wire forgets them all. They authenticate
+        with the lasting credentials: a session may expire between the last item and the end."""
+        auth = self.session.lasting.params()
         requests = [
             form_request(ENDBATCH_PATH, [*auth, ("batch_id", batch_id)])
             for batch_id in dict.fromkeys([*self._orphans, *self._ids.values()])

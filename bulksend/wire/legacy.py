@@ -30,7 +30,16 @@ from dataclasses import dataclass, field
 from urllib.parse import quote_plus, urlencode
 
 from bulksend.errors import ErrorClass, GatewayError, ProtocolError, register_secret
-from bulksend.wire import Answer, Batch, Outcome, Request, RequestError, Step, Verdict
+from bulksend.wire import (
+    Answer,
+    Batch,
+    Outcome,
+    Request,
+    RequestError,
+    Step,
+    Verdict,
+    retry_after,
+)
 
 __all__ = [
     "ERROR_CODES",
@@ -591,20 +600,6 @@ _NOT_PROCESSED_HTTP = frozenset({429, 502, 503, 504})
 _REFUSED_HTTP = frozenset({401, 403, 404, 405})
 
 
-def retry_after(headers: Mapping[str, str]) -> float | None:
-    """Seconds from a ``Retry-After`` header; ``None`` when absent or an HTTP date."""
-    value = headers.get("Retry-After")
-    if value is None:
-        value = next((v for k, v in headers.items() if k.lower() == "retry-after"), None)
-    if not value:
-        return None
-    try:
-        seconds = float(value.strip())
-    except ValueError:
-        return None  # an HTTP date: the client's own backoff applies
-    return max(0.0, seconds) if seconds == seconds else None
-
-
 def http_answer(status: int, headers: Mapping[str, str], size: int, path: str) -> Answer | None:
     """The answer an HTTP status alone gives on the legacy API (errors travel in 200 bodies),
     or ``None`` for a 200 whose body must be read: 429/502/503/504 were not processed (retry),
@@ -655,6 +650,12 @@ class LegacySession:
 
     def invalidate(self) -> None:
         self.auth = self._base
+
+    @property
+    def lasting(self) -> Auth:
+        """Credentials that do not expire (user, password, api_id): for a last request that
+        no step will follow, such as ``endbatch`` after the campaign."""
+        return self._base
 
 
 class SendmsgWire:

@@ -49,7 +49,16 @@ from bulksend.errors import (
     ProtocolError,
     register_secret,
 )
-from bulksend.wire import Answer, BatchItem, Outcome, Request, RequestError, Step, Verdict
+from bulksend.wire import (
+    Answer,
+    BatchItem,
+    Outcome,
+    Request,
+    RequestError,
+    Step,
+    Verdict,
+    retry_after,
+)
 from bulksend.wire import Batch as WireBatch
 
 __all__ = [
@@ -349,7 +358,7 @@ class OneApi:
                     description or f"HTTP {status}",
                     ErrorClass.TRANSIENT,
                     status,
-                    _retry_after(headers),
+                    retry_after(headers),
                 ),
             )
         if not 200 <= status <= 299:
@@ -457,19 +466,6 @@ def _error_of(obj: object) -> tuple[int, str] | None:
         return None
     description = obj.get("description")
     return code, description if isinstance(description, str) else ""
-
-
-def _retry_after(headers: Mapping[str, str]) -> float | None:
-    value = headers.get("Retry-After")
-    if value is None:
-        value = next((v for k, v in headers.items() if k.lower() == "retry-after"), None)
-    if value is None:
-        return None
-    try:
-        seconds = float(value.strip())
-    except ValueError:
-        return None  # an HTTP date: the caller's own backoff applies
-    return seconds if math.isfinite(seconds) and seconds >= 0 else None
 
 
 def _refused(batch: Sequence[str], error: RequestError) -> Answer:

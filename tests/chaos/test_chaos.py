@@ -234,7 +234,11 @@ def test_sigint_and_sigterm_drain_cleanly_with_zero_unknown(
         time.sleep(rng.uniform(0.02, 0.3))
         if proc.poll() is None:
             proc.send_signal(signum)
-            _, err = proc.communicate(timeout=60)
+            out, err = proc.communicate(timeout=60)
+            if proc.returncode == -signum and not err and "pending (not sent yet)" in out:
+                # The run had finished and printed its summary: the signal reached the process
+                # after the interpreter reset its handlers on the way out. Nothing to drain.
+                continue
             assert proc.returncode == code, err
             interrupted[signum] += 1
         else:
