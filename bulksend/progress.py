@@ -167,7 +167,9 @@ def print_summary(summary: CampaignSummary, console: Console | None = None) -> N
             ("rejected by the gateway", f"{summary.rejected:,}"),
         ]
         for code, count in sorted(summary.rejected_by_code.items()):
-            rows.append((f"  ERR {code}", f"{count:,}"))
+            # The One API's codes are plain numbers ("error 25"); the legacy API's read "ERR 105".
+            label = f"error {int(code)}" if summary.protocol == "one" else f"ERR {code}"
+            rows.append((f"  {label}", f"{count:,}"))
         rows += [
             ("unknown (maybe sent)", f"{summary.unknown:,}"),
             (
