@@ -34,8 +34,8 @@ import os
 import signal
 import time
 from collections import Counter
-from collections.abc import Callable, Coroutine, Iterable
-from dataclasses import asdict, dataclass, field, replace
+from collections.abc import Callable, Coroutine, Iterable, Sequence
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -628,7 +628,7 @@ class Campaign:
                 s.text,
                 self.message_template.fields,
                 auth,
-                options=replace(self.options, text="", unicode=False, concat=1),
+                options=self.options,  # its text, unicode and concat are the batch's own
                 unicode=s.unicode,
                 max_parts=s.max_parts,
                 use_session=s.auth == "session",
@@ -879,44 +879,31 @@ class Campaign:
                     rejects.write([r for r in block.rejects if r.row not in done])
                 else:
                     rejects.write(block.rejects)
-            texts, values = block.contents, block.fields
+            columns: list[tuple[list[Any], Sequence[Any]]] = [
+                (rows, block.rows),
+                (msisdns, block.msisdns),
+            ]
             if contents is not None:
-                if texts is None or (fields is not None and values is None):
+                if block.contents is None:
                     raise AssertionError("a personalised campaign's block without its texts")
-                if check_done:
-                    for i, row in enumerate(block.rows):
-                        if row in done:
-                            self._skipped += 1
-                            continue
-                        rows.append(row)
-                        msisdns.append(block.msisdns[i])
-                        contents.append(texts[i])
-                        if fields is not None and values is not None:
-                            fields.append(values[i])
-                else:
-                    rows.extend(block.rows)
-                    msisdns.extend(block.msisdns)
-                    contents.extend(texts)
-                    if fields is not None and values is not None:
-                        fields.extend(values)
-            elif check_done:
-                for row, msisdn in zip(block.rows, block.msisdns, strict=True):
-                    if row in done:
-                        self._skipped += 1
-                        continue
-                    rows.append(row)
-                    msisdns.append(msisdn)
+                columns.append((contents, block.contents))
+            if fields is not None:
+                if block.fields is None:
+                    raise AssertionError("a batch-interface block without its field values")
+                columns.append((fields, block.fields))
+            if check_done:
+                keep = [i for i, row in enumerate(block.rows) if row not in done]
+                self._skipped += len(block.rows) - len(keep)
+                for into, source in columns:
+                    into.extend([source[i] for i in keep])
             else:
-                rows.extend(block.rows)
-                msisdns.extend(block.msisdns)
+                for into, source in columns:
+                    into.extend(source)
             if limit is not None and len(rows) >= limit:
                 # What the credit covers is queued; the rest of the file stays pending.
-                keep = cut(limit)
-                rows[:], msisdns[:] = keep.rows, keep.msisdns
-                if contents is not None:
-                    contents[:] = keep.contents or []
-                if fields is not None:
-                    fields[:] = keep.fields or []
+                for column in (rows, msisdns, contents, fields):
+                    if column is not None:
+                        del column[limit:]
                 while rows and not self._stopping.is_set():
                     await queue.put(cut(size))
                     size = batch_limit(full)

@@ -67,13 +67,12 @@ __all__ = [
 
 
 class BatchItem(NamedTuple):
-    """One recipient of a batch: the row it came from, its number, its rendered content and
-    (personalised campaigns) the values of the template's fields."""
+    """One recipient as a tuple (the One API module's item-wise ``build``/``parse``): the row it
+    came from, its number and its content."""
 
     row: int
     msisdn: str
     content: str
-    fields: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,19 +91,6 @@ class Batch:
 
     def __len__(self) -> int:
         return len(self.rows)
-
-    def items(self, text: str = "") -> list[BatchItem]:
-        """One :class:`BatchItem` per recipient (``text`` when the batch has no contents)."""
-        contents = self.contents if self.contents is not None else [text] * len(self.rows)
-        if self.fields is None:
-            return [
-                BatchItem(r, m, c)
-                for r, m, c in zip(self.rows, self.msisdns, contents, strict=True)
-            ]
-        return [
-            BatchItem(r, m, c, f)
-            for r, m, c, f in zip(self.rows, self.msisdns, contents, self.fields, strict=True)
-        ]
 
     def slice(self, start: int, stop: int) -> Batch:
         return Batch(

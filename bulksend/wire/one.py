@@ -220,7 +220,6 @@ class OneOptions:
         return "".join(f",{json.dumps(name)}:{json.dumps(value)}" for name, value in members)
 
 
-_dumps = json.dumps
 _quote: Callable[[str], str] = json.encoder.encode_basestring
 """A JSON string literal (non-ASCII kept as is): the C encoder ``json.dumps`` itself uses."""
 
