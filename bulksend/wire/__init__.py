@@ -213,17 +213,6 @@ class Answer:
     def __repr__(self) -> str:
         return f"Answer(outcomes={self.outcomes!r}, error={self.error!r}, anomalies={self.anomalies!r})"
 
-    def __eq__(self, other: object) -> bool:
-        if not isinstance(other, Answer):
-            return NotImplemented
-        return (self.outcomes, self.error, self.anomalies) == (
-            other.outcomes,
-            other.error,
-            other.anomalies,
-        )
-
-    __hash__ = None  # type: ignore[assignment]
-
 
 @dataclass(frozen=True, slots=True)
 class Request:
