@@ -382,13 +382,10 @@ class Gateway:
         # Stale session state is renewed and the batch resent at once (it was not processed):
         # backing off first could outlive a short session timeout again.
         for renewal in range(3):
-            if wire.prepare(batch) is not None:
-                try:
-                    await self.prepare(batch)
-                except GatewayError as exc:
-                    if exc.error_class is ErrorClass.TRANSIENT:  # a step sends no message
-                        raise _NotProcessed(str(exc)) from None
-                    return BatchOutcome(BatchStatus.FATAL, reason=str(exc), error=exc)
+            try:
+                await self.prepare(batch)
+            except GatewayError as exc:
+                return _refused_step(exc)
             ticket = await flow.acquire(size)
             # The session state this request uses is what is current once it may leave: a
             # renewal that happened while it waited for its slot is not stale for it.
@@ -429,7 +426,7 @@ class Gateway:
                 try:
                     await self._renew(error, generation, batch)
                 except GatewayError as exc:
-                    return BatchOutcome(BatchStatus.FATAL, reason=str(exc), error=exc)
+                    return _refused_step(exc)
                 if renewal < 2:
                     continue
                 raise _NotProcessed(f"{error} again after renewing the session")
@@ -496,6 +493,14 @@ class Gateway:
             raise _MaybeProcessed(
                 f"{_describe(exc)} after the request was sent; it may have been processed"
             ) from None
+
+
+def _refused_step(exc: GatewayError) -> BatchOutcome:
+    """A preparation step (log in, ``startbatch``) failed: it sent no message, so what the gateway
+    did not process is retried like any request; a refusal stops the campaign."""
+    if exc.error_class is ErrorClass.TRANSIENT:
+        raise _NotProcessed(str(exc)) from None
+    return BatchOutcome(BatchStatus.FATAL, reason=str(exc), error=exc)
 
 
 def _describe(exc: BaseException) -> str:

@@ -214,3 +214,22 @@ async def test_a_refused_preparation_step_is_fatal() -> None:
             m.post(f"{ENDPOINT}/http_batch/startbatch", body="ERR: 001, Authentication failed")
             outcome = await gw.send(Batch([2], ["27821234567"], ["Hi Anna"], [("Anna",)]))
     assert outcome.status is BatchStatus.FATAL and "001" in outcome.reason
+
+
+async def test_a_renewal_the_gateway_did_not_process_is_retried() -> None:
+    """ERR 003, then a 503 on the new login: the login is retried (it sends no message) and the
+    batch goes out once."""
+    settings = ClientSettings(
+        endpoint=ENDPOINT, auth=Auth("1", "u", "pw"), use_session=True, retry=FAST
+    )
+    async with Gateway(settings, _sendmsg(settings)) as gw:
+        with aioresponses() as m:
+            m.post(f"{ENDPOINT}/http/auth", body="OK: " + "a" * 32)
+            m.post(URL, body="ERR: 003, Session ID expired")
+            m.post(f"{ENDPOINT}/http/auth", status=503)
+            m.post(f"{ENDPOINT}/http/auth", body="OK: " + "b" * 32)
+            m.post(URL, body=f"ID: {ID1}")
+            await gw.login()
+            outcome = await gw.send(["27821234567"])
+    assert outcome.status is BatchStatus.ANSWERED, outcome.reason
+    assert outcome.results[0].verdict is Verdict.ACCEPTED and outcome.attempts == 2
