@@ -18,27 +18,55 @@ or 5xx (the One API's "not processed", ``Retry-After`` honoured) and a transient
 from __future__ import annotations
 
 import asyncio
-import math
 import random
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable
 from types import TracebackType
+from typing import TypeVar
 
 import aiohttp
 
-from bulksend.client import MAX_ANSWER_BYTES, ClientSettings
+from bulksend.client import MAX_ANSWER_BYTES, ClientSettings, RetryPolicy
 from bulksend.errors import ErrorClass, GatewayError, ProtocolError, redact, register_secret
+from bulksend.wire import retry_after
 from bulksend.wire.legacy import parse_auth, parse_getbalance, parse_querymsg
-from bulksend.wire.one import ApiKey, OneApi, parse_balance
+from bulksend.wire.one import BALANCE_PATH, ApiKey, OneApi, parse_balance
 
 __all__ = ["Account", "OneAccount"]
+
+T = TypeVar("T")
 
 _NOT_PROCESSED = frozenset({429, 502, 503, 504})
 
 
 class _Retry(Exception):
-    def __init__(self, reason: str, retry_after: float | None = None) -> None:
+    """Not processed: try again (after ``retry_after`` or the backoff; ``at_once`` after a
+    renewed session)."""
+
+    def __init__(
+        self, reason: str, retry_after: float | None = None, *, at_once: bool = False
+    ) -> None:
         super().__init__(reason)
         self.retry_after = retry_after
+        self.at_once = at_once
+
+
+async def _retrying(policy: RetryPolicy, what: str, once: Callable[[], Awaitable[T]]) -> T:
+    """``once()`` until it does not raise :class:`_Retry`, with exponential backoff, jitter and
+    ``Retry-After``, within ``policy``'s attempts and total time."""
+    delay = policy.initial_backoff
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + policy.max_total_seconds
+    for attempt in range(1, policy.max_attempts + 1):
+        try:
+            return await once()
+        except _Retry as exc:
+            if attempt == policy.max_attempts or loop.time() >= deadline:
+                raise GatewayError(0, f"{what} kept failing: {exc}", ErrorClass.TRANSIENT) from None
+            if not exc.at_once:
+                wait = max(delay * (1 + random.random() * policy.jitter), exc.retry_after or 0)
+                await asyncio.sleep(min(wait, max(0.0, deadline - loop.time())))
+                delay = min(delay * 2, policy.max_backoff)
+    raise AssertionError("unreachable")  # pragma: no cover
 
 
 class Account:
@@ -93,35 +121,22 @@ class Account:
             self._auth = self.settings.auth.with_session(session_id)
 
     async def _call(self, path: str, params: list[tuple[str, str]]) -> str:
-        policy = self.settings.retry
-        delay = policy.initial_backoff
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + policy.max_total_seconds
-        for attempt in range(1, policy.max_attempts + 1):
-            if self.settings.use_session and not self._auth.session_id:
+        use_session = self.settings.use_session
+
+        async def once() -> str:
+            if use_session and not self._auth.session_id:
                 await self._login(self._auth)
             auth = self._auth
-            try:
-                body = await self._post(path, [*auth.params(), *params])
-            except _Retry as exc:
-                if attempt == policy.max_attempts or loop.time() >= deadline:
-                    raise GatewayError(
-                        0, f"{path} kept failing: {exc}", ErrorClass.TRANSIENT
-                    ) from None
-                wait = max(delay * (1 + random.random() * policy.jitter), exc.retry_after or 0)
-                await asyncio.sleep(min(wait, max(0.0, deadline - loop.time())))
-                delay = min(delay * 2, policy.max_backoff)
-                continue
+            body = await self._post(path, [*auth.params(), *params])
             stripped = body.strip()
-            if stripped.startswith("ERR: 003") and self.settings.use_session:
+            if stripped.startswith("ERR: 003") and use_session:
                 await self._login(auth)
-                continue
+                raise _Retry("session expired", at_once=True)
             if stripped.startswith("ERR: 901"):
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, policy.max_backoff)
-                continue
+                raise _Retry("ERR 901")
             return body
-        raise GatewayError(0, f"{path} kept failing", ErrorClass.TRANSIENT)
+
+        return await _retrying(self.settings.retry, path, once)
 
     async def _post(self, path: str, form: list[tuple[str, str]]) -> str:
         assert self._session is not None, "use Account as an async context manager"
@@ -129,12 +144,7 @@ class Account:
         try:
             async with self._session.post(url, data=form) as resp:
                 if resp.status in _NOT_PROCESSED:
-                    header = resp.headers.get("Retry-After")
-                    try:
-                        retry_after = float(header) if header else None
-                    except ValueError:
-                        retry_after = None
-                    raise _Retry(f"HTTP {resp.status}", retry_after)
+                    raise _Retry(f"HTTP {resp.status}", retry_after(resp.headers))
                 body = await resp.content.read(MAX_ANSWER_BYTES)
                 if resp.status != 200:
                     raise GatewayError(0, f"HTTP {resp.status} from {path}", ErrorClass.FATAL)
@@ -153,15 +163,6 @@ def _open_session(s: ClientSettings) -> aiohttp.ClientSession:
         ),
         headers={"User-Agent": s.user_agent},
     )
-
-
-def _retry_after(headers: Mapping[str, str]) -> float | None:
-    header = headers.get("Retry-After")
-    try:
-        seconds = float(header) if header else None
-    except ValueError:
-        return None
-    return seconds if seconds is not None and math.isfinite(seconds) and seconds >= 0 else None
 
 
 class OneAccount:
@@ -204,22 +205,7 @@ class OneAccount:
 
     async def balance(self) -> float:
         """The account's balance (in the account's currency, as the gateway states it)."""
-        policy = self.settings.retry
-        delay = policy.initial_backoff
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + policy.max_total_seconds
-        for attempt in range(1, policy.max_attempts + 1):
-            try:
-                return await self._balance_once()
-            except _Retry as exc:
-                if attempt == policy.max_attempts or loop.time() >= deadline:
-                    raise GatewayError(
-                        0, f"/v1/balance kept failing: {exc}", ErrorClass.TRANSIENT
-                    ) from None
-                wait = max(delay * (1 + random.random() * policy.jitter), exc.retry_after or 0)
-                await asyncio.sleep(min(wait, max(0.0, deadline - loop.time())))
-                delay = min(delay * 2, policy.max_backoff)
-        raise AssertionError("unreachable")  # pragma: no cover
+        return await _retrying(self.settings.retry, BALANCE_PATH, self._balance_once)
 
     async def _balance_once(self) -> float:
         assert self._session is not None, "use OneAccount as an async context manager"
@@ -229,16 +215,16 @@ class OneAccount:
                 request.method, self._base + request.path, headers=request.header_map()
             ) as resp:
                 body = await resp.content.read(MAX_ANSWER_BYTES)
-                status, retry_after = resp.status, _retry_after(resp.headers)
+                status, wait = resp.status, retry_after(resp.headers)
         except aiohttp.ClientConnectorError as exc:
             raise _Retry(redact(f"cannot connect: {exc}")) from None
         except (aiohttp.ClientError, TimeoutError) as exc:
             raise ProtocolError(redact(f"/v1/balance: {type(exc).__name__}: {exc}")) from None
         if status == 429 or status >= 500:
-            raise _Retry(f"HTTP {status}", retry_after)
+            raise _Retry(f"HTTP {status}", wait)
         try:
             return parse_balance(status, body).amount
         except GatewayError as exc:
             if exc.error_class is ErrorClass.TRANSIENT:
-                raise _Retry(str(exc), retry_after) from None
+                raise _Retry(str(exc), wait) from None
             raise
