@@ -268,7 +268,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     sim_cli.add_arguments(simulate)
 
-    receipts = sub.add_parser("receipts", help="receive delivery-status callbacks into a CSV")
+    receipts = sub.add_parser(
+        "receipts", help="receive delivery-status and reply (MO) callbacks into CSV files"
+    )
     receipts.add_argument(
         "--listen", default="127.0.0.1:8080", metavar="HOST:PORT", help="[127.0.0.1:8080]"
     )
@@ -276,6 +278,24 @@ def build_parser() -> argparse.ArgumentParser:
     receipts.add_argument(
         "--token",
         help="accept callbacks only at /TOKEN (or BULKSEND_RECEIPTS_TOKEN; never logged)",
+    )
+    receipts.add_argument(
+        "--auth-user",
+        metavar="USER",
+        help="require HTTP basic auth as USER, password from BULKSEND_RECEIPTS_PASSWORD",
+    )
+    receipts.add_argument(
+        "--record-opt-outs",
+        type=Path,
+        metavar="FILE",
+        help="append the number of each reply that opts out (STOP, ...) to FILE, once "
+        "(the format --exclude reads)",
+    )
+    receipts.add_argument(
+        "--opt-out-keywords",
+        metavar="LIST",
+        help="comma-separated first words that opt out, case and punctuation ignored "
+        "[STOP,STOPALL,UNSUBSCRIBE,CANCEL,END,QUIT,REVOKE,OPTOUT,OPT OUT]",
     )
     receipts.add_argument(
         "--metrics-listen",
@@ -468,9 +488,30 @@ def _cmd_receipts(args: argparse.Namespace) -> int:
     import os
 
     from bulksend.receipts import serve
+    from bulksend.replies import OptOutKeywords
 
     token = args.token or os.environ.get("BULKSEND_RECEIPTS_TOKEN") or None
-    return serve(args.listen, args.out, token, metrics_listen=args.metrics_listen)
+    basic_auth = None
+    if args.auth_user:
+        password = os.environ.get("BULKSEND_RECEIPTS_PASSWORD")
+        if not password:
+            raise ConfigError("--auth-user needs the password in BULKSEND_RECEIPTS_PASSWORD")
+        basic_auth = (args.auth_user, password)
+    keywords = None
+    if args.opt_out_keywords is not None:
+        try:
+            keywords = OptOutKeywords.parse(args.opt_out_keywords)
+        except ValueError as exc:
+            raise ConfigError(f"--opt-out-keywords: {exc}") from None
+    return serve(
+        args.listen,
+        args.out,
+        token,
+        basic_auth=basic_auth,
+        opt_out_path=args.record_opt_outs,
+        keywords=keywords,
+        metrics_listen=args.metrics_listen,
+    )
 
 
 def _cmd_cancel(args: argparse.Namespace) -> int:
