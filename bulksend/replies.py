@@ -351,7 +351,7 @@ def reply_line(received_at: str, reply: Reply, opt_out: str | None) -> str:
 def split_reply_line(line: str) -> list[str] | None:
     """The fields of one replies-file line (text unescaped), None if it is not one."""
     try:
-        [fields] = list(csv.reader([line]))
+        [fields] = list(csv.reader([line], strict=True))
     except (csv.Error, ValueError):
         return None
     if len(fields) != REPLY_FIELDS:
