@@ -335,6 +335,11 @@ def build_parser() -> argparse.ArgumentParser:
     report = sub.add_parser("report", help="summarise a campaign's results and receipts")
     report.add_argument("results", type=Path, help="the campaign's results file")
     report.add_argument("--receipts", type=Path, help="receipts file to join (delivery figures)")
+    report.add_argument(
+        "--replies",
+        type=Path,
+        help="replies file to count (replies, opt-outs) [the one beside --receipts, if any]",
+    )
     report.add_argument("--json", action="store_true", help="print JSON instead of a table")
     report.add_argument(
         "--failed-out",
@@ -548,7 +553,7 @@ def _cmd_status(args: argparse.Namespace) -> int:
 def _cmd_report(args: argparse.Namespace) -> int:
     from bulksend.report import build_report, print_report
 
-    report = build_report(args.results, args.receipts, args.failed_out)
+    report = build_report(args.results, args.receipts, args.failed_out, args.replies)
     if args.json:
         print(report.to_json())
     else:

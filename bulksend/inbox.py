@@ -22,6 +22,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import re
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -35,7 +36,7 @@ __all__ = ["Inbox", "replies_path_for"]
 _LISTED = re.compile(r'\s*"?(?:\+|00)?([1-9][0-9]{5,14})\b')
 
 
-def replies_path_for(receipts_path: str | Path) -> Path:
+def replies_path_for(receipts_path: str | os.PathLike[str]) -> Path:
     """``x.receipts.csv`` -> ``x.replies.csv`` (else ``<stem>.replies.csv``), beside it."""
     receipts = Path(receipts_path)
     name = receipts.name
