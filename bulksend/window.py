@@ -307,9 +307,9 @@ class NumberZones:
 
     __slots__ = (
         "_areas",
-        "_by_country",
         "_by_key",
-        "_codes",
+        "_deep",
+        "_routes",
         "_tuples",
         "_unknown",
         "default",
@@ -320,42 +320,44 @@ class NumberZones:
         zone(default)  # an unknown name fails here, before any row
         self.default: Zones = (default,)
         """What a number with no known zone gets (this very tuple)."""
-        by_country, self._codes = _country_zones()
-        self._by_country: dict[str, Zones | None] = by_country
+        by_country, codes = _country_zones()
+        # The first three digits route a number: to its country's one zone set, to the +1 plan,
+        # or to the calling code of a country of several zones (the slow path).
+        self._routes: dict[str, Zones | str] = {}
+        for number in range(100, 1000):
+            head = str(number)
+            cc = next((head[:n] for n in (1, 2, 3) if head[:n] in codes), None)
+            if cc is None or cc not in by_country:
+                self._routes[head] = self.default
+            elif cc == "1":
+                self._routes[head] = "1"
+            else:
+                self._routes[head] = by_country[cc] or cc
+        self._deep = {
+            prefix[:n] for prefix in TIMEZONE_DATA for n in range(3, len(prefix)) if len(prefix) > 4
+        }
+        """Prefixes of at least three digits that a longer prefix of the zone data splits."""
         self._by_key: dict[str, Zones] = {}
         self._unknown: dict[str, int] = {}
         self._tuples: dict[Zones, Zones] = {}
-        # +1 area codes (4 digits) that no longer prefix of the zone data splits
-        longer = {prefix[:4] for prefix in TIMEZONE_DATA if prefix[:1] == "1" and len(prefix) > 4}
-        self._areas: dict[str, Zones] = {
-            prefix: self._sorted(zones)
-            for prefix, zones in TIMEZONE_DATA.items()
-            if prefix[:1] == "1" and len(prefix) == 4 and prefix not in longer
-        }
+        self._areas: dict[str, Zones] = {}  # +1 prefixes (area codes, mostly) -> zones
         self.misses = 0
         """Numbers parsed (cache misses)."""
 
     def __call__(self, msisdn: str) -> Zones:
         """The zones of ``msisdn`` (international digits)."""
-        for length in (1, 2, 3):
-            cc = msisdn[:length]
-            if cc in self._codes:
-                break
-        else:
-            return self.default
-        single = self._by_country.get(cc)
-        if single is not None:
-            return single
-        if cc == "1":
+        route = self._routes.get(msisdn[:3], self.default)
+        if isinstance(route, tuple):  # a country of one zone set, or none known
+            return route
+        if route == "1":
             return self._nanp(msisdn)
-        if cc not in self._by_country:
-            return self.default  # a calling code the zone data does not know
-        longest = len(cc) + _KEY_NATIONAL_DIGITS
-        for length in range(TIMEZONE_LONGEST_PREFIX, longest, -1):
-            if msisdn[:length] in TIMEZONE_DATA:
-                longest = length
-                break
-        key = f"{msisdn[:longest]}:{len(msisdn)}"
+        head = msisdn[: len(route) + _KEY_NATIONAL_DIGITS]
+        if head in self._deep:  # the zone data splits it further: its longest prefix decides
+            for length in range(TIMEZONE_LONGEST_PREFIX, len(head), -1):
+                if msisdn[:length] in TIMEZONE_DATA:
+                    head = msisdn[:length]
+                    break
+        key = f"{head}:{len(msisdn)}"
         zones = self._by_key.get(key)
         if zones is None:
             unknown = self._unknown.get(key, 0)
@@ -370,13 +372,19 @@ class NumberZones:
 
     def _nanp(self, msisdn: str) -> Zones:
         """A ``+1`` number's zones: its area code's (longest prefix of the zone data)."""
-        area = self._areas.get(msisdn[:4])
-        if area is not None:
-            return area
+        area = msisdn[:4]
+        zones = self._areas.get(area)
+        if zones is not None:
+            return zones
         for length in range(min(TIMEZONE_LONGEST_PREFIX, len(msisdn)), 0, -1):
-            zones = TIMEZONE_DATA.get(msisdn[:length])
+            prefix = msisdn[:length]
+            zones = self._areas.get(prefix)
+            if zones is None and prefix in TIMEZONE_DATA:
+                zones = self._areas[prefix] = self._sorted(TIMEZONE_DATA[prefix])
             if zones is not None:
-                return self._sorted(zones)
+                if area not in self._deep:  # no longer prefix splits the area: it decides
+                    self._areas[area] = zones
+                return zones
         return self.default
 
     def _sorted(self, zones: Sequence[str]) -> Zones:
