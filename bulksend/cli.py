@@ -135,7 +135,35 @@ def _add_send_arguments(p: argparse.ArgumentParser) -> None:
         "--record-opt-outs",
         type=Path,
         metavar="FILE",
-        help="append numbers the gateway refuses as opted out (ERR 122) to FILE",
+        help="append numbers the gateway refuses as opted out (ERR 122), and those that reply "
+        "STOP to the --receipts-listen receiver, to FILE",
+    )
+    window = p.add_argument_group("quiet hours (each recipient's local time)")
+    window.add_argument(
+        "--send-window",
+        metavar="HH:MM-HH:MM",
+        help="send a row only while its number's local time is inside (may cross midnight: "
+        "20:00-08:00); the others stay pending for a later run or --wait",
+    )
+    window.add_argument(
+        "--send-days", metavar="DAYS", help="days the window opens: Mon-Fri, Sat,Sun"
+    )
+    window.add_argument(
+        "--timezone-column",
+        type=_column,
+        metavar="COL",
+        help="column of IANA zone names (America/New_York) that overrides the numbering plan",
+    )
+    window.add_argument(
+        "--default-timezone",
+        metavar="ZONE",
+        help="zone of numbers the numbering plan cannot place [UTC]",
+    )
+    window.add_argument(
+        "--wait",
+        action="store_true",
+        default=None,
+        help="stay up and send each deferred group as its window opens",
     )
     p.add_argument(
         "--allow-partial",
@@ -209,7 +237,19 @@ def _add_send_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--receipts-listen",
         metavar="HOST:PORT",
-        help="also receive delivery callbacks here, into <results>.receipts.csv",
+        help="also receive delivery and reply callbacks here, into <results>.receipts.csv and "
+        "<results>.replies.csv (off loopback: BULKSEND_RECEIPTS_TOKEN or --receipts-auth-user)",
+    )
+    p.add_argument(
+        "--receipts-auth-user",
+        metavar="USER",
+        help="the receiver requires HTTP basic auth as USER (password: BULKSEND_RECEIPTS_PASSWORD)",
+    )
+    p.add_argument(
+        "--opt-out-keywords",
+        metavar="LIST",
+        help="comma-separated first words of a reply that opt out (with --record-opt-outs, "
+        "their numbers are appended) [STOP,STOPALL,UNSUBSCRIBE,CANCEL,END,QUIT,REVOKE,OPTOUT,OPT OUT]",
     )
     p.add_argument(
         "--metrics-listen",
@@ -426,8 +466,16 @@ def _cmd_send(args: argparse.Namespace) -> int:
             "allow_partial",
             "check_balance",
             "metrics_listen",
+            "send_window",
+            "send_days",
+            "timezone_column",
+            "default_timezone",
+            "wait",
+            "receipts_auth_user",
         ]
     }
+    if args.opt_out_keywords is not None:
+        cli["opt_out_keywords"] = tuple(args.opt_out_keywords.split(","))
     cli["input_path"] = args.file
     if args.exclude:
         cli["exclude"] = tuple(args.exclude)
