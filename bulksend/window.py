@@ -425,7 +425,7 @@ class WindowGate:
     def __init__(self, window: SendWindow, zones: NumberZones) -> None:
         self.window = window
         self.zones = zones
-        self._states: dict[Zones, tuple[float, float | None]] = {}
+        self._states: dict[int, tuple[float, float | None, Zones]] = {}
         self.defaulted = 0
         """Rows whose number had no known zone (they got ``zones.default``)."""
 
@@ -439,20 +439,23 @@ class WindowGate:
             zones = self.zones(msisdn)
             if zones is self.zones.default:
                 self.defaulted += 1
-        state = self._states.get(zones)
+        # Keyed by identity: the look-up hands out one tuple per zone set, and hashing a long
+        # tuple of names per row would cost more than the rest of the decision.
+        state = self._states.get(id(zones))
         if state is None or now >= state[0]:
-            state = self._states[zones] = self._decide(zones, now)
+            state = self._states[id(zones)] = self._decide(zones, now)
         return state[1]
 
-    def _decide(self, zones: Zones, now: float) -> tuple[float, float | None]:
-        """(until when it holds, the opening or None when open)."""
+    def _decide(self, zones: Zones, now: float) -> tuple[float, float | None, Zones]:
+        """(until when it holds, the opening or None when open, the zones: kept alive so that
+        their identity is not reused)."""
         instant = datetime.fromtimestamp(now, UTC)
         is_open = self.window.is_open(zones, instant)
         change = self.window.next_change(zones, instant)
         if change is None:  # no change in the look-ahead: look again in a day
-            return now + 86400.0, None if is_open else NEVER
+            return now + 86400.0, None if is_open else NEVER, zones
         until = change.timestamp()
-        return until, None if is_open else until
+        return until, None if is_open else until, zones
 
 
 def describe(zones: Iterable[str]) -> str:
