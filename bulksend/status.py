@@ -131,9 +131,9 @@ def campaign_status(
     status.removed_rows = _count_lines(path.with_name(path.name + ".removed.csv"))
     mtimes = [p.stat().st_mtime for p in (path, journal_path) if p.exists()]
     status.last_write = _iso(max(mtimes)) if mtimes else ""
-    record = read_record(path)
-    if record is not None:
-        status.window = asdict(record)
+    window_record = read_record(path)
+    if window_record is not None:
+        status.window = asdict(window_record)
 
     recorded = InputIdentity.from_json(header.get("input_identity"))
     if recorded is None:
