@@ -45,7 +45,7 @@ import math
 import re
 import string
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from itertools import repeat
 from typing import Any, NamedTuple
 
@@ -442,6 +442,12 @@ class OneWire:
     def __init__(self, api: OneApi, text: str) -> None:
         self.api = api
         self.text = text
+
+    def key_rows(self, prefix: str) -> None:
+        """From now on every message carries ``clientMessageId`` = ``prefix`` + its row number
+        (the campaign's row key, :mod:`bulksend.rowkey`)."""
+        api = self.api
+        self.api = OneApi(api.key, replace(api.options, client_message_id_prefix=prefix))
 
     @property
     def max_batch(self) -> int:
