@@ -26,8 +26,8 @@ check wins:
 * ``senditem`` (:meth:`BatchTemplate.render`): a ``#fieldN#`` whose ``fieldN`` is missing or
   empty → 101; the rendered text longer than ``concat`` parts (at most 3) → 113, or costing more
   than ``max_credits`` → 113; parameters that fill no placeholder are ignored.
-* ``quicksend`` with a template that has ``#fieldN#`` placeholders → 202: the batch has no template that
-  can go out as it is (the public notes name no code; this is the simulator's convention).
+* ``quicksend`` with a template that has ``#fieldN#`` placeholders → 202: the batch has no
+  template that can go out as it is (the public notes name no code; the simulator's convention).
 * Expiry (:class:`Batches`): a batch is valid until ``endbatch``, until ``faults.batch_ttl``
   seconds after its start (24 h by default, the documented convention), and, with
   ``faults.batch_expire_every = K``, for K message requests (``senditem`` or ``quicksend``

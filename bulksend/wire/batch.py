@@ -15,7 +15,6 @@ What this module promises:
   ``senditem`` carries its value as ``fieldK``. A column that happens to be called ``field2`` is
   a name like any other (it may well be ``field1`` on the wire). The UCS-2 batch carries the same
   positional template, as hex.
-
 * **One recipient per request** (``max_batch = 1``); the pipeline runs them at full concurrency.
 * **Two batches, one per encoding.** The legacy API fixes ``unicode`` per batch, but rows differ (a
   name in Chinese needs UCS-2, the others fit GSM-7). A row's encoding is
@@ -169,10 +168,11 @@ class BatchInterfaceWire:
     """``/http_batch/`` behind :class:`~bulksend.wire.WireProtocol` for a personalised campaign
     (the promises are in the module docstring).
 
-    ``template``: the text with ``#name#`` placeholders (mapped to ``#fieldK#`` on the wire).
-    ``fields``: the field names in the order of each ``Batch.fields`` tuple. ``options``: the per-message options (``sender``, ``mo``,
-    ``callback``, ``msg_type``, ``validity``, ``deliv_time``, ``scheduled_time``,
-    ``max_credits``, ``escalate``, ``queue``, ``extra``) sent once at ``startbatch``; its ``text``,
+    ``template``: the text with ``#name#`` placeholders (``#fieldK#`` on the wire). ``fields``:
+    the field names in the order of each ``Batch.fields`` tuple. ``options``: the per-message
+    options (``sender``, ``mo``, ``callback``, ``msg_type``, ``validity``, ``deliv_time``,
+    ``scheduled_time``, ``max_credits``, ``escalate``, ``queue``, ``extra``) sent once at
+    ``startbatch``; its ``text``,
     ``unicode`` and ``concat`` are ignored (the template, the encoding and ``max_parts`` decide
     them) and a ``climsgid`` or a binary body is refused. ``unicode``: ``auto`` (per row), ``on``
     (every row UCS-2) or ``off`` (every row GSM-7; a row that is not is a ProtocolError).

@@ -3,9 +3,9 @@
 No I/O; of ours it imports only :mod:`bulksend.errors`. What this module promises:
 
 * :class:`OneApi` implements :class:`~bulksend.wire.WireProtocol`: at most :data:`MAX_BATCH`
-  (200, the reference's limit for SMS) messages per ``POST /v1/message``, each with its own ``to`` and ``content``, plus the
-  campaign's :class:`OneOptions` (``from``, ``clientMessageId`` per message, ``validityPeriod``,
-  ``binary``/``udh``, ``charset``). Everything but ``to``, ``content`` and ``clientMessageId`` is
+  (200, the reference's limit for SMS) messages per ``POST /v1/message``, each with its own
+  ``to`` and ``content``, plus the campaign's :class:`OneOptions` (``from``, ``clientMessageId``
+  per message, ``validityPeriod``, ``binary``/``udh``, ``charset``). Everything but ``to``, ``content`` and ``clientMessageId`` is
   encoded once per campaign; a batch costs one JSON string escape per ``to`` and ``content``.
 * The API key lives only in :class:`ApiKey` (registered with
   :func:`~bulksend.errors.register_secret`, so :func:`~bulksend.errors.redact` masks it anywhere)
@@ -266,8 +266,8 @@ class OneApi:
     # -- building ----------------------------------------------------------------------------------
 
     def build(self, batch: Sequence[BatchItem]) -> Request:
-        """The ``POST /v1/message`` request for ``batch`` (1-:data:`MAX_BATCH` items, each ``msisdn`` digits and
-        ``content`` non-empty; hex for a binary campaign)."""
+        """The ``POST /v1/message`` request for ``batch`` (1 to :data:`MAX_BATCH` items, each
+        ``msisdn`` digits and ``content`` non-empty; hex for a binary campaign)."""
         return self.build_lists(
             [item.row for item in batch],
             [item.msisdn for item in batch],
@@ -434,8 +434,9 @@ def _none_accepted(batch: Sequence[str], entries: list[Any]) -> Answer:
 
 class OneWire:
     """The pipeline's :class:`~bulksend.wire.WireProtocol` for the One API: no session state (the
-    key travels in every request), up to :data:`MAX_BATCH` messages per request, each with its own content (the
-    campaign's ``text`` when the batch carries none)."""
+    key travels in every request), up to :data:`MAX_BATCH` messages per request, each with its
+    own content (the campaign's ``text`` when the batch carries none) and, once
+    :meth:`key_rows` was called, its row's ``clientMessageId``."""
 
     name = "one"
 
