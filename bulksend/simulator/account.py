@@ -12,9 +12,10 @@ counters (:class:`SimulatorStats`), and it answers:
   stops a scheduled message and refunds its credit);
 * ``getbalance`` and ``/utils/routeCoverage.php``.
 
-The exact answers are in :mod:`bulksend.simulator.app`'s docstring ("The other answers"); these
-handlers are pure over the account's state (no I/O, no awaiting), so the request handler calls
-them in one step. Nothing of bulksend's client side is imported.
+The exact answers are in :mod:`bulksend.simulator.app`'s docstring ("The other answers"). Like
+every command handler these are synchronous: the request handler calls one between reading the
+parameters and answering, so no other request sees the account half-changed. Nothing of
+bulksend's client side is imported.
 """
 
 from __future__ import annotations

@@ -8,8 +8,8 @@ per-recipient refusals, throttle, credit and ledger as a one-number ``sendmsg``;
 answers are in :mod:`bulksend.simulator.app`'s docstring ("The batch interface").
 
 What it promises: the same authentication and codes as ``/http/``; an unknown, ended or expired
-``batch_id`` is ``ERR: 201`` for every command; a batch counts the items it sent (refused ones
-included, whole-request refusals not).
+``batch_id`` is ``ERR: 201`` for every command that names one; a batch counts the items it sent
+(per-recipient refusals included, whole-request refusals not).
 """
 
 from __future__ import annotations
