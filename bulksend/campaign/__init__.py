@@ -99,6 +99,11 @@ class Campaign:
     def snapshot(self, done: bool = False) -> Snapshot:
         return self.tally.snapshot(done)
 
+    def stop(self, reason: str, exit_code: int) -> None:
+        """Stop reading and sending new batches; in-flight batches finish (see
+        :meth:`~bulksend.campaign.control.RunControl.stop`)."""
+        self.control.stop(reason, exit_code)
+
     async def run(self) -> CampaignSummary:
         s = self.settings
         plan, control = self.plan, self.control
