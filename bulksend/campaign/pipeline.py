@@ -21,8 +21,7 @@ everything at once; the journal's open intents then make the next run record tho
 ``unknown`` instead of re-sending them. A storage failure in any stage stops the pipeline at once
 instead of leaving the other stages waiting on a queue.
 
-The inner loops read their switches and counters from locals bound once per stage: nothing is
-looked up per row, and per batch no more than before the campaign became a package.
+Each stage binds its switches and counters to locals once: the loops look nothing up per row.
 """
 
 from __future__ import annotations
