@@ -45,6 +45,7 @@ from bulksend.errors import ErrorClass, StorageError, redact
 from bulksend.journal import Journal, ResultLine, RowBitmap, format_result, utc_now
 from bulksend.optout import append_opt_outs
 from bulksend.rejects import RejectsFile
+from bulksend.rowkey import key_rows
 from bulksend.wire import Batch, Verdict, WireProtocol
 
 __all__ = ["OPTED_OUT", "Pipeline", "Recorder"]
@@ -96,6 +97,7 @@ class Pipeline:
         queue: asyncio.Queue[Batch | None] = asyncio.Queue(maxsize=max(2, s.concurrency * 2))
         gateway: Gateway | None = None
         try:
+            key_rows(wire, journal.header)  # One API: clientMessageId = the row's key
             self.summary.protocol = wire.name
             async with Gateway(client_settings, wire) as gateway:
                 self.gateway = gateway
