@@ -314,7 +314,7 @@ class CampaignSettings:
             except ValueError as exc:
                 raise ConfigError(f"opt_out_keywords: {exc}") from None
         if self.receipts_listen and not self.dry_run:
-            from bulksend.receipts import parse_listen, require_credentials
+            from bulksend.listen import parse_listen, require_credentials
 
             host, _ = parse_listen(self.receipts_listen)
             require_credentials(host, self.receipts_token, self.receipts_basic_auth)

@@ -45,7 +45,6 @@ import asyncio
 import base64
 import contextlib
 import hmac
-import ipaddress
 import json
 import logging
 import math
@@ -67,6 +66,7 @@ from bulksend import aio
 from bulksend.appendfile import AppendFile
 from bulksend.errors import BulkSendError, ConfigError, StorageError, register_secret
 from bulksend.inbox import Inbox, replies_path_for
+from bulksend.listen import is_loopback, parse_listen, require_credentials
 from bulksend.lock import FileLock
 from bulksend.replies import (
     OptOutKeywords,
@@ -126,15 +126,6 @@ def receipts_path_for(results_path: str | os.PathLike[str]) -> Path:
     if name.endswith(".results.csv"):
         return results.with_name(name[: -len(".results.csv")] + ".receipts.csv")
     return results.with_name(results.stem + ".receipts.csv")
-
-
-def parse_listen(text: str) -> tuple[str, int]:
-    """``HOST:PORT`` (``[v6]:PORT`` too) -> ``(host, port)``; ConfigError if malformed."""
-    host, sep, port = text.rpartition(":")
-    host = host.strip("[]")
-    if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
-        raise ConfigError(f"--listen wants HOST:PORT (e.g. 127.0.0.1:8080), not {text!r}")
-    return host, int(port)
 
 
 class Receipt(NamedTuple):
@@ -667,27 +658,6 @@ def serve(
     if metrics_listen is not None:
         parse_listen(metrics_listen)  # a bad address is a usage error before anything starts
     return aio.run(_serve(server, stop, metrics_listen))
-
-
-def is_loopback(host: str) -> bool:
-    """Whether ``host`` is a loopback address (``localhost``, ``127.0.0.0/8``, ``::1``)."""
-    if host.lower() == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False  # a host name other than localhost may resolve to anything
-
-
-def require_credentials(host: str, token: str | None, basic_auth: tuple[str, str] | None) -> None:
-    """Refuse (ConfigError) to receive callbacks on ``host`` unless it is loopback or callers
-    must prove themselves with a token or HTTP basic auth."""
-    if not token and basic_auth is None and not is_loopback(host):
-        raise ConfigError(
-            f"refusing to receive callbacks on {host} without --token or basic auth "
-            "(--auth-user with BULKSEND_RECEIPTS_PASSWORD): anyone who can reach it could forge "
-            "delivery receipts or STOP replies; loopback addresses need neither"
-        )
 
 
 async def _serve(
