@@ -23,7 +23,16 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-__all__ = ["Deferrals", "WindowRecord", "read_record", "record_path_for", "write_record"]
+__all__ = [
+    "Deferrals",
+    "WindowRecord",
+    "describe_deferred",
+    "iso_minute",
+    "read_record",
+    "record_path_for",
+    "utc_minute",
+    "write_record",
+]
 
 NEVER_KEY = "never"
 
@@ -33,7 +42,8 @@ def utc_minute(ts: float) -> str:
     return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M UTC")
 
 
-def _iso_minute(ts: float) -> str:
+def iso_minute(ts: float) -> str:
+    """``2026-12-07T13:00Z``."""
     return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%MZ")
 
 
@@ -69,7 +79,7 @@ class Deferrals:
 
     def by_opening(self) -> dict[str, int]:
         """``{"2026-12-07T13:00Z": rows, ..., "never": rows}``, earliest first."""
-        out = {_iso_minute(m * 60.0): n for m, n in sorted(self._by_minute.items())}
+        out = {iso_minute(m * 60.0): n for m, n in sorted(self._by_minute.items())}
         if self.never:
             out[NEVER_KEY] = self.never
         return out
@@ -91,6 +101,17 @@ class Deferrals:
                 "numbers' time zones at once: widen --send-window)"
             )
         return "; ".join(parts)
+
+
+def describe_deferred(deferred: int, by_opening: dict[str, int], next_opens: str) -> str:
+    """:meth:`Deferrals.message` from a summary's figures (``next_opens``: ``...T13:00Z``)."""
+    never = by_opening.get(NEVER_KEY, 0)
+    deferrals = Deferrals()
+    if deferred - never and next_opens:
+        when = datetime.fromisoformat(next_opens.replace("Z", "+00:00")).timestamp()
+        deferrals.add(when, deferred - never)
+    deferrals.never = never
+    return deferrals.message()
 
 
 @dataclass
@@ -125,7 +146,7 @@ class WindowRecord:
             checked_at=datetime.fromtimestamp(now, UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
             deferred=len(deferrals),
             deferred_by_opening=deferrals.by_opening(),
-            next_window_opens="" if opening is None else _iso_minute(opening),
+            next_window_opens="" if opening is None else iso_minute(opening),
             default_timezone_rows=default_timezone_rows,
             timezone_column=timezone_column,
         )

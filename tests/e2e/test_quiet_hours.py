@@ -27,16 +27,6 @@ from tests.e2e.support import (
 
 MakeSettings = Callable[..., CampaignSettings]
 
-# Until the window is wired into the campaign (after the campaign package lands), skip.
-from dataclasses import fields  # noqa: E402
-
-from bulksend import CampaignSummary  # noqa: E402
-
-pytestmark = pytest.mark.skipif(
-    "deferred" not in {f.name for f in fields(CampaignSummary)},
-    reason="the send window is not wired into the campaign yet",
-)
-
 
 def utc(*args: int) -> datetime:
     return datetime(*args, tzinfo=UTC)  # type: ignore[misc]
