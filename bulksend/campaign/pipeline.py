@@ -204,8 +204,10 @@ class Pipeline:
         tally = self.tally
         # The send window: None without one, and then nothing below changes per row.
         quiet = self.plan.quiet
-        sendable = None if quiet is None else quiet.sendable
+        sendable = None if quiet is None else quiet.block_sendable
         deferrals = Deferrals() if quiet is None else quiet.deferrals
+        if quiet is not None:
+            quiet.start_pass()
 
         def cut(n: int) -> Batch:
             batch = Batch(
@@ -252,7 +254,7 @@ class Pipeline:
                     tally.skipped += len(block.rows) - len(keep)
                 if sendable is not None:
                     # Rows outside their window are deferred: not sent, not recorded.
-                    keep, refused = sendable(block.msisdns, keep)
+                    keep, refused = sendable(block, tally.reader.stats, keep)
                     if refused:
                         rejects.write(
                             Reject(block.rows[i], block.msisdns[i], reason) for i, reason in refused

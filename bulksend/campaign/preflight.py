@@ -46,8 +46,9 @@ async def dry_run(
         async for _block in reader.blocks():
             pass
     else:
+        quiet.start_pass()
         async for block in reader.blocks():
-            quiet.sendable(block.msisdns)
+            quiet.block_sendable(block, reader.stats)
     count_input(summary, reader.stats)
     count_window(summary, quiet)
     summary.protocol = plan.protocol_name()

@@ -216,3 +216,47 @@ def test_cli_refuses_a_bad_window_before_anything_is_sent(tmp_path: Path, bad: s
     )
     assert result.returncode == 1 and "--send-window" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+async def test_a_time_zone_column_overrides_the_numbering_plan(
+    tmp_path: Path, simulator: Simulator, make_settings: MakeSettings
+) -> None:
+    # South African numbers whose owners live elsewhere, as the CSV says; a bad and an empty cell
+    rows = [
+        ("27820000001", "Asia/Tokyo"),  # 21:30 in Tokyo: closed, opens 23:00 UTC
+        ("27820000002", "Africa/Johannesburg"),  # 14:30: open
+        ("27820000003", ""),  # the plan: Johannesburg, open
+        ("27820000004", "Mars/Olympus"),  # no such zone: refused with a reason
+        ("27820000005", "America/New_York"),  # 07:30: closed, opens 13:00 UTC
+    ]
+    lines = ["phone,name,tz\n"] + [f"+{n},someone,{tz}\n" for n, tz in rows]
+    (tmp_path / "in.csv").write_text("".join(lines * 1), encoding="utf-8")
+    clock = ManualClock(utc(2026, 12, 7, 12, 30))
+    settings = make_settings(
+        simulator,
+        tmp_path / "in.csv",
+        send_window="08:00-21:00",
+        timezone_column="tz",
+        clock=clock,
+        reader="process",
+    )
+    summary = await run_campaign_async(settings)
+    assert summary.exit_code == 0, summary.stopped
+    assert texted(simulator) == {"27820000002", "27820000003"}
+    assert summary.deferred_by_opening == {"2026-12-07T13:00Z": 1, "2026-12-07T23:00Z": 1}
+    assert summary.window_rejected == 1 and summary.pending == 0
+    rejects = read_results(settings.rejects_path)
+    assert [r["reason"] for r in rejects] == [
+        "unknown time zone 'Mars/Olympus' in --timezone-column"
+    ]
+    dry = await run_campaign_async(
+        make_settings(
+            simulator,
+            tmp_path / "in.csv",
+            send_window="08:00-21:00",
+            timezone_column="tz",
+            clock=clock,
+            dry_run=True,
+        )
+    )
+    assert dry.deferred == 2 and dry.window_rejected == 1
