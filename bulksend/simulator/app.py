@@ -28,7 +28,9 @@ The other answers:
   status: <NNN>`` (lower-case keys, as the corrected doc says and clients parse; the charge is
   the message's parts, 0.0 once stopped and refunded). Both take ``apimsgid``, else
   ``climsgid`` (the first message of the latest request with it): unknown → 103 / 104, neither →
-  109.
+  109. ``querymsg``'s statuses progress over time even without callbacks, it has a throttle of
+  its own (429) and counters: :class:`~bulksend.simulator.status_queries.StatusQueries`
+  (:attr:`Simulator.queries`).
 * ``delmsg`` (same target rules) stops a message that has not left yet, that is one sent with
   ``deliv_time`` / ``scheduled_time`` whose time has not come: its status becomes ``006`` for
   good (``querymsg`` says so, it is never delivered, its delivery callback is replaced by a
@@ -122,6 +124,7 @@ from bulksend.simulator.faults import Fault, Faults
 from bulksend.simulator.ledger import Ledger, LedgerEntry
 from bulksend.simulator.message import parse_message
 from bulksend.simulator.server import ServedApp
+from bulksend.simulator.status_queries import StatusQueries
 
 __all__ = [
     "DEFAULT_API_ID",
@@ -260,6 +263,8 @@ class Simulator(ServedApp):
         """The running delivery-callback dispatcher (when started with a ``callback_url``)."""
         self.ledger = Ledger(keep_numbers=keep_numbers)
         self.batches = Batches()
+        self.queries = StatusQueries(self.ledger, self.faults)
+        """``querymsg``: statuses over time, the query throttle, counters (``status_queries.py``)."""
         """The batch interface's live batches (``/http_batch/``, ``batches.py``)."""
         self.stats = SimulatorStats()
         self._credentials = _Credentials(user, password, api_id)
@@ -644,10 +649,10 @@ class Simulator(ServedApp):
         return err(109)
 
     def _querymsg(self, params: Params, is_post: bool) -> Answer:
-        entry = self._query_target(params)
-        if isinstance(entry, str):
-            return entry
-        return f"ID: {entry.api_msg_id} Status: {self.ledger.status(entry.api_msg_id)}"
+        throttled = self.queries.admit()
+        if throttled is not None:
+            return web.Response(status=429, text="429: Too Many Requests", headers=throttled)
+        return self.queries.legacy_answer(self._query_target(params))
 
     def _getmsgcharge(self, params: Params, is_post: bool) -> Answer:
         entry = self._query_target(params)
