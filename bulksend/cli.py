@@ -45,8 +45,21 @@ class _RedactingFilter(logging.Filter):
         return True
 
 
+class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes to whatever ``sys.stderr`` is when a record comes: a live display on the terminal
+    redirects it to print log lines above itself instead of through it."""
+
+    @property
+    def stream(self) -> Any:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value: Any) -> None:
+        pass
+
+
 def _setup_logging(debug: bool) -> None:
-    handler = logging.StreamHandler(sys.stderr)
+    handler = _StderrHandler()
     handler.setFormatter(logging.Formatter("bulksend: %(levelname)s: %(message)s"))
     handler.addFilter(_RedactingFilter())
     root = logging.getLogger()
@@ -324,6 +337,20 @@ def build_parser() -> argparse.ArgumentParser:
         type=Path,
         metavar="FILE",
         help="write failed numbers (to,api_msg_id,reason)",
+    )
+    report.add_argument(
+        "--html",
+        type=Path,
+        metavar="FILE",
+        help="also write a self-contained HTML page (charts, no network); receipts default to "
+        "<results>.receipts.csv when it exists",
+    )
+    report.add_argument(
+        "--text-file",
+        type=Path,
+        metavar="PATH",
+        help="the campaign's text, shown in the HTML page's settings (the journal keeps only "
+        "a fingerprint of it)",
     )
 
     bench_parser = sub.add_parser("bench", help="throughput benchmark against the simulator")
@@ -628,7 +655,25 @@ def _cmd_status(args: argparse.Namespace) -> int:
 def _cmd_report(args: argparse.Namespace) -> int:
     from bulksend.report import build_report, print_report
 
-    report = build_report(args.results, args.receipts, args.failed_out)
+    receipts = args.receipts
+    if args.html is not None and receipts is None:
+        from bulksend.receipts import receipts_path_for
+
+        beside = receipts_path_for(args.results)
+        receipts = beside if beside.exists() else None
+    report = build_report(args.results, receipts, args.failed_out)
+    if args.html is not None:
+        from bulksend.report_html import write_html_report
+
+        text = None
+        if args.text_file is not None:
+            try:
+                text = args.text_file.read_text(encoding="utf-8")
+            except (OSError, UnicodeDecodeError) as exc:
+                raise ConfigError(f"--text-file {args.text_file}: {exc}") from None
+        write_html_report(args.results, receipts, args.html, text=text)
+        size = args.html.stat().st_size
+        sys.stderr.write(f"bulksend: HTML report written to {args.html} ({size / 1024:,.0f} KB)\n")
     if args.json:
         print(report.to_json())
     else:
