@@ -671,7 +671,7 @@ def _cmd_report(args: argparse.Namespace) -> int:
                 text = args.text_file.read_text(encoding="utf-8")
             except (OSError, UnicodeDecodeError) as exc:
                 raise ConfigError(f"--text-file {args.text_file}: {exc}") from None
-        write_html_report(args.results, receipts, args.html, text=text)
+        write_html_report(args.results, receipts, args.html, text=text, report=report)
         size = args.html.stat().st_size
         sys.stderr.write(f"bulksend: HTML report written to {args.html} ({size / 1024:,.0f} KB)\n")
     if args.json:

@@ -46,6 +46,8 @@ __all__ = ["LATENCY_BUCKETS", "MAX_BUCKETS", "ReportData", "TimeSeries", "gather
 MAX_BUCKETS = 20_000
 """Buckets a time series holds before it is coarsened."""
 _RESOLUTIONS = (1, 10, 60, 600, 3600, 86400)
+_CHUNK = 1 << 16
+_HEX = frozenset("0123456789abcdefABCDEF").issuperset
 
 LATENCY_BUCKETS: tuple[tuple[str, float], ...] = (
     ("< 1 s", 1),
@@ -76,8 +78,16 @@ class TimeSeries:
         self.counts: Counter[int] = Counter()
 
     def add(self, stamp: int) -> None:
-        counts = self.counts
-        counts[stamp - stamp % self.resolution] += 1
+        self.counts[stamp - stamp % self.resolution] += 1
+        if len(self.counts) > MAX_BUCKETS:
+            self._coarsen()
+
+    def absorb(self, per_second: Counter[int]) -> None:
+        """Add counts per second (unix seconds -> count), then empty ``per_second``."""
+        counts, resolution = self.counts, self.resolution
+        for stamp, count in per_second.items():
+            counts[stamp - stamp % resolution] += count
+        per_second.clear()
         if len(counts) > MAX_BUCKETS:
             self._coarsen()
 
@@ -253,10 +263,13 @@ def gather(
     receipts_path: str | Path | None = None,
     *,
     text: str | None = None,
+    report: Report | None = None,
 ) -> ReportData:
-    """Read the campaign's files (see the module docstring)."""
+    """Read the campaign's files (see the module docstring); ``report``: the text report of the
+    same files, when the caller has it already."""
     results = Path(results_path)
-    report = build_report(results, receipts_path)
+    if report is None:
+        report = build_report(results, receipts_path)
     data = ReportData(report)
     rejects = rejects_path_for(results)
     if rejects.exists():
@@ -268,14 +281,21 @@ def gather(
     if text is not None:
         data.settings["text"] = text
     finals = _final_times(Path(receipts_path)) if receipts_path is not None else {}
-    delivered_at, accepted_at = data.delivered_over_time, data.accepted_over_time
-    latency: Counter[str] = Counter()
+    # Per-row work is a few dict updates on locals; the time series take the raw per-second
+    # counts every _CHUNK rows (so they stay bounded however long the campaign ran).
+    delivered_at: Counter[int] = Counter()
+    accepted_at: Counter[int] = Counter()
+    waited: Counter[int] = Counter()  # seconds from sent_at to delivery, capped at a day + 1
     by_code: Counter[str] = Counter()
     by_country: Counter[str] = Counter()
     sent_at, region = _SentAt(), _Regions()
+    get_final = finals.get
     with results.open(encoding="utf-8", errors="replace", newline="") as f:
         f.readline()
-        for row in csv.reader(f):
+        for n, row in enumerate(csv.reader(f), 1):
+            if not n % _CHUNK:
+                data.accepted_over_time.absorb(accepted_at)
+                data.delivered_over_time.absorb(delivered_at)
             if len(row) != 8:
                 continue
             status = row[2]
@@ -287,21 +307,36 @@ def gather(
                 continue
             sent = sent_at(row[7])
             if sent:
-                accepted_at.add(sent)
-            value = finals.get(_key(row[3])) if finals else None
+                accepted_at[sent] += 1
+            api_msg_id = row[3]
+            value = (
+                get_final(
+                    int(api_msg_id, 16)
+                    if len(api_msg_id) == 32 and _HEX(api_msg_id)
+                    else api_msg_id
+                )
+                if finals
+                else None
+            )
             if value is None:
                 continue
             code_value = value & _STATUS_MASK
-            stamp = value >> _STATUS_BITS
             if code_value == 4:
+                stamp = value >> _STATUS_BITS
                 if stamp:
-                    delivered_at.add(stamp)
+                    delivered_at[stamp] += 1
                     if sent:
-                        latency[_latency_label(max(0, stamp - sent))] += 1
+                        wait = stamp - sent
+                        waited[wait if 0 <= wait <= 86400 else (0 if wait < 0 else 86401)] += 1
                 continue
             status_code = f"{code_value:03d}"
             by_code[f"status {status_code} {STATUS_TEXT.get(status_code, '')}".strip()] += 1
             by_country[region(row[1])] += 1
+    data.accepted_over_time.absorb(accepted_at)
+    data.delivered_over_time.absorb(delivered_at)
+    latency: Counter[str] = Counter()
+    for seconds, count in waited.items():
+        latency[_latency_label(seconds)] += count
     data.latency = {label: latency.get(label, 0) for label, _ in LATENCY_BUCKETS}
     data.latency_median = _median_bound(data.latency)
     data.failures_by_code = dict(by_code.most_common())

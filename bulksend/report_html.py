@@ -31,6 +31,7 @@ from typing import Any, NamedTuple
 
 from bulksend.errors import StorageError
 from bulksend.receipts import STATUS_TEXT
+from bulksend.report import Report
 from bulksend.report_data import ReportData, gather
 
 __all__ = ["MAX_POINTS", "TOP", "Section", "render_html", "write_html_report"]
@@ -417,9 +418,11 @@ def write_html_report(
     *,
     text: str | None = None,
     sections: Sequence[Section] = (),
+    report: Report | None = None,
 ) -> ReportData:
-    """Gather the campaign's figures, render the page and write it to ``out`` (mode 0600)."""
-    data = gather(results_path, receipts_path, text=text)
+    """Gather the campaign's figures, render the page and write it to ``out`` (mode 0600);
+    ``report``: the text report of the same files, when the caller has it already."""
+    data = gather(results_path, receipts_path, text=text, report=report)
     page = render_html(data, sections=sections).encode("utf-8")
     target = Path(out)
     try:
