@@ -39,8 +39,9 @@ def format_eta(remaining: float | None) -> str:
 
 
 def bar_line(description: str, fraction: float | None, rate: str, eta: str, counts: str) -> Table:
-    """One line: ``description [bar] 42.0% rate ETA 1m05s counts``. ``fraction`` None (the total
-    is not known yet) draws a pulsing bar without a percentage."""
+    """One line: ``description [bar] 42.0% rate ETA 1m05s counts`` (``eta`` is shown as given:
+    ``ETA 1m05s``). ``fraction`` None (the total is not known yet) draws a pulsing bar without a
+    percentage."""
     grid = Table.grid(padding=(0, 1), expand=True)
     grid.add_column(no_wrap=True, style="bold")
     grid.add_column(ratio=1, min_width=10)
@@ -54,7 +55,7 @@ def bar_line(description: str, fraction: float | None, rate: str, eta: str, coun
         ProgressBar(total=1.0, completed=done, pulse=fraction is None),
         "" if fraction is None else f"{done * 100:5.1f}%",
         rate,
-        f"ETA {eta}",
+        eta,
         counts,
     )
     return grid
@@ -105,7 +106,9 @@ class RichProgress:
             f"[green]{snap.accepted:,} accepted[/] [red]{snap.rejected + snap.input_rejected:,} "
             f"rejected[/] [yellow]{snap.unknown:,} unknown[/]"
         )
-        bar = bar_line("send", snap.fraction_done, f"{snap.rate:,.0f} msg/s", _eta(snap), counts)
+        bar = bar_line(
+            "send", snap.fraction_done, f"{snap.rate:,.0f} msg/s", f"ETA {_eta(snap)}", counts
+        )
         return Group(bar, self._figures(snap))
 
     def _figures(self, snap: Snapshot) -> Table:

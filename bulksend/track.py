@@ -153,7 +153,7 @@ class TrackSnapshot:
     unanswered: int
     throttled: int
     rate: float
-    """Queries answered per second (this round)."""
+    """Queries answered per second (this round, or the last one while waiting)."""
     waiting: float = 0.0
     """Seconds until the next round (``until_final``), else 0."""
     done: bool = False
@@ -343,9 +343,12 @@ class _Tracker:
                 self._round = _RoundCounters(to_ask=plan.to_ask)
                 began = time.monotonic()
                 await self._ask_all(http, _messages(self.results, settled, oldest, _Plan()))
-                self.busy += time.monotonic() - began
+                self._round.ended = time.monotonic()
+                self.busy += self._round.ended - began
                 if self.fatal or self.storage or not self.options.until_final:
                     break
+                if not (self._round.not_final or self._round.unanswered):
+                    break  # every message asked is settled now: no round left to wait for
                 self._waiting = time.monotonic() + interval
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self.stop.wait(), interval)
@@ -358,7 +361,7 @@ class _Tracker:
         plan, _, _ = self.plan()
         self.summary.too_old = plan.too_old
         self.summary.still_pending = plan.to_ask if self.summary.rounds else 0
-        if self.on_progress is not None:
+        if self.on_progress is not None and self.summary.rounds:
             self.on_progress(self.snapshot(done=True))
 
     async def _ask_all(self, http: aiohttp.ClientSession, messages: Iterator[_Message]) -> None:
@@ -479,7 +482,7 @@ class _Tracker:
         c = self._round
         now = time.monotonic()
         waiting = max(0.0, self._waiting - now) if self._waiting else 0.0
-        querying = now - c.began if not (self._waiting or done) else 0.0
+        querying = (c.ended or now) - c.began
         return TrackSnapshot(
             elapsed=now - self.started,
             round=self.summary.rounds,
@@ -500,7 +503,8 @@ class _Tracker:
         if self.on_progress is None:
             return
         while True:
-            self.on_progress(self.snapshot())
+            if self.summary.rounds:  # nothing is drawn for a run with nothing to ask
+                self.on_progress(self.snapshot())
             await asyncio.sleep(0.25)
 
     async def sync_on_timer(self) -> None:
@@ -526,6 +530,7 @@ class _RoundCounters:
     not_final: int = 0
     unanswered: int = 0
     began: float = field(default_factory=time.monotonic)
+    ended: float = 0.0
 
 
 def _fsync(fd: int) -> None:

@@ -26,8 +26,8 @@ def _eta(snap: TrackSnapshot) -> str:
         return f"next round in {format_eta(snap.waiting)}"
     left = snap.to_ask - snap.asked
     if snap.done or not snap.rate or left <= 0:
-        return "-"
-    return format_eta(left / snap.rate)
+        return "ETA -"
+    return f"ETA {format_eta(left / snap.rate)}"
 
 
 class PlainTrackProgress:
@@ -48,7 +48,7 @@ class PlainTrackProgress:
             f"asked={snap.asked}/{snap.to_ask} delivered={snap.delivered} failed={snap.failed} "
             f"not_final={snap.not_final} unknown_to_gateway={snap.gone} "
             f"unanswered={snap.unanswered} throttled={snap.throttled} rate={snap.rate:.1f}/s "
-            f"eta={_eta(snap)}\n"
+            f"eta={_eta(snap).removeprefix('ETA ').replace(' ', '_')}\n"
         )
         self.stream.flush()
 

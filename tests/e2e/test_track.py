@@ -234,3 +234,13 @@ async def _run(cmd: list[str]) -> subprocess.CompletedProcess[str]:
     out, err = await asyncio.wait_for(proc.communicate(), 120)
     assert proc.returncode is not None
     return subprocess.CompletedProcess(cmd, proc.returncode, out.decode(), err.decode())
+
+
+async def test_until_final_stops_after_the_round_that_settles_everything(tmp_path: Path) -> None:
+    wire = Wire("one")
+    async with wire.simulator(Faults(seed=16, delivery_delay=0.0)) as sim:
+        results = await _campaign(wire, sim, tmp_path, 30)
+        options = TrackOptions(rate=2000.0, until_final=True, poll_interval=60.0)
+        summary = await track_campaign(results, _account(wire, sim), options)
+        assert summary.rounds == 1 and summary.still_pending == 0
+        assert summary.elapsed < 30  # it did not wait a minute for a round with nothing to ask
