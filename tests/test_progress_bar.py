@@ -86,5 +86,6 @@ def test_send_draws_the_bar_above_its_figures() -> None:
     view(Snapshot(12.0, 5000, 4900, 100, 0, 2000, 1900, 100, 0, 32, 166.0, 0.4))
     view.close()
     lines = [line for line in out.getvalue().splitlines() if line.strip()]
-    assert lines[0].startswith("send ") and "40.0%" in lines[0] and "166 msg/s" in lines[0]
+    assert lines[0].removeprefix("\x1b[?25l").startswith("send ")  # after the hide-cursor code
+    assert "40.0%" in lines[0] and "166 msg/s" in lines[0]
     assert "1,900 accepted" in lines[0] and any("in flight" in line for line in lines[1:])
