@@ -33,6 +33,9 @@ legacy ``querymsg`` by apiMsgId, or the One API's ``GET /v1/message/<id>``
   connection trouble, ``ERR: 901``) is retried with exponential backoff up to ``max_attempts``
   times, then left for the next run (counted ``unanswered``, exit status 2). Bad credentials or a
   frozen account stop the run (:class:`~bulksend.errors.GatewayError`, exit status 2).
+* **Beside a campaign.** It takes only the receipts file's lock, not the campaign's: it may run
+  while ``send`` still sends (without a receiver) and asks about the rows recorded so far (a line
+  being written is not read); a rerun afterwards asks about the rest.
 * **Waiting.** With ``until_final`` it asks in rounds until every message is final, unknown to the
   gateway or older than ``max_age``; between rounds it waits ``poll_interval`` seconds, doubling
   up to :data:`MAX_POLL_INTERVAL`.
