@@ -3,8 +3,10 @@ reruns that ask only what is not final, ids the gateway no longer keeps, and the
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import os
+import signal
 import subprocess
 from collections import Counter
 from pathlib import Path
@@ -19,7 +21,7 @@ from bulksend.errors import CampaignLocked, GatewayError
 from bulksend.receipts import FINAL_STATUSES, RECEIPTS_HEADER, ReceiptServer
 from bulksend.simulator import DEFAULT_API_ID, DEFAULT_PASSWORD, DEFAULT_USER, Faults
 from bulksend.simulator.one_api import DEFAULT_API_KEY
-from bulksend.track import TrackOptions, TrackSnapshot, track_campaign
+from bulksend.track import DEFAULT_CONCURRENCY, TrackOptions, TrackSnapshot, track_campaign
 from tests.e2e.protocols import Wire
 from tests.e2e.support import bulksend_cmd, cli_env, read_results
 
@@ -223,8 +225,6 @@ async def test_track_command_exits_3_beside_a_receiver_process_and_0_after(
 
 async def _run(cmd: list[str]) -> subprocess.CompletedProcess[str]:
     """A child process while this loop keeps serving the simulator."""
-    import asyncio
-
     proc = await asyncio.create_subprocess_exec(
         *cmd,
         env=cli_env(),
@@ -244,3 +244,53 @@ async def test_until_final_stops_after_the_round_that_settles_everything(tmp_pat
         summary = await track_campaign(results, _account(wire, sim), options)
         assert summary.rounds == 1 and summary.still_pending == 0
         assert summary.elapsed < 30  # it did not wait a minute for a round with nothing to ask
+
+
+async def test_answers_lost_with_the_unsynced_tail_are_asked_again_and_never_doubled(
+    tmp_path: Path,
+) -> None:
+    """A machine crash keeps only what was fsynced: a prefix of the receipts file, maybe cut
+    inside a line. The next run cuts the torn line, asks again exactly the messages whose final
+    status was lost, and no (message, status) is on file twice."""
+    wire = Wire("sendmsg")
+    async with wire.simulator(Faults(seed=17, delivery_delay=0.0)) as sim:
+        results = await _campaign(wire, sim, tmp_path, 200)
+        account = _account(wire, sim)
+        await track_campaign(results, account, FAST)
+        receipts_path = tmp_path / "in.receipts.csv"
+        data = receipts_path.read_bytes()
+        cut = data.index(b"\n", len(data) // 2) + 20  # 20 bytes into a line past the middle
+        receipts_path.write_bytes(data[:cut])
+        kept = len(_receipts(receipts_path)) - 1  # whole lines that survived
+        again = await track_campaign(results, account, FAST)
+        assert again.settled_before == kept and again.queries == 200 - kept
+        lines = _receipts(receipts_path)
+        assert len(lines) == 200
+        assert len({(r["api_msg_id"], r["status"]) for r in lines}) == 200
+        assert all(r["status"] in FINAL_STATUSES for r in lines)
+
+
+async def test_a_killed_track_leaves_a_file_the_next_run_finishes(tmp_path: Path) -> None:
+    wire = Wire("one")
+    async with wire.simulator(Faults(seed=18, delivery_delay=0.0)) as sim:
+        results = await _campaign(wire, sim, tmp_path, 150)
+        proc = await asyncio.create_subprocess_exec(
+            *bulksend_cmd(
+                "track", str(results), "--endpoint", sim.url, "--api", "one", "--rate", "100"
+            ),
+            env=cli_env(BULKSEND_API_KEY=DEFAULT_API_KEY),
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.DEVNULL,
+        )
+        while sim.queries.stats.answered < 40:
+            await asyncio.sleep(0.05)
+        proc.send_signal(signal.SIGKILL)
+        await proc.wait()
+        answered = sim.queries.stats.answered
+        summary = await track_campaign(results, _account(wire, sim), FAST)
+        lines = _receipts(tmp_path / "in.receipts.csv")
+        # Every answer written before the kill stays; the rest is asked now (the few answered
+        # but not yet written when the kill came are asked again, never written twice).
+        assert summary.settled_before + summary.queries == 150
+        assert answered - DEFAULT_CONCURRENCY <= summary.settled_before <= answered
+        assert len(lines) == 150 == len({r["api_msg_id"] for r in lines})
