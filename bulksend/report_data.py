@@ -47,6 +47,7 @@ MAX_BUCKETS = 20_000
 """Buckets a time series holds before it is coarsened."""
 _RESOLUTIONS = (1, 10, 60, 600, 3600, 86400)
 _CHUNK = 1 << 16
+_GONE = "001"
 _HEX = frozenset("0123456789abcdefABCDEF").issuperset
 
 LATENCY_BUCKETS: tuple[tuple[str, float], ...] = (
@@ -120,6 +121,9 @@ class ReportData:
     """Messages by the time of their ``004`` receipt."""
     accepted_over_time: TimeSeries = field(default_factory=lambda: TimeSeries())
     """Accepted rows by their ``sent_at``."""
+    unknown_to_gateway: int = 0
+    """Pending messages the gateway said it does not know (``001``, from ``bulksend track``: an
+    id it no longer keeps)."""
     latency: dict[str, int] = field(default_factory=dict)
     """:data:`LATENCY_BUCKETS` label -> delivered messages (those with both times)."""
     latency_median: float | None = None
@@ -139,7 +143,8 @@ def _key(api_msg_id: str) -> int | str:
 
 
 def _final_times(path: Path) -> dict[int | str, int]:
-    """Message -> ``timestamp << 10 | status`` of its last final receipt (0 when no time)."""
+    """Message -> ``timestamp << 10 | status`` of its last final receipt (0 when no time), or 1
+    (``001``) for a message the gateway said it does not know and has no final status."""
     finals: dict[int | str, int] = {}
     try:
         handle = path.open(encoding="utf-8", errors="replace", newline="")
@@ -150,7 +155,12 @@ def _final_times(path: Path) -> dict[int | str, int]:
             raise ReportError(f"{path} is not a bulksend receipts file")
         for line in handle:
             fields = line.rstrip("\r\n").split(",")
-            if len(fields) != 8 or fields[4] not in FINAL_STATUSES:
+            if len(fields) != 8:
+                continue
+            if fields[4] == _GONE:  # the gateway no longer knows it, unless a final status came
+                finals.setdefault(_key(fields[1]), 1)
+                continue
+            if fields[4] not in FINAL_STATUSES:
                 continue
             try:
                 stamp = max(0, int(fields[7])) if fields[7] else 0
@@ -321,6 +331,9 @@ def gather(
             if value is None:
                 continue
             code_value = value & _STATUS_MASK
+            if code_value == 1:
+                data.unknown_to_gateway += 1
+                continue
             if code_value == 4:
                 stamp = value >> _STATUS_BITS
                 if stamp:

@@ -322,6 +322,18 @@ def render_html(
             _figure("delivered", "delivered", r.delivered, _pct(r.delivered, r.accepted), "good"),
             _figure("failed", "failed delivery", r.failed, _pct(r.failed, r.accepted), "bad"),
             _figure("pending", "pending (no final status)", r.pending, _pct(r.pending, r.accepted)),
+        ]
+        if data.unknown_to_gateway:
+            figures.append(
+                _figure(
+                    "unknown-to-gateway",
+                    "of which unknown to the gateway (001)",
+                    data.unknown_to_gateway,
+                    _pct(data.unknown_to_gateway, r.accepted),
+                    "warn",
+                )
+            )
+        figures += [
             _figure("credits", "credits charged", r.credits),
         ]
     stages = [

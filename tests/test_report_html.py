@@ -187,3 +187,14 @@ def test_a_100k_row_campaign_page_is_small_and_built_by_streaming(tmp_path: Path
     assert size < 200_000, size  # aggregated: far below the 2 MB a 1 M-row page may take
     assert figures((tmp_path / "big.html").read_text())["delivered"] == str(rows - rows // 20)
     assert elapsed < 60
+
+
+def test_messages_the_gateway_no_longer_knows_are_shown_within_pending(tmp_path: Path) -> None:
+    results = write_campaign(tmp_path)
+    with (tmp_path / "c.receipts.csv").open("a", encoding="utf-8") as f:
+        f.write(f"{SENT},{ids(5)},,27820000005,001,Message unknown,,{SENT_UNIX + 9}\n")
+        f.write(f"{SENT},{ids(1)},,27820000001,001,Message unknown,,{SENT_UNIX + 9}\n")
+    data = gather(results, tmp_path / "c.receipts.csv")
+    shown = figures(render_html(data))
+    assert shown["unknown-to-gateway"] == "1"  # row 5; row 1 was delivered before
+    assert shown["pending"] == "2" and shown["delivered"] == "2"
