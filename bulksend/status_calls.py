@@ -131,8 +131,9 @@ class LegacyStatusCalls:
         async with self._login_lock:
             if self._auth is not stale:
                 return  # another query renewed it meanwhile
+            credentials = Auth(stale.api_id, stale.user, stale.password)  # not the stale session
             try:
-                session_id = parse_auth(await self._post(http, "/http/auth", stale.params()))
+                session_id = parse_auth(await self._post(http, "/http/auth", credentials.params()))
             except ProtocolError as exc:
                 raise NotAnswered(f"unreadable auth answer: {exc}") from None
             except GatewayError as exc:

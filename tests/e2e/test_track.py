@@ -294,3 +294,27 @@ async def test_a_killed_track_leaves_a_file_the_next_run_finishes(tmp_path: Path
         assert summary.settled_before + summary.queries == 150
         assert answered - DEFAULT_CONCURRENCY <= summary.settled_before <= answered
         assert len(lines) == 150 == len({r["api_msg_id"] for r in lines})
+
+
+async def test_a_legacy_session_is_renewed_when_it_expires_mid_run(tmp_path: Path) -> None:
+    wire = Wire("sendmsg")
+    async with wire.simulator(Faults(seed=19, delivery_delay=0.0)) as sim:
+        results = await _campaign(wire, sim, tmp_path, 80)
+        account = AccountSettings(
+            endpoint=sim.url,
+            user=DEFAULT_USER,
+            api_id=DEFAULT_API_ID,
+            password=DEFAULT_PASSWORD,
+            auth="session",
+        )
+
+        async def expire_midway() -> None:
+            while sim.queries.stats.answered < 30:
+                await asyncio.sleep(0.01)
+            sim.expire_sessions()
+
+        expiring = asyncio.create_task(expire_midway())
+        summary = await track_campaign(results, account, TrackOptions(rate=300.0))
+        await expiring
+        assert summary.answered == 80 and summary.unanswered == 0
+        assert sim.queries.stats.refused >= 1  # the ERR 003 answers, then a new session
