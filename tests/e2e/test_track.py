@@ -119,8 +119,7 @@ async def test_429s_pause_the_queries_and_every_message_is_still_answered(
 ) -> None:
     async with wire.simulator(Faults(seed=9, delivery_delay=0.0)) as sim:
         results = await _campaign(wire, sim, tmp_path, 80)
-        sim.queries.query_mps = 40.0
-        sim.queries.query_burst = 5.0
+        sim.queries.query_mps = 40.0  # a bucket of one second's worth, as the gateway's
         sim.faults.throttle_retry_after = "fractional"
         summary = await track_campaign(results, _account(wire, sim), FAST)
         stats = sim.queries.stats
