@@ -439,6 +439,12 @@ def _add_track_parser(sub: Any) -> None:
         metavar="DURATION",
         help="first wait between rounds with --until-final, doubling up to 15m [30s]",
     )
+    track.add_argument(
+        "--charges",
+        action="store_true",
+        help="legacy API: ask getmsgcharge instead of querymsg (one call as well; its answer "
+        "also gives the charge, so the report sums credits)",
+    )
     track.add_argument("--json", action="store_true", help="print the summary as JSON")
     track.add_argument("--no-progress", dest="progress", action="store_const", const="off")
 
@@ -616,7 +622,10 @@ def _cmd_track(args: argparse.Namespace) -> int:
     cli["insecure"] = args.insecure
     account = load_account(cli, config_path=args.config, profile=args.profile, prompt_password=True)
     options = TrackOptions(
-        rate=args.rate, concurrency=args.concurrency, until_final=args.until_final
+        rate=args.rate,
+        concurrency=args.concurrency,
+        until_final=args.until_final,
+        charges=args.charges,
     )
     if args.max_age is not None:
         options = replace(options, max_age=args.max_age)

@@ -1,8 +1,8 @@
 """One message-status query over aiohttp, for either API, classified for ``bulksend track``.
 
-:class:`LegacyStatusCalls` asks ``/http/querymsg`` (POST form: the credentials travel in the body,
-never in the URL) and :class:`OneStatusCalls` ``GET /v1/message/<id>`` (the key in the
-``Authorization`` header). Each :meth:`query` returns a :class:`StatusReply`, or raises:
+:class:`LegacyStatusCalls` asks ``/http/querymsg`` (or ``getmsgcharge``; POST form: the
+credentials travel in the body, never in the URL) and :class:`OneStatusCalls` ``GET
+/v1/message/<id>`` (the key in the ``Authorization`` header). Each :meth:`query` returns a :class:`StatusReply`, or raises:
 
 * :class:`Throttled` -- HTTP 429 (or One API error 43): nothing answered; ``retry_after`` is the
   gateway's ``Retry-After`` (:func:`bulksend.wire.retry_after`), for flow control's pause;
@@ -30,7 +30,7 @@ import aiohttp
 
 from bulksend.errors import ErrorClass, GatewayError, ProtocolError, redact, register_secret
 from bulksend.wire import retry_after
-from bulksend.wire.legacy import Auth, parse_auth, parse_querymsg
+from bulksend.wire.legacy import Auth, parse_auth, parse_getmsgcharge, parse_querymsg
 from bulksend.wire.one import ApiKey, OneApi, parse_status
 
 __all__ = [
@@ -90,12 +90,17 @@ async def _read(resp: aiohttp.ClientResponse) -> bytes:
 
 
 class LegacyStatusCalls:
-    """``querymsg`` with the account's credentials (a session when ``use_session``)."""
+    """``querymsg`` with the account's credentials (a session when ``use_session``); with
+    ``charges``, ``getmsgcharge`` instead: the same one call per message, whose answer also
+    carries the message's charge (credits in the report)."""
 
-    def __init__(self, endpoint: str, auth: Auth, *, use_session: bool) -> None:
+    def __init__(
+        self, endpoint: str, auth: Auth, *, use_session: bool, charges: bool = False
+    ) -> None:
         self._base = endpoint.rstrip("/")
         self._auth = auth
         self._use_session = use_session
+        self._command = "getmsgcharge" if charges else "querymsg"
         self._login_lock = asyncio.Lock()
 
     def __repr__(self) -> str:
@@ -107,10 +112,15 @@ class LegacyStatusCalls:
                 await self._login(http, self._auth)
             auth = self._auth
             body = await self._post(
-                http, "/http/querymsg", [*auth.params(), ("apimsgid", api_msg_id)]
+                http, f"/http/{self._command}", [*auth.params(), ("apimsgid", api_msg_id)]
             )
+            charge = ""
             try:
-                answered_id, status = parse_querymsg(body)
+                if self._command == "querymsg":
+                    answered_id, status = parse_querymsg(body)
+                else:
+                    answered_id, credits, status = parse_getmsgcharge(body)
+                    charge = repr(credits) if math.isfinite(credits) and credits >= 0 else ""
             except GatewayError as exc:
                 if exc.code == 3 and self._use_session:
                     await self._login(http, auth)
@@ -121,10 +131,10 @@ class LegacyStatusCalls:
                     raise NotAnswered(str(exc)) from None
                 raise
             except ProtocolError as exc:
-                raise NotAnswered(f"unreadable querymsg answer: {exc}") from None
+                raise NotAnswered(f"unreadable {self._command} answer: {exc}") from None
             if answered_id.lower() != api_msg_id.lower():
-                raise NotAnswered(f"querymsg answered about another message ({answered_id})")
-            return StatusReply(status)
+                raise NotAnswered(f"{self._command} answered about another message ({answered_id})")
+            return StatusReply(status, charge)
         raise NotAnswered("the session expired again after renewing it")
 
     async def _login(self, http: aiohttp.ClientSession, stale: Auth) -> None:

@@ -3,7 +3,8 @@
 For every ``accepted`` row of the results file whose message has no final status yet in the
 campaign's receipts file (:func:`~bulksend.receipts.receipts_path_for`), it asks the gateway once:
 legacy ``querymsg`` by apiMsgId, or the One API's ``GET /v1/message/<id>``
-(:mod:`bulksend.status_calls`). What it promises:
+(:mod:`bulksend.status_calls`; with ``charges``, legacy ``getmsgcharge``, whose answer also
+carries the charge). What it promises:
 
 * **Same file, same guarantees as a callback.** Each answer becomes one line of the receipts
   file through :class:`~bulksend.receipts.ReceiptsFile`, the receiver's own writer: the same
@@ -127,6 +128,9 @@ class TrackOptions:
     """Tries of one query that gets no answer (429s do not count)."""
     initial_backoff: float = 0.5
     fsync_interval: float = 0.5
+    charges: bool = False
+    """Legacy API: ask ``getmsgcharge`` instead of ``querymsg`` (one call as well; the answer
+    also gives the charge, so the report can sum credits). The One API's answer has it anyway."""
     connect_timeout: float = 10.0
     read_timeout: float = 30.0
 
@@ -564,7 +568,9 @@ def _install_signals(tracker: _Tracker) -> Callable[[], None] | None:
     return restore
 
 
-def _status_calls(account: AccountSettings) -> LegacyStatusCalls | OneStatusCalls:
+def _status_calls(
+    account: AccountSettings, *, charges: bool = False
+) -> LegacyStatusCalls | OneStatusCalls:
     if account.api == "one":
         if not account.api_key:
             raise ConfigError(
@@ -574,7 +580,9 @@ def _status_calls(account: AccountSettings) -> LegacyStatusCalls | OneStatusCall
     if not account.password:
         raise ConfigError("no password: set BULKSEND_PASSWORD, or password_env in the config file")
     auth = Auth(api_id=account.api_id, user=account.user, password=account.password)
-    return LegacyStatusCalls(account.endpoint, auth, use_session=account.auth == "session")
+    return LegacyStatusCalls(
+        account.endpoint, auth, use_session=account.auth == "session", charges=charges
+    )
 
 
 def _take_lock(receipts: Path) -> FileLock:
@@ -603,7 +611,7 @@ async def track_campaign(
     options = options or TrackOptions()
     results = Path(results)
     _check_results(results)
-    calls = _status_calls(account)
+    calls = _status_calls(account, charges=options.charges)
     receipts_path = receipts_path_for(results)
     summary = TrackSummary(str(results), str(receipts_path), api=account.api)
     lock = _take_lock(receipts_path)

@@ -28,8 +28,8 @@ The other answers:
   status: <NNN>`` (lower-case keys, as the corrected doc says and clients parse; the charge is
   the message's parts, 0.0 once stopped and refunded). Both take ``apimsgid``, else
   ``climsgid`` (the first message of the latest request with it): unknown → 103 / 104, neither →
-  109. ``querymsg``'s statuses progress over time even without callbacks, it has a throttle of
-  its own (429) and counters: :class:`~bulksend.simulator.status_queries.StatusQueries`
+  109. Their statuses progress over time even without callbacks, and they have a throttle of
+  their own (429) and counters: :class:`~bulksend.simulator.status_queries.StatusQueries`
   (:attr:`Simulator.queries`).
 * ``delmsg`` (same target rules) stops a message that has not left yet, that is one sent with
   ``deliv_time`` / ``scheduled_time`` whose time has not come: its status becomes ``006`` for
@@ -655,12 +655,10 @@ class Simulator(ServedApp):
         return self.queries.legacy_answer(self._query_target(params))
 
     def _getmsgcharge(self, params: Params, is_post: bool) -> Answer:
-        entry = self._query_target(params)
-        if isinstance(entry, str):
-            return entry
-        status = self.ledger.status(entry.api_msg_id)
-        charge = 0.0 if self.ledger.is_cancelled(entry.api_msg_id) else float(entry.parts)
-        return f"apiMsgId: {entry.api_msg_id} charge: {charge} status: {status}"
+        throttled = self.queries.admit()
+        if throttled is not None:
+            return web.Response(status=429, text="429: Too Many Requests", headers=throttled)
+        return self.queries.charge_answer(self._query_target(params))
 
     def _delmsg(self, params: Params, is_post: bool) -> Answer:
         entry = self._query_target(params)

@@ -1,8 +1,8 @@
 """Status queries on the simulated gateways: statuses that move on by themselves, a query throttle
 and the queries' own counters.
 
-Both simulators answer a message-status query (legacy ``/http/querymsg``, One API ``GET
-/v1/message/<id>``) through one :class:`StatusQueries`. What it promises:
+Both simulators answer a message-status query (legacy ``/http/querymsg`` and ``/http/getmsgcharge``,
+One API ``GET /v1/message/<id>``) through one :class:`StatusQueries`. What it promises:
 
 * **Statuses progress over time, with or without callbacks.** A message whose delivery the
   callback dispatcher plays (sent with a callback value, to a simulator with a ``callback_url``)
@@ -175,6 +175,24 @@ class StatusQueries:
     def legacy_answer(self, target: LedgerEntry | str) -> str:
         """``querymsg``'s answer for what the handler found (an entry, or its ``ERR:`` line):
         ``ID: <id> Status: <NNN>``; an expired id is ``ERR: 103`` like one never issued."""
+        found = self._found(target)
+        if isinstance(found, str):
+            return found
+        status, _ = self.status(found)
+        return f"ID: {found.api_msg_id} Status: {status}"
+
+    def charge_answer(self, target: LedgerEntry | str) -> str:
+        """``getmsgcharge``'s answer, by the same rules: ``apiMsgId: <id> charge: <parts> status:
+        <NNN>`` (the charge is 0.0 once stopped by ``delmsg`` and refunded)."""
+        found = self._found(target)
+        if isinstance(found, str):
+            return found
+        status, _ = self.status(found)
+        charge = 0.0 if status == STATUS_CANCELLED else float(found.parts)
+        return f"apiMsgId: {found.api_msg_id} charge: {charge} status: {status}"
+
+    def _found(self, target: LedgerEntry | str) -> LedgerEntry | str:
+        """The entry, or the ``ERR:`` line to answer (counted)."""
         if isinstance(target, str):
             if target.startswith(("ERR: 103", "ERR: 104")):
                 self.unknown()
@@ -184,5 +202,4 @@ class StatusQueries:
         if self.expired(target):
             self.unknown()
             return err(103)
-        status, _ = self.status(target)
-        return f"ID: {target.api_msg_id} Status: {status}"
+        return target

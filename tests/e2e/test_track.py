@@ -19,6 +19,7 @@ from bulksend.campaign import run_campaign_async
 from bulksend.config import AccountSettings
 from bulksend.errors import CampaignLocked, GatewayError
 from bulksend.receipts import FINAL_STATUSES, RECEIPTS_HEADER, ReceiptServer
+from bulksend.report import build_report
 from bulksend.simulator import DEFAULT_API_ID, DEFAULT_PASSWORD, DEFAULT_USER, Faults
 from bulksend.simulator.one_api import DEFAULT_API_KEY
 from bulksend.track import DEFAULT_CONCURRENCY, TrackOptions, TrackSnapshot, track_campaign
@@ -317,3 +318,16 @@ async def test_a_legacy_session_is_renewed_when_it_expires_mid_run(tmp_path: Pat
         await expiring
         assert summary.answered == 80 and summary.unanswered == 0
         assert sim.queries.stats.refused >= 1  # the ERR 003 answers, then a new session
+
+
+async def test_legacy_charges_come_with_getmsgcharge_and_reach_the_report(tmp_path: Path) -> None:
+    wire = Wire("sendmsg")
+    async with wire.simulator(Faults(seed=20, delivery_delay=0.0)) as sim:
+        results = await _campaign(wire, sim, tmp_path, 40)
+        options = TrackOptions(rate=2000.0, charges=True)
+        summary = await track_campaign(results, _account(wire, sim), options)
+        assert summary.queries == 40 and summary.delivered + summary.failed == 40
+        lines = _receipts(tmp_path / "in.receipts.csv")
+        assert {r["charge"] for r in lines} == {"1.0"}
+        report = build_report(results, tmp_path / "in.receipts.csv")
+        assert report.credits == 40.0
