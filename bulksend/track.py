@@ -32,7 +32,9 @@ carries the charge). What it promises:
   the campaign's :class:`~bulksend.flow.FlowControl`: a 429 pauses every query for its
   ``Retry-After`` and is retried without counting as a failure; a query that got no answer (5xx,
   connection trouble, ``ERR: 901``) is retried with exponential backoff up to ``max_attempts``
-  times, then left for the next run (counted ``unanswered``, exit status 2). Bad credentials or a
+  times, then left for the next run (counted ``unanswered``, exit status 2). When
+  ``max(10, 2 x concurrency)`` messages in a row get no answer, the gateway is taken to be down
+  and the run stops (exit status 2) instead of spending the retries on every message left. Bad credentials or a
   frozen account stop the run (:class:`~bulksend.errors.GatewayError`, exit status 2).
 * **Beside a campaign.** It takes only the receipts file's lock, not the campaign's: it may run
   while ``send`` still sends (without a receiver) and asks about the rows recorded so far (a line
@@ -322,6 +324,8 @@ class _Tracker:
         self._round = _RoundCounters()
         self._waiting = 0.0
         self.signal_exit = 0
+        self._unanswered_in_a_row = 0
+        self._give_up_after = max(10, 2 * options.concurrency)
 
     # -- plan -----------------------------------------------------------------------------------
 
@@ -424,6 +428,12 @@ class _Tracker:
                     log.warning("no status for %s after %d tries: %s", api_msg_id, failures, exc)
                     summary.unanswered += 1
                     self._round.unanswered += 1
+                    self._unanswered_in_a_row += 1
+                    if self._unanswered_in_a_row >= self._give_up_after:
+                        self.halt(
+                            f"the gateway answered none of the last {self._unanswered_in_a_row} "
+                            f"messages ({exc}); rerun later to go on"
+                        )
                     return None
                 wait = max(delay * (1 + random.random() * 0.5), exc.retry_after or 0.0)
                 delay = min(delay * 2, 30.0)
@@ -438,6 +448,7 @@ class _Tracker:
                 return None
             else:
                 flow.succeeded(ticket)
+                self._unanswered_in_a_row = 0
                 return reply
             finally:
                 await flow.release(ticket)

@@ -331,3 +331,16 @@ async def test_legacy_charges_come_with_getmsgcharge_and_reach_the_report(tmp_pa
         assert {r["charge"] for r in lines} == {"1.0"}
         report = build_report(results, tmp_path / "in.receipts.csv")
         assert report.credits == 40.0
+
+
+async def test_a_gateway_that_answers_nothing_stops_the_run_early(tmp_path: Path) -> None:
+    wire = Wire("sendmsg")
+    async with wire.simulator(Faults(seed=22)) as sim:
+        results = await _campaign(wire, sim, tmp_path, 200)
+        sim.faults.commands = frozenset({"querymsg"})
+        sim.faults.http_503_rate = 1.0
+        options = TrackOptions(rate=2000.0, concurrency=4, max_attempts=2, initial_backoff=0.01)
+        summary = await track_campaign(results, _account(wire, sim), options)
+        assert summary.exit_code == 2 and "answered none of the last 10" in summary.stopped
+        assert 10 <= summary.unanswered < 20 and summary.answered == 0
+        assert summary.still_pending == 200
