@@ -84,6 +84,7 @@ __all__ = [
     "Receipt",
     "ReceiptServer",
     "ReceiptStats",
+    "ReceiptsFile",
     "collect_receipts",
     "is_loopback",
     "parse_callback",
@@ -278,6 +279,26 @@ def _receipt_key_of_line(line: str) -> int | str | None:
     return _key(fields[1], fields[4]) if len(fields) == 8 else None
 
 
+class ReceiptsFile(AppendFile):
+    """The receipts file itself (header, line format, idempotency keys, group commit), for the
+    HTTP receiver and for another writer (``bulksend track``), which must hold the file's
+    :class:`~bulksend.lock.FileLock` (``what="receipts"``) first, fsync it on a timer
+    (:meth:`fsync_fd`) and close it."""
+
+    def __init__(self, path: Path, on_error: Callable[[OSError, str], None]) -> None:
+        super().__init__(
+            path,
+            on_error,
+            header=RECEIPTS_HEADER,
+            kind="receipts file",
+            read_key=_receipt_key_of_line,
+        )
+
+    def submit(self, line: str | Receipt, key: int | str) -> asyncio.Future[None]:
+        """Buffer one new receipt (or a line already formatted); resolves once written."""
+        return super().submit(line if isinstance(line, str) else _receipt_line(line), key)
+
+
 class ReceiptServer:
     """The callback receiver; ``async with ReceiptServer(path) as server:`` serves on
     :attr:`url` until the block ends (then flushes, fsyncs and closes the file)."""
@@ -317,13 +338,7 @@ class ReceiptServer:
         self._token = token
         self._fsync_interval = fsync_interval
         self._shutdown_timeout = shutdown_timeout
-        self._file = AppendFile(
-            self.out_path,
-            self._storage_failed,
-            header=RECEIPTS_HEADER,
-            kind="receipts file",
-            read_key=_receipt_key_of_line,
-        )
+        self._file = ReceiptsFile(self.out_path, self._storage_failed)
         self.replies_path = Path(replies_path or replies_path_for(self.out_path))
         self.inbox = Inbox(
             self.replies_path,
@@ -692,3 +707,7 @@ async def _serve_receipts(server: ReceiptServer, stop: asyncio.Event) -> int:
         print(f"bulksend: error: {server.failed}", file=sys.stderr, flush=True)
         return EXIT_STORAGE
     return 0
+
+
+receipt_key = _key
+"""The idempotency key of a receipt, ``(api_msg_id, status)``, as :class:`ReceiptsFile` keeps it."""
