@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from bulksend import __version__
-from bulksend.cli_compliance import add_receipts_parser, add_window_arguments
+from bulksend.cli_compliance import add_receipts_parser, add_window_arguments, replies_sections
 from bulksend.errors import (
     BulkSendError,
     CampaignLocked,
@@ -694,7 +694,14 @@ def _cmd_report(args: argparse.Namespace) -> int:
                 text = args.text_file.read_text(encoding="utf-8")
             except (OSError, UnicodeDecodeError) as exc:
                 raise ConfigError(f"--text-file {args.text_file}: {exc}") from None
-        write_html_report(args.results, receipts, args.html, text=text, report=report)
+        write_html_report(
+            args.results,
+            receipts,
+            args.html,
+            text=text,
+            report=report,
+            sections=replies_sections(report),
+        )
         size = args.html.stat().st_size
         sys.stderr.write(f"bulksend: HTML report written to {args.html} ({size / 1024:,.0f} KB)\n")
     if args.json:

@@ -111,3 +111,30 @@ def run_receipts(args: argparse.Namespace) -> int:
         keywords=keywords,
         metrics_listen=args.metrics_listen,
     )
+
+
+def replies_sections(report: Any) -> list[Any]:
+    """The HTML report's section on replies and opt-outs (:class:`bulksend.report_html.Section`),
+    when the report read a replies file; the numbers listed are the recipients who opted out."""
+    if not report.replies_path:
+        return []
+    import html
+
+    from bulksend.report_html import Section
+
+    shown = report.opt_outs[:200]
+    text = (
+        f"<p>{report.replies:,} replies (MO) in {html.escape(report.replies_path)}, "
+        f"{report.replies_from_recipients:,} from this campaign's recipients; "
+        f'<span id="fig-opt-outs" data-value="{len(report.opt_outs)}">'
+        f"{len(report.opt_outs):,}</span> of them opted out (STOP, ...)"
+    )
+    if report.opt_outs_elsewhere:
+        text += f"; {report.opt_outs_elsewhere:,} other numbers opted out"
+    text += ".</p>"
+    if shown:
+        text += "<p>" + ", ".join(f"+{html.escape(n)}" for n in shown)
+        if len(report.opt_outs) > len(shown):
+            text += f" and {len(report.opt_outs) - len(shown):,} more (bulksend report --json)"
+        text += "</p>"
+    return [Section("replies", "Replies and opt-outs", text)]

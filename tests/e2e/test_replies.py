@@ -16,6 +16,7 @@ from bulksend.receipts import ReceiptServer
 from bulksend.report import build_report
 from bulksend.simulator import Faults
 from tests.e2e.protocols import Wire
+from tests.e2e.support import run_bulksend
 
 
 def read_csv(path: Path) -> list[dict[str, str]]:
@@ -66,6 +67,13 @@ async def test_stop_replies_are_recorded_reported_and_excluded_next_time(
     report = build_report(first.results_path, receipts)
     assert report.replies == report.replies_from_recipients == pushed
     assert report.opt_outs == stopped and report.opt_outs_elsewhere == 0
+    page = tmp_path / "report.html"
+    shown = run_bulksend(
+        "report", str(first.results_path), "--receipts", str(receipts), "--html", str(page)
+    )
+    assert shown.returncode == 0, shown.stderr
+    assert f"opted out by reply: +{stopped[0]}" in " ".join(shown.stdout.split())
+    assert f'id="fig-opt-outs" data-value="{len(stopped)}"' in page.read_text()
 
     # The next campaign, to the same audience, excludes them.
     async with wire.simulator(Faults(seed=19, delivery_failure_rate=0.0)) as sim:
