@@ -44,6 +44,7 @@ def require_credentials(host: str, token: str | None, basic_auth: tuple[str, str
     if not token and basic_auth is None and not is_loopback(host):
         raise ConfigError(
             f"refusing to receive callbacks on {host} without --token or basic auth "
-            "(--auth-user with BULKSEND_RECEIPTS_PASSWORD): anyone who can reach it could forge "
-            "delivery receipts or STOP replies; loopback addresses need neither"
+            "(a token: --token or BULKSEND_RECEIPTS_TOKEN; basic auth: receipts --auth-user or "
+            "send --receipts-auth-user, with BULKSEND_RECEIPTS_PASSWORD): anyone who can reach "
+            "it could forge delivery receipts or STOP replies; loopback addresses need neither"
         )
