@@ -79,6 +79,7 @@ async def test_retry_after_styles(
     assert check(headers.get("Retry-After"))  # type: ignore[operator]
 
 
+@pytest.mark.serial
 async def test_processing_time_grows_with_recipients(sim: Simulator, http: aiohttp.ClientSession):
     sim.faults.per_recipient_latency = 0.001  # 1 ms per number
     started = time.monotonic()

@@ -73,6 +73,7 @@ def _run(
 # -- one runner per campaign ---------------------------------------------------------------------
 
 
+@pytest.mark.serial
 def test_second_runner_refuses_through_other_names_then_takes_over_after_kill_9(
     tmp_path: Path, slow_gateway: tuple[str, Path]
 ) -> None:
