@@ -8,10 +8,10 @@ PYTEST := $(BIN)/python -m pytest
 # pytest runs in two passes: the tests not marked `serial` on WORKERS pytest-xdist worker
 # processes, then the `serial` ones (a rate, a latency bound) alone, with the CPU to themselves.
 # Most tests wait (simulated latency, child processes, sockets), so more workers than the two
-# cores pay: 8 measured best here (README, Development). Override with `make test WORKERS=4`;
+# cores pay: 4 measured best here (README, Development). Override with `make test WORKERS=8`;
 # WORKERS=0 runs the first pass in one process too. PYTEST_ARGS narrows both passes to paths or
 # a -k expression (not -m: the passes are selected by marker), e.g. PYTEST_ARGS=tests/e2e.
-WORKERS ?= 8
+WORKERS ?= 4
 PYTEST_ARGS ?=
 
 # $(call two_passes,MARKER EXPRESSION PREFIX,PYTEST OPTIONS,STOP AFTER A FAILED PASS (x or empty))
