@@ -174,6 +174,7 @@ def test_signal_drains_in_flight_and_resume_completes(
         sim.wait(timeout=10)
 
 
+@pytest.mark.serial
 def test_second_ctrl_c_aborts_at_once_and_resume_is_still_correct(tmp_path: Path) -> None:
     write_numbers(tmp_path / "in.csv", 6000)
     slow, slow_url = _start_sim(tmp_path, "3.0")

@@ -36,6 +36,7 @@ async def test_without_a_rate_slow_start_opens_the_window_per_answer() -> None:
     assert flow.window == INITIAL_WINDOW + SLOW_START_GROWTH * INITIAL_WINDOW
 
 
+@pytest.mark.serial
 async def test_a_rate_paces_requests_one_batch_apart_and_caps_batches_at_half_a_second() -> None:
     flow = FlowControl(32, rate=1000.0)  # the real clock: pacing sleeps for real
     assert flow.window == 32 and flow.batch_limit(600) == 500 and flow.batch_limit(100) == 100

@@ -116,6 +116,7 @@ async def test_auth_refuses_bad_credentials(
     assert await call(http, sim, "auth", method="GET", **params) == (200, answer)
 
 
+@pytest.mark.serial
 async def test_ping_extends_the_session_until_it_idles_past_the_ttl(http: aiohttp.ClientSession):
     async with Simulator(USER, PASSWORD, API_ID, faults=Faults(session_ttl=0.5)) as sim:
         sid = await session_id(http, sim)
@@ -130,6 +131,7 @@ async def test_ping_extends_the_session_until_it_idles_past_the_ttl(http: aiohtt
         assert await call(http, sim, "ping") == (200, "ERR: 005, Missing session ID")
 
 
+@pytest.mark.serial
 async def test_sendmsg_with_a_session_extends_it_and_expired_sessions_are_003(
     http: aiohttp.ClientSession,
 ):
@@ -555,6 +557,7 @@ async def test_throttle_answers_429_with_retry_after_and_processes_nothing(
     assert sim.stats.http_429 == 2
 
 
+@pytest.mark.serial
 async def test_latency_delays_the_answer(sim: Simulator, http: aiohttp.ClientSession):
     sim.faults.latency = 0.2
     started = time.perf_counter()

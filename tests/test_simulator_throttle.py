@@ -79,6 +79,7 @@ async def test_retry_after_styles(
     assert check(headers.get("Retry-After"))  # type: ignore[operator]
 
 
+@pytest.mark.serial
 async def test_processing_time_grows_with_recipients(sim: Simulator, http: aiohttp.ClientSession):
     sim.faults.per_recipient_latency = 0.001  # 1 ms per number
     started = time.monotonic()
@@ -90,6 +91,7 @@ async def test_processing_time_grows_with_recipients(sim: Simulator, http: aioht
     assert many >= 0.4 and many > one + 0.3
 
 
+@pytest.mark.serial  # the first two must reach the simulator within the 0.1 s the test waits
 @pytest.mark.parametrize("answer", ["503", "refuse"])
 async def test_connection_cap_refuses_requests_over_it_unprocessed(
     sim: Simulator, http: aiohttp.ClientSession, answer: str

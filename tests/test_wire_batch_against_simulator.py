@@ -110,6 +110,7 @@ def check_ledger(sim: Simulator, batches: list[Batch], ids: list[str]) -> None:
         assert entry.option_map["batch_id"]
 
 
+@pytest.mark.serial  # 50 items must fit in one 0.15 s session, or no batch id expires
 @pytest.mark.parametrize(
     "names", [NAMES_GSM, NAMES_GSM + NAMES_UCS2], ids=["gsm7", "gsm7-and-ucs2"]
 )

@@ -30,7 +30,12 @@ from bulksend.simulator import Faults
 from tests.e2e.protocols import WIRES, Wire
 from tests.e2e.support import check_against_ledger, read_results
 
-pytestmark = [pytest.mark.slow, pytest.mark.parametrize("wire", WIRES, ids=str)]
+# serial: the sender must outrun the throttle (HTTP 429s are asserted), so the CPU to itself.
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.serial,
+    pytest.mark.parametrize("wire", WIRES, ids=str),
+]
 
 
 @dataclass(frozen=True)

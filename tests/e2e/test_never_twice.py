@@ -73,6 +73,7 @@ def _run(
 # -- one runner per campaign ---------------------------------------------------------------------
 
 
+@pytest.mark.serial
 def test_second_runner_refuses_through_other_names_then_takes_over_after_kill_9(
     tmp_path: Path, slow_gateway: tuple[str, Path]
 ) -> None:
@@ -120,8 +121,12 @@ def test_second_runner_refuses_through_other_names_then_takes_over_after_kill_9(
     assert takeover.returncode == 0, takeover.stderr
     per_number = _ledger_counts(ledger)
     assert max(per_number.values()) == 1, "a number was accepted twice"
-    assert set(per_number) == set(numbers)
-    assert {r["to"] for r in read_results(results)} == set(numbers)
+    final = read_results(results)
+    assert {r["to"] for r in final} == set(numbers)
+    # Rows in flight at the kill that had not reached the gateway (more of them on a busy
+    # machine) are recorded unknown and not resent; at most concurrency x batch size of them.
+    unknown = {r["to"] for r in final if r["status"] == "unknown"}
+    assert set(numbers) - set(per_number) <= unknown and len(unknown) <= 2 * 100
     # The in-flight warning of the takeover run is said once.
     assert takeover.stderr.count("were in flight when a previous run stopped") == 1
 

@@ -21,6 +21,8 @@ from bulksend.config import CampaignSettings
 from bulksend.simulator import Faults, Simulator
 from tests.e2e.support import check_against_ledger, read_results, write_numbers
 
+pytestmark = pytest.mark.serial  # shares of the account's rate: the CPU to themselves
+
 MakeSettings = Callable[..., CampaignSettings]
 R = 1000
 
