@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import argparse
 import gc
+import json
 import logging
 import signal
 import sys
 import threading
 import warnings
 from collections.abc import Sequence
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +20,7 @@ from bulksend import __version__
 from bulksend.errors import (
     BulkSendError,
     CampaignLocked,
+    CampaignRepeated,
     ConfigError,
     GatewayError,
     InputError,
@@ -196,6 +199,12 @@ def _add_send_arguments(p: argparse.ArgumentParser) -> None:
         help="send rows recorded unknown again (those found in delivery receipts are not)",
     )
     p.add_argument("--restart", action="store_true", default=None, help="move old results aside")
+    p.add_argument(
+        "--again",
+        action="store_true",
+        default=None,
+        help="send although this list and message already went out under another results file",
+    )
     p.add_argument("--summary-json", type=Path, help="also write the summary as JSON here")
     p.add_argument(
         "--no-progress",
@@ -284,9 +293,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     status = sub.add_parser(
-        "status", help="a campaign's state (safe while it runs): holder, rows, pending, input"
+        "status",
+        help="a campaign's state (safe while it runs): holder, rows, pending, input; "
+        "without a results file, the campaigns the registry knows",
     )
-    status.add_argument("results", type=Path, help="the campaign's results file")
+    status.add_argument(
+        "results", type=Path, nargs="?", help="the campaign's results file [all known runs]"
+    )
     status.add_argument("--json", action="store_true", help="print JSON instead of lines")
     status.add_argument(
         "--no-pending",
@@ -383,6 +396,7 @@ def _cmd_send(args: argparse.Namespace) -> int:
             "dedupe",
             "resend_unknown",
             "restart",
+            "again",
             "summary_json",
             "progress",
             "insecure",
@@ -494,9 +508,18 @@ def _cmd_cancel(args: argparse.Namespace) -> int:
 
 
 def _cmd_status(args: argparse.Namespace) -> int:
-    from bulksend.status import campaign_status, print_status
+    from bulksend.registry import default_state_dir
+    from bulksend.status import campaign_status, known_runs, print_runs, print_status
 
+    if args.results is None:
+        runs = known_runs(default_state_dir())
+        if args.json:
+            print(json.dumps([asdict(r) for r in runs.runs], indent=2, sort_keys=True))
+        else:
+            print_runs(runs)
+        return 0
     status = campaign_status(args.results, count_pending=args.pending)
+    status.earlier_runs = known_runs(default_state_dir(), results=args.results).as_json()
     if args.json:
         print(status.to_json())
     else:
@@ -560,6 +583,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except GatewayError as exc:
         sys.stderr.write(f"bulksend: error: {exc}\n")
         return 2
+    except CampaignRepeated as exc:
+        sys.stderr.write(f"bulksend: refused: {exc}\n")
+        return EXIT_LOCKED
     except CampaignLocked as exc:
         sys.stderr.write(f"bulksend: refused: {exc}\n")
         return EXIT_LOCKED

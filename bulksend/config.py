@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from bulksend.errors import ConfigError, InputError, register_secret
+from bulksend.registry import default_state_dir
 
 __all__ = [
     "DEFAULT_ENDPOINT",
@@ -81,6 +82,7 @@ _KEYS: dict[str, type | tuple[type, ...]] = {
     "retry_max_seconds": (int, float),
     "fsync_interval": (int, float),
     "insecure": bool,
+    "state_dir": str,
 }
 
 _ENV = {
@@ -92,6 +94,7 @@ _ENV = {
     "BULKSEND_CONCURRENCY": "concurrency",
     "BULKSEND_RATE": "rate",
     "BULKSEND_AUTH": "auth",
+    "BULKSEND_STATE_DIR": "state_dir",
 }
 
 
@@ -153,9 +156,18 @@ class CampaignSettings:
     check_balance: bool = True
     metrics_listen: str | None = None
     """``HOST:PORT``: serve Prometheus metrics at ``/metrics`` while the campaign runs."""
+    # The campaign registry (bulksend.registry): same list and message under another results file.
+    state_dir: Path | None = field(default_factory=default_state_dir)
+    """Where the registry lives (``$BULKSEND_STATE_DIR``, ``$XDG_STATE_HOME/bulksend``,
+    ``~/.local/state/bulksend``); ``None``: no registry (the caller keeps its own books)."""
+    again: bool = False
+    """Send although the registry knows the same campaign under another results file (CLI only:
+    a config file that said so would switch the check off for good)."""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "input_path", Path(self.input_path))
+        if self.state_dir is not None:
+            object.__setattr__(self, "state_dir", Path(self.state_dir).expanduser())
         object.__setattr__(self, "exclude", tuple(Path(p) for p in self.exclude))
         if self.record_opt_outs is not None:
             object.__setattr__(self, "record_opt_outs", Path(self.record_opt_outs))
@@ -434,6 +446,7 @@ def load_settings(
     unknown = set(merged) - known
     if unknown:
         raise ConfigError(f"unknown settings: {', '.join(sorted(unknown))}")
+    merged.setdefault("state_dir", default_state_dir(os.environ if env is None else env))
     settings = CampaignSettings(password=password, api_key=api_key, **merged)
     if settings.insecure:
         warnings.warn("TLS certificate verification is OFF (--insecure)", stacklevel=2)

@@ -10,7 +10,9 @@ results line being written as it reads (a torn last line is not counted). What i
 * the input file the journal was made from, and whether it still matches (content digest);
 * rows still pending: valid numbers of the input (read with the campaign's own settings) that are
   neither in the results nor sent yet; only computed when the input still matches;
-* when the campaign last wrote.
+* when the campaign last wrote;
+* the runs of the same campaign the registry knows (:mod:`bulksend.registry`), under this results
+  file or another; without a results file, every run it knows (:func:`known_runs`).
 """
 
 from __future__ import annotations
@@ -28,10 +30,18 @@ from bulksend.errors import ConfigError, InputError
 from bulksend.journal import RESULTS_HEADER, InputIdentity, RowBitmap, expand_rows, input_identity
 from bulksend.lock import format_holder, probe
 from bulksend.numbers import NumberPolicy
+from bulksend.registry import Registry, RegistryUnavailable, RunEntry
 from bulksend.source import RecipientSource
 from bulksend.template import Template
 
-__all__ = ["CampaignStatus", "campaign_status", "print_status"]
+__all__ = [
+    "CampaignStatus",
+    "KnownRuns",
+    "campaign_status",
+    "known_runs",
+    "print_runs",
+    "print_status",
+]
 
 
 @dataclass
@@ -52,6 +62,7 @@ class CampaignStatus:
     pending: int | None = None
     last_write: str = ""
     removed_rows: int = 0
+    earlier_runs: list[dict[str, object]] = field(default_factory=list)
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2, sort_keys=True)
@@ -164,6 +175,48 @@ def campaign_status(
     return status
 
 
+@dataclass(frozen=True)
+class KnownRuns:
+    """Runs the registry knows (newest first), or why it could not say."""
+
+    registry: str
+    runs: list[RunEntry]
+    problem: str = ""
+
+    def as_json(self) -> list[dict[str, object]]:
+        return [asdict(r) for r in self.runs]
+
+
+def known_runs(state_dir: Path, *, results: str | os.PathLike[str] | None = None) -> KnownRuns:
+    """Every run the registry in ``state_dir`` knows; with ``results``, the runs of the
+    campaign(s) that file belongs to (under it or under another name)."""
+    registry = Registry(state_dir)
+    try:
+        runs = registry.runs()
+    except RegistryUnavailable as exc:
+        return KnownRuns(str(registry.path), [], str(exc))
+    if results is not None:
+        real = os.path.realpath(results)
+        mine = {r.identity for r in runs if r.results == real}
+        runs = [r for r in runs if r.identity in mine]
+    return KnownRuns(str(registry.path), runs)
+
+
+def print_runs(known: KnownRuns) -> None:
+    if known.problem:
+        print(f"registry: {known.problem}")
+        return
+    if not known.runs:
+        print(f"no campaigns recorded in {known.registry}")
+        return
+    print(f"campaigns recorded in {known.registry}, newest first:")
+    for run in known.runs:
+        print(f"- {run.results}")
+        print(f"    input {run.input}; {run.account}; sender {run.sender or '-'}")
+        again = "; sent with --again" if run.again else ""
+        print(f"    first run {run.started}; {run.holds()}{again}")
+
+
 def _rendering(reading: dict[str, object]) -> dict[str, Any]:
     """The template a personalised campaign recorded, so that the rows its rendering refuses are
     not counted as pending."""
@@ -200,6 +253,10 @@ def print_status(status: CampaignStatus) -> None:
         out.append(("pending (not sent yet)", f"{status.pending:,}"))
     if status.removed_rows:
         out.append(("results of numbers removed from the input", f"{status.removed_rows:,}"))
+    for run in status.earlier_runs:
+        entry = RunEntry.from_json(run)
+        if entry is not None and entry.results != os.path.realpath(status.results_path):
+            out.append(("same campaign also sent as", f"{entry.results} ({entry.holds()})"))
     input_line = status.input_path or "-"
     state = {
         "matches": "unchanged",
