@@ -27,13 +27,10 @@ from bulksend.errors import StorageError
 
 __all__ = ["GroupCommit", "datasync"]
 
-_fdatasync = getattr(os, "fdatasync", os.fsync)  # macOS has no fdatasync
-
-
 def datasync(fd: int) -> None:
     """``fdatasync`` where the platform has it (the data and the size, not the mtime), else
-    ``fsync``."""
-    _fdatasync(fd)
+    ``fsync`` (macOS)."""
+    getattr(os, "fdatasync", os.fsync)(fd)
 
 
 def _sync_and_close(fd: int) -> None:

@@ -238,6 +238,7 @@ class Admission:
     repeats: tuple[RunEntry, ...] = ()  # earlier runs sent again (``again``)
     warning: str = ""  # the registry could not record this run (or was not checked)
     recorded: bool = True
+    previous: RunEntry | None = None  # the entry this run replaced (an earlier run of its file)
 
 
 class Registry:
@@ -402,7 +403,7 @@ class Registry:
                         entry, started=earlier[0].started, again=earlier[0].again or again
                     )
                 self._write([*kept, entry])
-                return Admission(entry, tuple(repeats))
+                return Admission(entry, tuple(repeats), previous=earlier[0] if earlier else None)
         except RegistryUnavailable as exc:
             if not exc.readable and not again:
                 raise CampaignRepeated(
@@ -420,6 +421,22 @@ class Registry:
                 ),
                 recorded=False,
             )
+
+    def withdraw(self, admission: Admission) -> None:
+        """The run stopped before it could send anything (refused by its journal, a bad input):
+        put back what the registry held before it (raises :class:`RegistryUnavailable`)."""
+        if not admission.recorded:
+            return
+        entry = admission.entry
+        with self._locked():
+            entries = [
+                e
+                for e in self._read()
+                if (e.identity, e.results) != (entry.identity, entry.results)
+            ]
+            if admission.previous is not None:
+                entries.append(admission.previous)
+            self._write(entries)
 
     def finish(self, entry: RunEntry, *, state: str, counts: Mapping[str, int]) -> None:
         """Record what the run left (raises :class:`RegistryUnavailable`)."""

@@ -106,7 +106,7 @@ def campaign_status(
                 if kind == "I":
                     seq, _, spec = rest.partition(" ")
                     open_intents[seq] = spec.partition(" ")[0]
-                elif kind == "D":
+                elif kind in ("D", "A"):
                     open_intents.pop(rest, None)
     except FileNotFoundError:
         pass

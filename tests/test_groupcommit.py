@@ -9,7 +9,6 @@ from pathlib import Path
 
 import pytest
 
-from bulksend import groupcommit
 from bulksend.errors import StorageError
 from bulksend.groupcommit import GroupCommit
 
@@ -18,14 +17,14 @@ from bulksend.groupcommit import GroupCommit
 def synced(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     """Each fdatasync, as the size of the file it flushed (slow enough for writers to pile up)."""
     calls: list[int] = []
-    real = groupcommit._fdatasync
+    real = os.fdatasync
 
     def slow(fd: int) -> None:
         calls.append(os.fstat(fd).st_size)
         real(fd)
         time.sleep(0.02)
 
-    monkeypatch.setattr(groupcommit, "_fdatasync", slow)
+    monkeypatch.setattr(os, "fdatasync", slow)
     return calls
 
 

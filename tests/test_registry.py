@@ -230,3 +230,18 @@ def test_a_state_dir_that_is_a_file_warns_naming_it(tmp_path: Path) -> None:
     (tmp_path / "state").write_text("not a directory")
     admission = Registry(tmp_path / "state").admit(identity(), results="a.csv", input_path="l.csv")
     assert not admission.recorded and str(tmp_path / "state") in admission.warning
+
+
+def test_a_run_that_never_sent_is_withdrawn_and_the_earlier_entry_put_back(
+    tmp_path: Path,
+) -> None:
+    registry = Registry(tmp_path / "state")
+    fresh = registry.admit(identity(), results="a.csv", input_path="list.csv")
+    registry.withdraw(fresh)  # e.g. its journal refused: nothing was sent
+    assert registry.runs() == []
+    first = registry.admit(identity(), results="a.csv", input_path="list.csv")
+    registry.finish(first.entry, state="finished", counts={"accepted": 5})
+    resumed = registry.admit(identity(), results="a.csv", input_path="list.csv")
+    registry.withdraw(resumed)
+    (run,) = registry.runs()
+    assert run.state == "finished" and run.counts == {"accepted": 5}

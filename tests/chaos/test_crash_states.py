@@ -129,18 +129,22 @@ async def test_a_torn_results_line_with_its_done_line_on_disk_is_not_sent_again(
     async with wire.simulator() as sim:
         recorder, rows, input_path = await _record(wire, sim, tmp_path)
         ops = recorder.ops
-        # The moment before the journal is compacted at the end (its D lines all still there).
-        point = max(
-            i for i, op in enumerate(ops) if op.kind == "create" and op.name.endswith(".tmp")
+        # The latest crash point at which the results file's last write can be torn while the
+        # journal holds every line written, its D lines included.
+        torn = next(
+            (
+                state
+                for point in reversed(range(len(ops) + 1))
+                for state in crash_states(ops, point)
+                if "in.results.csv: last write torn" in state.note
+                and b"\nD " in state.files.get("in.results.csv.journal", b"")
+                and state.files["in.results.csv.journal"]
+                == _full(ops, point, "in.results.csv.journal")
+            ),
+            None,
         )
-        candidates = [
-            s
-            for s in crash_states(ops, point)
-            if "in.results.csv: last write torn" in s.note
-            and s.files["in.results.csv.journal"] == _full(ops, point, "in.results.csv.journal")
-        ]
-        assert candidates, "no such crash state recorded"
-        verdict = await _resume(wire, sim, candidates[0], input_path, rows, tmp_path / "state")
+        assert torn is not None, "no such crash state recorded"
+        verdict = await _resume(wire, sim, torn, input_path, rows, tmp_path / "state")
     assert verdict.twice == 0, verdict
     assert verdict.skipped == 0 and verdict.lost_ids == 0, verdict
     assert verdict.unknown > 0  # the torn batch's rows: the gateway may have them
