@@ -27,6 +27,7 @@ from bulksend.errors import StorageError
 
 __all__ = ["GroupCommit", "datasync"]
 
+
 def datasync(fd: int) -> None:
     """``fdatasync`` where the platform has it (the data and the size, not the mtime), else
     ``fsync`` (macOS)."""
