@@ -241,8 +241,9 @@ def build_parser() -> argparse.ArgumentParser:
             "The password comes from BULKSEND_PASSWORD or the config file (password_env),\n"
             "never from the command line. Rerun the same command to resume.\n\n"
             "exit codes: 0 every row accounted; 1 bad usage or input; 2 stopped on a fatal\n"
-            "gateway error (rerun to resume); 3 another run holds this campaign (nothing\n"
-            "sent); 4 a file could not be written (disk full, I/O error, read-only: fix it,\n"
+            "gateway error (rerun to resume); 3 another run holds this campaign, or the same\n"
+            "list and message already went out under another --out (nothing sent; --again);\n"
+            "4 a file could not be written (disk full, I/O error, read-only: fix it,\n"
             "then rerun to resume); 130/143 interrupted by SIGINT/SIGTERM."
         ),
     )
