@@ -22,7 +22,9 @@ anything is sent):
   naming the earlier results file, when it ran and what it holds; with ``again`` it is sent
   anyway, the warning says so and the new entry records it;
 * the **same** results file is a resume (or a ``--restart``, which asks for a new campaign
-  explicitly): never refused here;
+  explicitly): never refused here, even when the campaign also went out under other names (a
+  run with ``again``); so is a results file the registry never saw that already holds the
+  campaign (begun before the registry, or with another state directory);
 * an earlier run recorded as having sent nothing (stopped by the credit check, a refused login)
   does not count;
 * **two runs at once** meet at an exclusive ``flock`` on ``campaigns.json.lock``: the check and the
@@ -286,9 +288,15 @@ class Registry:
 
     @contextlib.contextmanager
     def _locked(self, *, shared: bool = False, create: bool = True) -> Iterator[None]:
-        try:
-            if create:
+        if create:
+            try:
                 self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+            except OSError as exc:
+                raise RegistryUnavailable(
+                    f"cannot create the state directory {self.directory}: {exc.strerror or exc}",
+                    readable=True,
+                ) from None
+        try:
             fd = os.open(self.lock_path, os.O_RDWR | (os.O_CREAT if create else 0), FILE_MODE)
         except FileNotFoundError:
             if create:
@@ -297,14 +305,11 @@ class Registry:
                 ) from None
             yield  # nobody ever wrote a lock there: an unlocked read is all there is
             return
-        except OSError as exc:
-            if shared:  # a read-only state directory can still be read
-                yield
-                return
-            raise RegistryUnavailable(
-                f"cannot lock the campaign registry {self.lock_path}: {exc.strerror or exc}",
-                readable=True,
-            ) from None
+        except OSError:
+            # A state directory this user cannot write (read-only, permissions) can still be
+            # read and checked; writing the registry then fails and says so.
+            yield
+            return
         try:
             deadline = time.monotonic() + LOCK_SECONDS
             mode = fcntl.LOCK_SH if shared else fcntl.LOCK_EX
@@ -366,11 +371,14 @@ class Registry:
         input_path: str,
         sender: str = "",
         again: bool = False,
+        resuming: bool = False,
     ) -> Admission:
         """Check this run against the earlier ones and record it (see the module docstring).
 
-        Raises :class:`~bulksend.errors.CampaignRepeated` for a repeat (or an unreadable
-        registry) without ``again``; otherwise returns this run's entry and what was noticed."""
+        ``resuming``: ``results`` already holds this campaign (its journal is there): a resume,
+        whatever other results files the same campaign went to. Raises
+        :class:`~bulksend.errors.CampaignRepeated` for a repeat (or an unreadable registry)
+        without ``again``; otherwise returns this run's entry and what was noticed."""
         results = os.path.realpath(results)
         now = _now()
         entry = RunEntry(
@@ -388,16 +396,20 @@ class Registry:
         try:
             with self._locked():
                 entries = self._read()
-                repeats = repeats_of(entries, identity.digest, results)
+                earlier = [
+                    e for e in entries if (e.identity, e.results) == (entry.identity, results)
+                ]
+                # This campaign's own results file (known here, or one the registry never saw:
+                # a campaign begun before it, or under another state directory) is a resume.
+                repeats = (
+                    [] if earlier or resuming else repeats_of(entries, entry.identity, results)
+                )
                 if repeats and not again:
                     raise CampaignRepeated(
                         refusal(repeats[0], len(repeats) - 1, input_path),
                         results=repeats[0].results,
                     )
                 kept = [e for e in entries if (e.identity, e.results) != (entry.identity, results)]
-                earlier = [
-                    e for e in entries if (e.identity, e.results) == (entry.identity, results)
-                ]
                 if earlier:  # a resume keeps when the campaign first ran
                     entry = replace(
                         entry, started=earlier[0].started, again=earlier[0].again or again

@@ -245,3 +245,37 @@ def test_a_run_that_never_sent_is_withdrawn_and_the_earlier_entry_put_back(
     registry.withdraw(resumed)
     (run,) = registry.runs()
     assert run.state == "finished" and run.counts == {"accepted": 5}
+
+
+def test_resuming_its_own_results_file_is_never_a_repeat(tmp_path: Path) -> None:
+    registry = Registry(tmp_path / "state")
+    monday = registry.admit(identity(), results="monday.csv", input_path="list.csv")
+    registry.finish(monday.entry, state="finished", counts={"accepted": 9})
+    registry.admit(identity(), results="tuesday.csv", input_path="list.csv", again=True)
+    # Monday's campaign resumed (or rerun) after it also went out as tuesday.csv with --again.
+    assert not registry.admit(identity(), results="monday.csv", input_path="list.csv").repeats
+    # A results file that already holds the campaign, unknown to the registry (begun before it).
+    assert registry.admit(
+        identity(), results="older.csv", input_path="list.csv", resuming=True
+    ).recorded
+
+
+def test_a_read_only_state_dir_is_still_checked(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    registry = Registry(tmp_path / "state")
+    first = registry.admit(identity(), results="a.csv", input_path="list.csv")
+    registry.finish(first.entry, state="finished", counts={"accepted": 3})
+    real_open = os.open
+
+    def read_only(path: object, flags: int, *args: object) -> int:
+        if flags & (os.O_WRONLY | os.O_RDWR | os.O_CREAT):
+            raise OSError(30, "Read-only file system")
+        return real_open(path, flags, *args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(os, "open", read_only)
+    with pytest.raises(CampaignRepeated, match="already went out"):
+        registry.admit(identity(), results="b.csv", input_path="list.csv")
+    admission = registry.admit(identity(message="other"), results="c.csv", input_path="l.csv")
+    assert not admission.recorded and "Read-only file system" in admission.warning
+    assert str(registry.path) in admission.warning
