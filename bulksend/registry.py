@@ -214,7 +214,8 @@ def refusal(entry: RunEntry, others: int, input_path: str) -> str:
         present = os.path.exists(entry.results)
     except OSError:
         present = False
-    where = entry.results if present else f"{entry.results} (no longer there)"
+    gone = not present and entry.state != "running"  # a run starting now has no file yet
+    where = f"{entry.results} (no longer there)" if gone else entry.results
     more = f" (and {others} earlier run(s))" if others else ""
     return (
         f"this list and message already went out from this account: {input_path} was sent on "
