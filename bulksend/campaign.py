@@ -73,6 +73,7 @@ from bulksend.numbers import NumberPolicy
 from bulksend.optout import OptOuts, append_opt_outs, load_opt_outs
 from bulksend.reader import InlineReader, ProcessReader, make_reader
 from bulksend.receipts import collect_receipts, receipts_path_for
+from bulksend.rowkey import key_rows
 from bulksend.source import RecipientSource, Reject
 from bulksend.template import Template
 from bulksend.wire import Batch, Verdict, WireProtocol
@@ -552,6 +553,7 @@ class Campaign:
         gateway: Gateway | None = None
         try:
             wire = self._wire or self._checked_wire()
+            key_rows(wire, journal.header)  # One API: clientMessageId = the row's key
             self.summary.protocol = wire.name
             async with Gateway(client_settings, wire) as gateway:
                 self.gateway = gateway

@@ -176,7 +176,9 @@ def _add_send_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", type=Path, help="results file [FILE.results.csv beside the input]")
     p.add_argument("--concurrency", type=_positive_int, help="batches in flight [32]")
     p.add_argument(
-        "--batch-size", type=_positive_int, help="numbers per request [600; 300 for GET]"
+        "--batch-size",
+        type=_positive_int,
+        help="numbers per request [600; 300 for GET; One API: 200, its maximum]",
     )
     p.add_argument("--method", choices=["post", "get"], help="HTTP method [post]")
     p.add_argument("--rate", type=float, help="hard cap in messages per second [unlimited]")

@@ -43,7 +43,7 @@ __all__ = [
 
 DEFAULT_ENDPOINT = "https://api.clickatell.com"
 ONE_API_ENDPOINT = "https://platform.clickatell.com"
-ONE_API_MAX_BATCH = 100  # bulksend.wire.one.MAX_BATCH (not imported: keeps `send` start-up light)
+ONE_API_MAX_BATCH = 200  # bulksend.wire.one.MAX_BATCH (not imported: keeps `send` start-up light)
 APIS = ("legacy", "one")
 
 # Keys a config file (top level or a [profile.NAME] table) may hold, with their types.
@@ -240,7 +240,7 @@ class CampaignSettings:
 
     @property
     def effective_batch_size(self) -> int:
-        """Recipients per request: the requested size within the API's limit (One API: 100)."""
+        """Recipients per request: the requested size within the API's limit (One API: 200)."""
         if self.api == "one":
             return min(self.batch_size or ONE_API_MAX_BATCH, ONE_API_MAX_BATCH)
         if self.batch_size is not None:

@@ -51,6 +51,7 @@ from pathlib import Path
 
 from bulksend.dedupe import FirstRowTable
 from bulksend.errors import ConfigError, InputError, StorageError
+from bulksend.reconcile import reconcile_unknown
 
 __all__ = [
     "RESULTS_HEADER",
@@ -604,35 +605,13 @@ class Journal:
                 )
 
     def _reconcile(self, unknown: dict[int, str], receipts_path: Path | None) -> list[ResultLine]:
-        """Unknown rows whose number has a delivery receipt with an id not already recorded: the
-        gateway did accept them. They become ``accepted`` with that id instead of being sent again.
-        """
-        if receipts_path is None or not receipts_path.is_file():
-            return []
-        rows_by_to: dict[str, list[int]] = {}
-        for row, to in unknown.items():
-            if to:
-                rows_by_to.setdefault(to, []).append(row)
-        taken: set[str] = set()  # ids the results already hold for these numbers
-        with self.results_path.open("r", encoding="utf-8", newline="") as f:
-            for record in csv.reader(f):
-                if len(record) > 3 and record[2] == "accepted" and record[1] in rows_by_to:
-                    taken.add(record[3])
-        found: dict[str, list[str]] = {}
-        with receipts_path.open("r", encoding="utf-8", newline="") as f:
-            for receipt in csv.DictReader(f):
-                to, api_id = receipt.get("to") or "", receipt.get("api_msg_id") or ""
-                if to in rows_by_to and api_id and api_id not in taken:
-                    ids = found.setdefault(to, [])
-                    if api_id not in ids:
-                        ids.append(api_id)
+        """Unknown rows a delivery receipt shows the gateway did accept (by the row's
+        clientMessageId, else by number: :mod:`bulksend.reconcile`). They become ``accepted``
+        with that id instead of being sent again."""
+        found = reconcile_unknown(unknown, self.results_path, receipts_path, self.header)
         now = utc_now()
         return [
-            ResultLine(
-                row, to, "accepted", api_id, None, "reconciled from a delivery receipt", 1, now
-            )
-            for to, rows in rows_by_to.items()
-            for row, api_id in zip(rows, found.get(to, ()), strict=False)
+            ResultLine(r.row, r.to, "accepted", r.api_msg_id, None, r.how, 1, now) for r in found
         ]
 
     def _rewrite_without(self, rows: set[int]) -> None:

@@ -12,7 +12,9 @@ It also accepts the One API's JSON callbacks (a POST with ``Content-Type: applic
 any POST body that starts with ``{``), read by :func:`bulksend.wire.one.parse_callback`: ``messageId``
 is stored as ``api_msg_id``, ``statusCode`` as the three-digit ``status``, ``timestamp`` (ms) as
 whole unix seconds, ``clientMessageId`` (letters, digits, ``-``, ``_``) as ``cli_msg_id``, and a
-``charge`` when the body has one (the documented callback has none; the simulator's does).
+``charge`` when the body has one (the documented callback has none; the simulator's does). A
+bulksend campaign's One API messages carry their row's key there (:mod:`bulksend.rowkey`), by
+which ``--resend-unknown`` joins a receipt to its row (:mod:`bulksend.reconcile`).
 Same file, same validation limits, same idempotency key; malformed JSON gets 400 and is not stored.
 
 What an answer means (the durability guarantee):

@@ -3,7 +3,8 @@
 This module owns the template language and the per-row question "what does this recipient get,
 and can we send it". Pure: no I/O, imports only :mod:`bulksend.errors` and :mod:`bulksend.gsm`.
 
-The language is the Clickatell batch interface's own (``startbatch`` ``template=Hello #name#``):
+The language is ours; the legacy batch interface's wire maps each name to its positional
+``#fieldK#`` (:mod:`bulksend.wire.batch`):
 
 * A **placeholder** is ``#``, one or more ASCII letters, digits or underscores, ``#``. The text is
   scanned left to right and the first such run wins, so ``#a##b#`` is ``#a#`` then ``#b#``, and in
@@ -12,8 +13,8 @@ The language is the Clickatell batch interface's own (``startbatch`` ``template=
 * **Every other** ``#`` **is literal**: a lone ``#`` (``Call #1 now``), ``##`` (there is no escape:
   an empty name is not a name), ``# x #`` (a space is not a name character). So a literal ``#``
   may touch a placeholder: ``##a##`` is ``#``, ``#a#``, ``#`` and renders as ``#Anne#``.
-* ``#`` around letters that are not all ASCII (``#话题#``, ``#prénom#``) is literal text too: a
-  name travels as a ``senditem`` parameter name, so we take "letters" as ASCII ones. But
+* ``#`` around letters that are not all ASCII (``#话题#``, ``#prénom#``) is literal text too: we
+  take "letters" as ASCII ones, as the gateway's own field names are. But
   :meth:`Template.bind` refuses it when the header has a column of that name: the author meant a
   placeholder, and every recipient would get ``#prénom#``.
 

@@ -71,7 +71,7 @@ def test_protocols_bench_runs_every_protocol_and_accounts_for_every_row(tmp_path
     assert {r["case"] for r in runs} == {"sendmsg", "batch", "one", "one-personalised"}
     for run in runs:
         assert run["accepted"] == run["recipients"] > 0 and not run["error"], run
-        assert run["bound"] == 8 * {"sendmsg": 600, "batch": 1}.get(run["case"], 100) / 0.2
+        assert run["bound"] == 8 * {"sendmsg": 600, "batch": 1}.get(run["case"], 200) / 0.2
     personalised = (tmp_path / "c").glob("personalised-*.csv")
     header = next(iter(personalised)).read_text(encoding="utf-8").splitlines()[0]
     assert header == "phone,first_name,order"

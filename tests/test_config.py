@@ -253,9 +253,11 @@ def test_legacy_only_settings_are_refused_with_the_one_api(
 
 
 @pytest.mark.parametrize(
-    ("requested", "effective"), [(None, 100), (50, 50), (100, 100), (600, 100)]
+    ("requested", "effective"), [(None, 200), (50, 50), (100, 100), (200, 200), (600, 200)]
 )
-def test_one_api_batch_size_is_at_most_100(requested: int | None, effective: int) -> None:
+def test_one_api_batch_size_is_at_most_200_and_defaults_to_it(
+    requested: int | None, effective: int
+) -> None:
     s = CampaignSettings(
         input_path=Path("x"), text="t", api="one", api_key=KEY, batch_size=requested
     )
@@ -268,7 +270,7 @@ def test_example_config_one_api_profile_loads() -> None:
     example = Path(__file__).resolve().parent.parent / "config" / "bulksend.example.toml"
     s = load_settings(BASE, env={"CLICKATELL_API_KEY": KEY}, config_path=example, profile="one")
     assert s.api == "one" and s.api_key == KEY
-    assert s.endpoint == "https://platform.clickatell.com" and s.effective_batch_size == 100
+    assert s.endpoint == "https://platform.clickatell.com" and s.effective_batch_size == 200
 
 
 def test_api_key_is_never_taken_from_argv(capsys: pytest.CaptureFixture[str]) -> None:

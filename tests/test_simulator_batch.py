@@ -18,7 +18,7 @@ from bulksend.simulator.cli import add_arguments, faults_from_args
 from tests.test_simulator import API_ID, API_MSG_ID, CREDENTIALS, ID_LINE, ID_TO_LINE, PASSWORD
 from tests.test_simulator import USER as USER_NAME
 
-TEMPLATE = "Hi #name#, your code is #Code#"
+TEMPLATE = "Hi #field1#, your code is #field2#"
 NUMBER = "27821234567"
 
 
@@ -139,7 +139,7 @@ async def test_a_session_id_works_for_the_batch_commands(
     status, body = await call(http, sim, "startbatch", auth=session, template=TEMPLATE)
     batch_id = body[4:]
     status, body = await call(
-        http, sim, "senditem", auth=session, batch_id=batch_id, to=NUMBER, name="A", code="1"
+        http, sim, "senditem", auth=session, batch_id=batch_id, to=NUMBER, field1="A", field2="1"
     )
     assert status == 200 and ID_LINE.fullmatch(body)
     assert await call(http, sim, "endbatch", auth=session, batch_id=batch_id) == (200, "OK")
@@ -152,7 +152,7 @@ async def test_senditem_renders_the_template_and_records_text_options_and_batch_
     sim: Simulator, http: aiohttp.ClientSession
 ):
     batch_id = await start(http, sim, **{"from": "ACME", "callback": "3", "validity": "60"})
-    body = await item(http, sim, batch_id, name="Ann & Bob", code="#name#")
+    body = await item(http, sim, batch_id, field1="Ann & Bob", field2="#name#")
     m = ID_LINE.fullmatch(body)
     assert m is not None
     (entry,) = sim.ledger.entries
@@ -170,7 +170,7 @@ async def test_senditem_renders_the_template_and_records_text_options_and_batch_
 async def test_senditem_over_get_works_too(sim: Simulator, http: aiohttp.ClientSession):
     batch_id = await start(http, sim)
     status, body = await call(
-        http, sim, "senditem", method="GET", batch_id=batch_id, to=NUMBER, name="A", code="1"
+        http, sim, "senditem", method="GET", batch_id=batch_id, to=NUMBER, field1="A", field2="1"
     )
     assert status == 200 and ID_LINE.fullmatch(body)
 
@@ -180,20 +180,20 @@ async def test_senditem_over_get_works_too(sim: Simulator, http: aiohttp.ClientS
     [
         ({"batch_id": "0" * 32}, "201, Invalid batch ID"),
         ({"batch_id": ""}, "201, Invalid batch ID"),
-        ({"name": ""}, "101, Invalid or missing parameters"),
-        ({"code": None}, "101, Invalid or missing parameters"),
+        ({"field1": ""}, "101, Invalid or missing parameters"),
+        ({"field2": None}, "101, Invalid or missing parameters"),
         ({"to": ""}, "101, Invalid or missing parameters"),
         ({"to": f"{NUMBER},27831234567"}, "101, Invalid or missing parameters"),
         ({"to": "2782"}, "105, Invalid destination address"),
         ({"to": "0027821234567"}, "105, Invalid destination address"),
-        ({"name": "x" * 200}, "113, Maximum message parts exceeded"),
+        ({"field1": "x" * 200}, "113, Maximum message parts exceeded"),
     ],
 )
 async def test_senditem_refusals(
     sim: Simulator, http: aiohttp.ClientSession, params: dict[str, str | None], code: str
 ):
     batch_id = await start(http, sim)
-    sent = {"batch_id": batch_id, "to": NUMBER, "name": "Ann", "code": "1"}
+    sent = {"batch_id": batch_id, "to": NUMBER, "field1": "Ann", "field2": "1"}
     sent.update({k: v for k, v in params.items() if v is not None})
     for k in [k for k, v in params.items() if v is None]:
         del sent[k]
@@ -207,7 +207,7 @@ async def test_senditem_applies_the_reject_rules_with_their_code(
     sim.faults.reject_prefixes = ("2783",)
     sim.faults.reject_code = 122
     batch_id = await start(http, sim)
-    assert await item(http, sim, batch_id, "27831234567", name="A", code="1") == (
+    assert await item(http, sim, batch_id, "27831234567", field1="A", field2="1") == (
         "ERR: 122, Destination mobile opted out"
     )
     assert sim.stats.rejected == 1 and len(sim.ledger) == 0
@@ -218,13 +218,15 @@ async def test_concat_allows_longer_items_and_credit_is_charged_per_part(
 ):
     sim.faults.credit = 5.0
     batch_id = await start(http, sim, concat="2")
-    assert ID_LINE.fullmatch(await item(http, sim, batch_id, name="x" * 150, code="1"))
+    assert ID_LINE.fullmatch(await item(http, sim, batch_id, field1="x" * 150, field2="1"))
     assert sim.ledger.entries[0].parts == 2
     assert sim.faults.credit == 3.0
-    assert ID_LINE.fullmatch(await item(http, sim, batch_id, name="short", code="1"))
+    assert ID_LINE.fullmatch(await item(http, sim, batch_id, field1="short", field2="1"))
     assert sim.faults.credit == 2.0
     sim.faults.credit = 1.5  # pays for a one-part item, not for a two-part one
-    assert await item(http, sim, batch_id, name="x" * 150, code="1") == "ERR: 301, No credit left"
+    assert (
+        await item(http, sim, batch_id, field1="x" * 150, field2="1") == "ERR: 301, No credit left"
+    )
     assert sim.faults.credit == 1.5 and len(sim.ledger) == 2
 
 
@@ -232,35 +234,52 @@ async def test_max_credits_refuses_an_item_that_costs_more(
     sim: Simulator, http: aiohttp.ClientSession
 ):
     batch_id = await start(http, sim, concat="3", max_credits="1")
-    assert await item(http, sim, batch_id, name="x" * 150, code="1") == (
+    assert await item(http, sim, batch_id, field1="x" * 150, field2="1") == (
         "ERR: 113, Maximum message parts exceeded"
     )
 
 
-async def test_placeholder_names_are_read_in_any_letter_case(
+async def test_field_parameters_are_read_in_any_letter_case(
     sim: Simulator, http: aiohttp.ClientSession
 ):
     batch_id = await start(http, sim)
-    assert ID_LINE.fullmatch(await item(http, sim, batch_id, NAME="A", CODE="9"))
+    assert ID_LINE.fullmatch(await item(http, sim, batch_id, FIELD1="A", Field2="9"))
     assert sim.ledger.entries[0].text == "Hi A, your code is 9"
+
+
+async def test_only_positional_fields_are_filled_any_other_name_stays_as_written(
+    sim: Simulator, http: aiohttp.ClientSession
+):
+    """As Clickatell documents it: ``#field1#`` … ``#fieldN#`` from ``field1`` … ``fieldN``. A
+    template naming its placeholders after columns goes out with the placeholders in the text."""
+    template = "Hi #first_name#, #field1# #Field2# #field02# #field3#"
+    batch_id = await start(http, sim, template)
+    body = await item(http, sim, batch_id, first_name="Ann", field1="A", field3="C", field2="B")
+    assert ID_LINE.fullmatch(body)
+    assert sim.ledger.entries[0].text == "Hi #first_name#, A #Field2# #field02# C"
+    # A named placeholder needs no value; a missing #fieldN# value is the item's error.
+    assert await item(http, sim, batch_id, field1="A") == "ERR: 101, Invalid or missing parameters"
 
 
 async def test_a_unicode_batch_takes_template_and_values_as_utf16_hex(
     sim: Simulator, http: aiohttp.ClientSession
 ):
-    batch_id = await start(http, sim, encode_ucs2_hex("你好 #name# 🎉 #Code#"), unicode="1")
-    body = await item(http, sim, batch_id, name=encode_ucs2_hex("王芳"), code=encode_ucs2_hex("7"))
+    batch_id = await start(http, sim, encode_ucs2_hex("你好 #field1# 🎉 #field2#"), unicode="1")
+    body = await item(
+        http, sim, batch_id, field1=encode_ucs2_hex("王芳"), field2=encode_ucs2_hex("7")
+    )
     assert ID_LINE.fullmatch(body)
     (entry,) = sim.ledger.entries
     assert entry.text == "你好 王芳 🎉 7"
     assert entry.option_map["unicode"] == "1"
     assert (
-        await item(http, sim, batch_id, name="zz", code="0037") == "ERR: 116, Invalid Unicode data"
+        await item(http, sim, batch_id, field1="zz", field2="0037")
+        == "ERR: 116, Invalid Unicode data"
     )
-    assert await item(http, sim, batch_id, name="", code="0037") == (
+    assert await item(http, sim, batch_id, field1="", field2="0037") == (
         "ERR: 101, Invalid or missing parameters"
     )
-    assert await item(http, sim, batch_id, name="00" * 2 * 70, code="0037") == (
+    assert await item(http, sim, batch_id, field1="00" * 2 * 70, field2="0037") == (
         "ERR: 113, Maximum message parts exceeded"
     )
 
@@ -270,7 +289,7 @@ async def test_a_message_sent_by_senditem_answers_querymsg_and_delmsg(
 ):
     async with Simulator(USER_NAME, PASSWORD, API_ID, minute_seconds=0.05) as sim:
         batch_id = await start(http, sim, deliv_time="10")
-        api_msg_id = (await item(http, sim, batch_id, name="A", code="1"))[4:]
+        api_msg_id = (await item(http, sim, batch_id, field1="A", field2="1"))[4:]
         async with http.post(
             f"{sim.url}/http/querymsg", data={**CREDENTIALS, "apimsgid": api_msg_id}
         ) as response:
@@ -299,7 +318,7 @@ async def test_a_senditem_message_gets_its_delivery_callbacks(http: aiohttp.Clie
         async with Simulator(USER_NAME, PASSWORD, API_ID, faults=faults, callback_url=url) as sim:
             assert sim.callbacks is not None
             batch_id = await start(http, sim, callback="7", **{"from": "ACME"})
-            api_msg_id = (await item(http, sim, batch_id, name="A", code="1"))[4:]
+            api_msg_id = (await item(http, sim, batch_id, field1="A", field2="1"))[4:]
             await asyncio.wait_for(sim.callbacks.drained(), 5)
             assert sim.ledger.status(api_msg_id) == "004"
     finally:
@@ -360,33 +379,33 @@ async def test_endbatch_answers_ok_and_the_id_is_invalid_afterwards(
     batch_id = await start(http, sim)
     assert await answer(http, sim, "endbatch", batch_id=batch_id) == "OK"
     assert await answer(http, sim, "endbatch", batch_id=batch_id) == "ERR: 201, Invalid batch ID"
-    assert await item(http, sim, batch_id, name="A", code="1") == "ERR: 201, Invalid batch ID"
+    assert await item(http, sim, batch_id, field1="A", field2="1") == "ERR: 201, Invalid batch ID"
     assert await answer(http, sim, "endbatch") == "ERR: 201, Invalid batch ID"
 
 
 async def test_a_batch_expires_after_every_k_items(sim: Simulator, http: aiohttp.ClientSession):
     sim.faults.batch_expire_every = 3
     batch_id = await start(http, sim)
-    answers = [await item(http, sim, batch_id, name="A", code=str(i)) for i in range(4)]
+    answers = [await item(http, sim, batch_id, field1="A", field2=str(i)) for i in range(4)]
     assert [a[:3] for a in answers] == ["ID:", "ID:", "ID:", "ERR"]
     assert answers[3] == "ERR: 201, Invalid batch ID"
     fresh = await start(http, sim)
-    assert ID_LINE.fullmatch(await item(http, sim, fresh, name="A", code="1"))
+    assert ID_LINE.fullmatch(await item(http, sim, fresh, field1="A", field2="1"))
     assert sim.batches.expired == 1
 
 
 async def test_a_batch_expires_after_its_ttl(sim: Simulator, http: aiohttp.ClientSession):
     sim.faults.batch_ttl = 0.2
     batch_id = await start(http, sim)
-    assert ID_LINE.fullmatch(await item(http, sim, batch_id, name="A", code="1"))
+    assert ID_LINE.fullmatch(await item(http, sim, batch_id, field1="A", field2="1"))
     await asyncio.sleep(0.3)
-    assert await item(http, sim, batch_id, name="A", code="1") == "ERR: 201, Invalid batch ID"
+    assert await item(http, sim, batch_id, field1="A", field2="1") == "ERR: 201, Invalid batch ID"
 
 
 async def test_expire_batches_invalidates_every_batch(sim: Simulator, http: aiohttp.ClientSession):
     batch_id = await start(http, sim)
     sim.expire_batches()
-    assert await item(http, sim, batch_id, name="A", code="1") == "ERR: 201, Invalid batch ID"
+    assert await item(http, sim, batch_id, field1="A", field2="1") == "ERR: 201, Invalid batch ID"
 
 
 # -- faults ------------------------------------------------------------------------------------
@@ -397,10 +416,12 @@ async def test_err_901_and_503_hit_senditem_without_processing_it(
 ):
     batch_id = await start(http, sim)
     sim.faults.err_901_rate = 1.0
-    assert (await item(http, sim, batch_id, name="A", code="1")).startswith("ERR: 901")
+    assert (await item(http, sim, batch_id, field1="A", field2="1")).startswith("ERR: 901")
     sim.faults.err_901_rate = 0.0
     sim.faults.http_503_rate = 1.0
-    status, _ = await call(http, sim, "senditem", batch_id=batch_id, to=NUMBER, name="A", code="1")
+    status, _ = await call(
+        http, sim, "senditem", batch_id=batch_id, to=NUMBER, field1="A", field2="1"
+    )
     assert status == 503
     sim.faults.http_503_rate = 0.0
     assert await start(http, sim)  # startbatch is not in the default fault commands
@@ -414,7 +435,7 @@ async def test_a_dropped_after_senditem_is_in_the_ledger(
     batch_id = await start(http, sim)
     sim.faults.drop_after_rate = 1.0
     with pytest.raises(aiohttp.ClientError):
-        await call(http, sim, "senditem", batch_id=batch_id, to=NUMBER, name="A", code="1")
+        await call(http, sim, "senditem", batch_id=batch_id, to=NUMBER, field1="A", field2="1")
     assert len(sim.ledger) == 1 and sim.stats.dropped_after == 1
 
 
@@ -426,7 +447,7 @@ async def test_senditem_is_throttled_by_messages_per_second(
     statuses = []
     for i in range(4):
         status, _ = await call(
-            http, sim, "senditem", batch_id=batch_id, to=NUMBER, name="A", code=str(i)
+            http, sim, "senditem", batch_id=batch_id, to=NUMBER, field1="A", field2=str(i)
         )
         statuses.append(status)
     assert statuses == [200, 200, 429, 429]
@@ -446,7 +467,7 @@ async def test_latency_applies_to_senditem(sim: Simulator, http: aiohttp.ClientS
     batch_id = await start(http, sim)
     sim.faults.latency = 0.2
     started = time.monotonic()
-    await item(http, sim, batch_id, name="A", code="1")
+    await item(http, sim, batch_id, field1="A", field2="1")
     assert time.monotonic() - started >= 0.2
 
 
@@ -460,7 +481,7 @@ async def test_the_ledger_file_holds_each_items_rendered_text(
     async with Simulator(USER_NAME, PASSWORD, API_ID, ledger_path=path) as sim:
         batch_id = await start(http, sim)
         for name in ("Ann", 'Bob "the" Builder', "Zoë, Jr."):
-            await item(http, sim, batch_id, name=name, code="1")
+            await item(http, sim, batch_id, field1=name, field2="1")
     texts = [entry.text for entry in read_ledger(path)]
     assert texts == [
         "Hi Ann, your code is 1",
@@ -489,7 +510,7 @@ async def test_the_connection_cap_and_the_commands_knob_apply_to_senditem(
     sim.faults.max_connections = 1
     both = await asyncio.gather(
         *(
-            call(http, sim, "senditem", batch_id=batch_id, to=NUMBER, name="A", code=str(i))
+            call(http, sim, "senditem", batch_id=batch_id, to=NUMBER, field1="A", field2=str(i))
             for i in range(2)
         )
     )
@@ -499,13 +520,13 @@ async def test_the_connection_cap_and_the_commands_knob_apply_to_senditem(
     sim.faults.latency = 0.0
     sim.faults.err_901_rate = 1.0
     sim.faults.commands = frozenset({"sendmsg"})  # senditem taken out of the faults' reach
-    assert ID_LINE.fullmatch(await item(http, sim, batch_id, name="A", code="1"))
+    assert ID_LINE.fullmatch(await item(http, sim, batch_id, field1="A", field2="1"))
     assert len(sim.ledger) == 2
 
 
 async def test_reject_suffixes_apply_to_senditem(sim: Simulator, http: aiohttp.ClientSession):
     sim.faults.reject_suffixes = ("99",)
     batch_id = await start(http, sim)
-    assert await item(http, sim, batch_id, "27821234599", name="A", code="1") == (
+    assert await item(http, sim, batch_id, "27821234599", field1="A", field2="1") == (
         "ERR: 114, Cannot route message"
     )

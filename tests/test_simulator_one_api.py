@@ -198,7 +198,7 @@ async def test_an_invalid_message_is_refused_alone_with_its_code(
     sim: OneApiSimulator, http: aiohttp.ClientSession, message: dict[str, Any], code: int
 ) -> None:
     reply = await send(http, sim, [msg("27830000001"), message, msg("27830000002")])
-    assert reply.status == 202
+    assert reply.status == 207  # some accepted, some not
     assert reply.error_code is None
     entries = reply.doc["messages"]
     assert entry_codes(reply) == [None, code, None]
@@ -251,7 +251,7 @@ async def test_max_parts_is_a_knob(http: aiohttp.ClientSession) -> None:
         (b'{"messages": [{"content": "no to"}]}', 400, 21),
         (b'{"messages": [{"to": 27820000001, "content": "x"}]}', 400, 21),
         (b'{"messages": []}', 400, 23),
-        (json.dumps({"messages": [msg(n) for n in numbers(101)]}).encode(), 400, 22),
+        (json.dumps({"messages": [msg(n) for n in numbers(201)]}).encode(), 400, 22),
     ],
     ids=[
         "not_json",
@@ -262,7 +262,7 @@ async def test_max_parts_is_a_knob(http: aiohttp.ClientSession) -> None:
         "no_to",
         "to_not_string",
         "empty",
-        "101_messages",
+        "201_messages",
     ],
 )
 async def test_a_malformed_request_is_refused_as_a_whole(
@@ -278,18 +278,56 @@ async def test_a_malformed_request_is_refused_as_a_whole(
     assert sim.stats.refused == 1
 
 
-async def test_100_messages_is_the_limit_not_an_error(
+async def test_200_messages_is_the_limit_not_an_error(
     sim: OneApiSimulator, http: aiohttp.ClientSession
 ) -> None:
-    reply = await send(http, sim, [msg(n) for n in numbers(100)])
-    assert reply.status == 202 and len(reply.doc["messages"]) == 100
-    assert len(sim.ledger) == 100
+    reply = await send(http, sim, [msg(n) for n in numbers(200)])
+    assert reply.status == 202 and len(reply.doc["messages"]) == 200
+    assert len(sim.ledger) == 200
     # One content for all: one ledger batch, still one id per message, each for its number.
     ids = [e["apiMessageId"] for e in reply.doc["messages"]]
-    assert len(set(ids)) == 100
+    assert len(set(ids)) == 200
     for entry in reply.doc["messages"]:
         found = sim.ledger.find(entry["apiMessageId"])
         assert found is not None and found.to == entry["to"]
+    reply = await send(http, sim, [msg(n) for n in numbers(201)])
+    assert (reply.status, reply.error_code) == (400, 22)
+    assert len(sim.ledger) == 200
+
+
+async def test_the_per_request_maximum_is_a_knob(http: aiohttp.ClientSession) -> None:
+    async with OneApiSimulator(KEY, max_messages=50) as sim:
+        reply = await send(http, sim, [msg(n) for n in numbers(51)])
+        assert (reply.status, reply.error_code) == (400, 22)
+        reply = await send(http, sim, [msg(n) for n in numbers(50)])
+        assert reply.status == 202 and len(sim.ledger) == 50
+    with pytest.raises(ValueError, match="max_messages"):
+        OneApiSimulator(KEY, max_messages=0)
+
+
+async def test_the_status_says_how_the_messages_fared_202_207_400(
+    sim: OneApiSimulator, http: aiohttp.ClientSession
+) -> None:
+    """As the reference: 202 all accepted, 207 some, 400 with entries and a null global error
+    when none was (each refused with its own code)."""
+    sim.faults.reject_prefixes = ("2783",)
+    sim.reject_code = 26
+    reply = await send(http, sim, [msg("27820000001"), msg("27820000002")])
+    assert reply.status == 202
+    reply = await send(http, sim, [msg("27820000003"), msg("27830000001"), msg("2782")])
+    assert reply.status == 207 and reply.doc["error"] is None
+    assert [(e["accepted"], (e["error"] or {}).get("code")) for e in reply.doc["messages"]] == [
+        (True, None),
+        (False, 26),
+        (False, 25),
+    ]
+    reply = await send(http, sim, [msg("27830000002"), msg("123")])
+    assert reply.status == 400 and reply.doc["error"] is None
+    assert [(e["accepted"], e["error"]["code"]) for e in reply.doc["messages"]] == [
+        (False, 26),
+        (False, 25),
+    ]
+    assert len(sim.ledger) == 3 and sim.stats.refused == 0
 
 
 @pytest.mark.parametrize("key", [None, "", "wrong-key", KEY.lower(), KEY[:-1], f"Bearer {KEY}"])
@@ -634,7 +672,10 @@ def test_every_answer_accounts_for_each_message_once_by_to(
         ):
             messages = [m for m, _ in planned]
             reply = await send(http, sim, messages)
-            assert reply.status == 202 and reply.doc["error"] is None
+            assert reply.doc["error"] is None
+            refused = sum(1 for e in reply.doc["messages"] if not e["accepted"])
+            expected = 202 if not refused else 400 if refused == len(messages) else 207
+            assert reply.status == expected
             entries = reply.doc["messages"]
             # One entry per message; the same numbers as asked, each as often.
             assert sorted(e["to"] for e in entries) == sorted(m["to"] for m in messages)
@@ -689,7 +730,7 @@ def test_cli_serves_the_one_api_and_never_prints_the_key(tmp_path: Path) -> None
                     f"{match.group(1)}/v1/message", json=body, headers={"Authorization": secret}
                 ) as response,
             ):
-                assert response.status == 202
+                assert response.status == 207
                 return await response.json()
 
         answer = asyncio.run(use())
@@ -700,7 +741,7 @@ def test_cli_serves_the_one_api_and_never_prints_the_key(tmp_path: Path) -> None
             process.kill()
     assert process.returncode == 0
     assert out == ""
-    assert '"POST /v1/message" 202' in err
+    assert '"POST /v1/message" 207' in err
     assert "requests=1 answered=1" in err and "accepted=1 rejected=1" in err
     assert [e["accepted"] for e in answer["messages"]] == [True, False]
     assert answer["messages"][1]["error"]["code"] == 26

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from urllib.parse import parse_qs
 
 import pytest
@@ -18,6 +19,7 @@ from bulksend.wire.batch import (
     BatchInterfaceWire,
     parse_batch_id,
     placeholders,
+    positional_template,
     render_template,
 )
 from bulksend.wire.legacy import Auth, MessageOptions
@@ -30,6 +32,7 @@ GSM_ID = "a" * 32
 UCS_ID = "b" * 32
 MSG_ID = "0d1d4e7f8bc14ad2a6c6f9d6fbcc3e01"
 NUMBER = "27821234567"
+GATEWAY_FIELD = re.compile(r"#(field[1-9][0-9]*)#")
 
 
 def wire(**kwargs: object) -> BatchInterfaceWire:
@@ -53,6 +56,12 @@ def start(protocol: BatchInterfaceWire, batch: Batch, batch_id: str) -> Step:
     return step
 
 
+def gateway_render(template: str, params: dict[str, str]) -> str:
+    """What a gateway that fills only the documented ``#fieldN#`` makes of ``template``: one
+    left-to-right pass, any other ``#name#`` left as written."""
+    return GATEWAY_FIELD.sub(lambda m: params[m.group(1)], template)
+
+
 def parse(protocol: BatchInterfaceWire, body: bytes, status: int = 200) -> Answer:
     return protocol.parse(status, {}, body, row())
 
@@ -68,16 +77,46 @@ def test_placeholders_are_letters_digits_underscores_between_hashes() -> None:
 def test_construction_refuses_what_the_gateway_would_refuse_for_every_item() -> None:
     with pytest.raises(ProtocolError, match="code"):
         BatchInterfaceWire(TEMPLATE, ("name",), AUTH)
-    with pytest.raises(ProtocolError, match="request parameter"):
-        BatchInterfaceWire("Hi #to#", ("to",), AUTH)
-    with pytest.raises(ProtocolError, match="letter case"):
-        BatchInterfaceWire("Hi #Name#", ("Name", "name"), AUTH)
     with pytest.raises(ProtocolError, match="empty"):
         BatchInterfaceWire("", (), AUTH)
     with pytest.raises(ProtocolError, match="climsgid"):
         BatchInterfaceWire(TEMPLATE, FIELDS, AUTH, options=MessageOptions("", climsgid="x1"))
     with pytest.raises(ProtocolError, match="unicode"):
         BatchInterfaceWire(TEMPLATE, FIELDS, AUTH, unicode="maybe")
+
+
+def test_placeholders_become_positional_fields_in_order_of_first_appearance() -> None:
+    assert positional_template("#b# and #a#, again #b#; ## #x y# #") == (
+        "#field1# and #field2#, again #field1#; ## #x y# #",
+        ("b", "a"),
+    )
+    # Literal #s around placeholders stay where they were: the gateway's scan sees the same.
+    assert positional_template("##a##b#c#") == ("##field1##field2#c#", ("a", "b"))
+
+
+def test_a_column_named_like_a_position_is_just_a_name() -> None:
+    protocol = BatchInterfaceWire(
+        "#field2# owes #amount#, #field1#", ("field1", "amount", "field2"), AUTH
+    )
+    assert protocol.wire_template == "#field1# owes #field2#, #field3#"
+    values = ("Ann", "R50", "Mr")
+    text = render_template(protocol.template, dict(zip(protocol.fields, values, strict=True)))
+    batch = Batch([2], [NUMBER], [text], [values])
+    step = start(protocol, batch, GSM_ID)
+    started = form(step.request.body)
+    sent = form(protocol.build(batch).body)
+    assert (sent["field1"], sent["field2"], sent["field3"]) == (["Mr"], ["R50"], ["Ann"])
+    params = {k: v[0] for k, v in sent.items()}
+    assert gateway_render(started["template"][0], params) == "Mr owes R50, Ann" == text
+
+
+def test_names_that_are_request_parameters_or_differ_in_case_are_fine_on_the_wire() -> None:
+    protocol = BatchInterfaceWire("#to# #Name# #name#", ("to", "Name", "name"), AUTH)
+    start(protocol, row(), GSM_ID)
+    values = ("x", "Y", "z")
+    sent = form(protocol.build(Batch([2], [NUMBER], ["x Y z"], [values])).body)
+    assert sent["to"] == [NUMBER]
+    assert (sent["field1"], sent["field2"], sent["field3"]) == (["x"], ["Y"], ["z"])
 
 
 # --- startbatch -----------------------------------------------------------------------------------
@@ -100,7 +139,7 @@ def test_startbatch_carries_the_template_and_the_campaign_options_once() -> None
     assert step is not None
     assert (step.request.method, step.request.path) == ("POST", STARTBATCH_PATH)
     sent = form(step.request.body)
-    assert sent["template"] == [TEMPLATE]
+    assert sent["template"] == ["Hi #field1#, your code is #field2#"]
     assert "text" not in sent and "unicode" not in sent
     assert sent["from"] == ["ACME"]
     assert sent["callback"] == ["7"]
@@ -119,7 +158,7 @@ def test_a_ucs2_row_starts_a_unicode_batch_with_the_template_as_utf16_hex() -> N
     assert step is not None
     sent = form(step.request.body)
     assert sent["unicode"] == ["1"]
-    assert decode_ucs2_hex(sent["template"][0]) == TEMPLATE
+    assert decode_ucs2_hex(sent["template"][0]) == "Hi #field1#, your code is #field2#"
 
 
 @pytest.mark.parametrize(
@@ -291,17 +330,17 @@ def test_senditem_carries_one_number_and_the_used_fields_url_encoded() -> None:
     sent = form(request.body)
     assert sent["to"] == [NUMBER]
     assert sent["batch_id"] == [GSM_ID]
-    assert sent["name"] == ["A&B = 100%"]
-    assert sent["code"] == ["+1 2"]
-    assert "unused" not in sent
+    assert sent["field1"] == ["A&B = 100%"]
+    assert sent["field2"] == ["+1 2"]
+    assert not {"name", "code", "unused", "field3"} & sent.keys()
 
 
 def test_senditem_into_the_ucs2_batch_carries_hex_values() -> None:
     protocol = wire()
     start(protocol, row(name="王芳"), UCS_ID)
     sent = form(protocol.build(row(name="王芳", code="7")).body)
-    assert sent["name"] == [encode_ucs2_hex("王芳")]
-    assert sent["code"] == ["0037"]
+    assert sent["field1"] == [encode_ucs2_hex("王芳")]
+    assert sent["field2"] == ["0037"]
 
 
 def test_build_refuses_more_than_one_number() -> None:
@@ -423,9 +462,9 @@ def test_a_built_senditem_renders_back_to_the_rows_content(name: str, code: str)
     template = decode_ucs2_hex(started["template"][0]) if hexed else started["template"][0]
     values = {
         field: decode_ucs2_hex(sent[field][0]) if hexed else sent[field][0]
-        for field in ("name", "code")
+        for field in ("field1", "field2")
     }
-    assert render_template(template, values) == batch.contents[0]  # type: ignore[index]
+    assert gateway_render(template, values) == batch.contents[0]  # type: ignore[index]
 
 
 def test_finish_also_ends_the_batches_a_session_expiry_dropped() -> None:

@@ -131,7 +131,7 @@ def batches(draw: st.DrawFn, max_size: int = MAX_BATCH) -> tuple[list[BatchItem]
 
 def test_one_api_is_a_wire_protocol() -> None:
     protocol: WireProtocol = one()
-    assert protocol.max_batch == MAX_BATCH == 100
+    assert protocol.max_batch == MAX_BATCH == 200
 
 
 @settings(max_examples=150, suppress_health_check=[HealthCheck.too_slow])
@@ -306,6 +306,63 @@ def test_an_accepted_entry_that_also_carries_an_error_is_unknown() -> None:
     assert answer.outcomes[0].verdict is Verdict.UNKNOWN
 
 
+# -- the statuses of the reference: 202, 207, 400 ------------------------------------------------
+
+
+def test_a_400_with_entries_and_a_null_error_refuses_each_recipient_with_its_own_code() -> None:
+    """The reference's "none accepted": each recipient certainly not sent, rejected with its
+    code; a recipient code's class lets the campaign go on."""
+    batch = batch_of("27820000001", "27820000002", "27820000001")
+    entries = [
+        Plan(code=26).entry("27820000001"),
+        Plan(code=25).entry("27820000002"),
+        Plan(code=27).entry("+27820000001"),
+    ]
+    answer = one().parse(400, NO_HEADERS, encode(entries), batch)
+    assert answer.error is None and not answer.anomalies
+    assert [(o.verdict, o.code, o.error_class) for o in answer.outcomes] == [
+        (Verdict.REJECTED, 26, ErrorClass.RECIPIENT),
+        (Verdict.REJECTED, 25, ErrorClass.RECIPIENT),
+        (Verdict.REJECTED, 27, ErrorClass.RECIPIENT),
+    ]
+    # Without the "error" member at all it reads the same.
+    bare = json.dumps({"messages": entries}).encode()
+    assert one().parse(400, NO_HEADERS, bare, batch).outcomes == answer.outcomes
+
+
+def test_a_400_that_names_an_accepted_entry_leaves_it_unknown_and_misses_stay_unknown() -> None:
+    batch = batch_of("27820000001", "27820000002", "27820000003")
+    entries = [Plan("a" * 32).entry("27820000001"), Plan(code=26).entry("27820000002")]
+    answer = one().parse(400, NO_HEADERS, encode(entries), batch)
+    first, second, third = answer.outcomes
+    assert first.verdict is Verdict.UNKNOWN and "a" * 32 in first.description
+    assert (second.verdict, second.code) == (Verdict.REJECTED, 26)
+    assert third.verdict is Verdict.UNKNOWN  # missing from the answer
+    assert len(answer.anomalies) == 2
+
+
+@pytest.mark.parametrize("status", [202, 207])
+def test_202_and_207_are_read_entry_by_entry(status: int) -> None:
+    batch = batch_of("27820000001", "27820000002")
+    entries = [Plan("b" * 32).entry("27820000002"), Plan(code=26).entry("27820000001")]
+    answer = one().parse(status, NO_HEADERS, encode(entries), batch)
+    assert answer.error is None
+    assert [(o.verdict, o.api_msg_id, o.code) for o in answer.outcomes] == [
+        (Verdict.REJECTED, "", 26),
+        (Verdict.ACCEPTED, "b" * 32, 0),
+    ]
+
+
+@pytest.mark.parametrize(
+    "body",
+    [b"", b"<html>Bad Request</html>", b'{"messages": []}', b'{"messages": null, "error": null}'],
+)
+def test_a_400_without_entries_or_error_is_still_ambiguous(body: bytes) -> None:
+    answer = one().parse(400, NO_HEADERS, body, batch_of("27820000001"))
+    assert answer.error is None and answer.anomalies
+    assert answer.outcomes[0].verdict is Verdict.UNKNOWN
+
+
 # -- request-level errors and classes --------------------------------------------------------------
 
 
@@ -332,7 +389,7 @@ def test_unknown_codes_stop_a_request_but_refuse_only_a_recipient() -> None:
 def test_request_level_error_refuses_every_recipient_with_its_class(code: int) -> None:
     batch = batch_of("27820000001", "27820000002", "27820000003")
     body = json.dumps({"messages": [], "error": {"code": code, "description": "x"}}).encode()
-    for status in (202, 400, 401, 402, 403):
+    for status in (202, 400, 401, 402, 403, 404):
         answer = one().parse(status, NO_HEADERS, body, batch)
         assert answer.error is not None
         assert answer.error.code == code
@@ -420,9 +477,9 @@ def test_binary_messages_carry_hex_content_and_udh() -> None:
 
 def test_build_refuses_what_the_gateway_would_refuse() -> None:
     protocol = one()
-    with pytest.raises(ProtocolError, match="1-100"):
+    with pytest.raises(ProtocolError, match="1-200"):
         protocol.build([BatchItem(i, "27820000001", "x") for i in range(MAX_BATCH + 1)])
-    with pytest.raises(ProtocolError, match="1-100"):
+    with pytest.raises(ProtocolError, match="1-200"):
         protocol.build([])
     with pytest.raises(ProtocolError, match="row 7: the number"):
         protocol.build([BatchItem(7, "+27820000001", "x")])

@@ -6,8 +6,8 @@ latency bound at concurrency ``c`` and latency ``L``: ``c × per_request / L``.
 * ``sendmsg`` — one text, 600 numbers per POST: ``64 × 600 / 0.1 = 384 000/s``;
 * ``batch`` — the legacy batch interface, personalised (``#field#`` template, one ``senditem``
   per recipient): ``64 × 1 / 0.1 = 640/s``;
-* ``one`` — the One API, 100 messages per request, one text or personalised (each message its own
-  content): ``64 × 100 / 0.1 = 64 000/s``.
+* ``one`` — the One API, 200 messages per request, one text or personalised (each message its own
+  content): ``64 × 200 / 0.1 = 128 000/s``.
 
 Each case runs ``python -m bulksend send`` as a child process (measured from outside like the
 default sweep: CPU, peak RSS, the child's own accepted count over its sending time) against a
@@ -66,8 +66,8 @@ class Case:
 CASES = (
     Case("sendmsg", False, 600),
     Case("batch", True, 1),
-    Case("one", False, 100),
-    Case("one", True, 100),
+    Case("one", False, 200),
+    Case("one", True, 200),
 )
 
 
@@ -292,7 +292,7 @@ def run(args: argparse.Namespace) -> int:
             for n in args.protocol_sizes:
                 runs.append(
                     _measure(
-                        Case("one", True, 100),
+                        Case("one", True, 200),
                         n,
                         0.0,
                         concurrency,

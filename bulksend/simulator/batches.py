@@ -16,14 +16,18 @@ check wins:
 * **UCS-2 convention** (shared with ``bulksend.wire.batch``): with ``unicode=1`` the template is
   UTF-16BE hex, placeholders included, and is decoded before placeholders are looked for; every
   ``senditem`` value into that batch is UTF-16BE hex too (not hex → 116). Names stay ASCII.
-* Placeholders are ``#name#`` with letters, digits and underscores; names are read
-  case-insensitively (parameter names arrive lower-cased). Rendering is one left-to-right pass: a
-  value is never expanded again.
-* ``senditem`` (:meth:`BatchTemplate.render`): a placeholder whose parameter is missing or empty
-  → 101; the rendered text longer than ``concat`` parts (at most 3) → 113, or costing more than
-  ``max_credits`` → 113; parameters that are no placeholder are ignored.
-* ``quicksend`` with a template that has placeholders → 202: the batch has no template that
-  can go out as it is (the public notes name no code; this is the simulator's convention).
+* **Fields are positional**, as Clickatell's documents describe them: the only placeholders are
+  ``#field1#`` … ``#fieldN#`` (:data:`PLACEHOLDER`: ``field`` in lower case, then a number
+  without a leading zero), filled from the ``senditem`` parameters ``field1`` … ``fieldN``
+  (parameter names are read case-insensitively: they arrive lower-cased). Any other ``#name#``
+  (``#first_name#``, ``#Field1#``, ``#field01#``) is not a field: it stays in the text as
+  written, and the ledger records it so. Rendering is one left-to-right pass: a value is never
+  expanded again.
+* ``senditem`` (:meth:`BatchTemplate.render`): a ``#fieldN#`` whose ``fieldN`` is missing or
+  empty → 101; the rendered text longer than ``concat`` parts (at most 3) → 113, or costing more
+  than ``max_credits`` → 113; parameters that fill no placeholder are ignored.
+* ``quicksend`` with a template that has ``#fieldN#`` placeholders → 202: the batch has no
+  template that can go out as it is (the public notes name no code; the simulator's convention).
 * Expiry (:class:`Batches`): a batch is valid until ``endbatch``, until ``faults.batch_ttl``
   seconds after its start (24 h by default, the documented convention), and, with
   ``faults.batch_expire_every = K``, for K message requests (``senditem`` or ``quicksend``
@@ -46,7 +50,8 @@ from bulksend.simulator.message import MAX_CONCAT, options_of, parse_message
 
 __all__ = ["PLACEHOLDER", "BatchTemplate", "Batches", "Rendered", "parse_startbatch"]
 
-PLACEHOLDER = re.compile(r"#([A-Za-z0-9_]+)#")
+PLACEHOLDER = re.compile(r"#(field[1-9][0-9]{0,5})#")
+"""A template field as the gateway fills it: ``#field1#`` … ``#fieldN#``."""
 _PRUNE_AT = 4096
 
 
@@ -63,7 +68,7 @@ class BatchTemplate:
     template: str
     unicode: bool
     pieces: list[str]
-    """``re.split`` of the template: literal, name (lower-cased), literal, ..., literal."""
+    """``re.split`` of the template: literal, ``fieldN``, literal, ..., literal."""
     parts_limit: int
     max_credits: float | None
     sender: str
@@ -145,7 +150,6 @@ def parse_startbatch(params: dict[str, str], now: float) -> BatchTemplate | int:
     recorded = {k: v for k, v in params.items() if k != "template"}
     recorded["batch_id"] = batch_id
     pieces = PLACEHOLDER.split(template)
-    pieces[1::2] = [name.lower() for name in pieces[1::2]]
     return BatchTemplate(
         batch_id,
         template,

@@ -11,8 +11,11 @@ so it checks ``bulksend.wire.one`` independently.
 Routes (``clickatell-http-api.md``, "Clickatell's current API"); every answer is JSON:
 
 * ``POST /v1/message`` with ``Authorization: <api key>`` and ``{"messages": [{"channel": "sms",
-  "to": ..., "content": ...}, ...]}``. Answer HTTP 202 ``{"messages": [entry, ...], "error":
-  null}``, one entry per message: ``{"apiMessageId": id, "accepted": true, "to": to, "error":
+  "to": ..., "content": ...}, ...]}`` (at most ``max_messages``, :data:`MAX_MESSAGES` = 200 by
+  default, the reference's limit). Answer ``{"messages": [entry, ...], "error": null}`` with the
+  status the reference gives: **202** every message accepted, **207** some accepted and some
+  refused, **400** none accepted (every message refused with its own code; the global error is
+  null). One entry per message: ``{"apiMessageId": id, "accepted": true, "to": to, "error":
   null}`` or ``{"apiMessageId": "", "accepted": false, "to": to, "error": {"code": c,
   "description": d}}``. Entries come in request order, or, with ``shuffle`` set, in a random order
   that keeps the relative order of one number's entries (the convention a client matching by
@@ -26,7 +29,7 @@ Routes (``clickatell-http-api.md``, "Clickatell's current API"); every answer is
 A request-level refusal is ``{"messages": [], "error": {"code": c, "description": d}}`` with an
 HTTP status by convention (the doc gives codes, not statuses): 401 for code 1 (``Authorization``
 missing or not the key), 400 for 21 (not a JSON object with a ``messages`` list; a message that
-is not an object or has no string ``to``), 22 (more than 100 messages) and 23 (no messages), 402
+is not an object or has no string ``to``), 22 (more than ``max_messages``) and 23 (no messages), 402
 for 20 (credit), 429 for 43 (throttled, with ``Retry-After``), 500 for 19 (the ``err_901_rate``
 fault). HTTP 503 (``http_503_rate``) is a proxy's plain-text page with ``Retry-After: 1``.
 
@@ -38,7 +41,7 @@ One ``POST /v1/message``, in this order (as the legacy app):
    processed), drop-after (processed, the answer lost) or nothing; ``latency ± jitter`` is waited
    after processing, before answering or dropping.
 2. ``Authorization`` → else 401/1.
-3. The body → else 400/21; 0 messages → 400/23; more than 100 → 400/22.
+3. The body → else 400/21; 0 messages → 400/23; more than ``max_messages`` → 400/22.
 4. Per message, first failing check wins, as a refused entry: ``to`` not 8-15 digits without a
    leading 0 (a leading ``+`` is accepted) → 25; ``channel`` other than ``sms`` → 23; ``content``
    missing, not a string or empty → 23; ``charset`` not one of :data:`CHARSETS` → 40;
@@ -56,7 +59,8 @@ One ``POST /v1/message``, in this order (as the legacy app):
 7. Accept: the ledger issues the ids (the request is one ledger batch, each message with its own
    content and options: :meth:`~bulksend.simulator.ledger.Ledger.accept_messages`; the file written
    in one write and flushed first); the ledger's ``options`` hold each message's
-   other fields as sent (``binary=true&from=ACME&...``, never the key); then the answer.
+   other fields as sent (``binary=true&from=ACME&...``, never the key; ``clientMessageId`` is
+   the ledger's ``climsgid``); then the answer, 202, 207 or 400 as above.
 
 Delivery callbacks: with a ``callback_url``, each accepted message's delivery is played as the
 legacy dispatcher plays it (``003`` after ``delivery_delay``, then ``004`` or an error status) and
@@ -113,7 +117,8 @@ DEFAULT_API_KEY = "sim-one-api-key-2718"
 """The simulated integration's API key unless another is given (``bulksend simulate --api one
 --api-key``)."""
 DEFAULT_INTEGRATION = "bulksend-simulator"
-MAX_MESSAGES = 100
+MAX_MESSAGES = 200
+"""Messages one request may carry unless ``max_messages`` says otherwise (the reference: 200)."""
 MAX_CONTENT_CHARS = 1600
 """Longer content is refused with 24 (content too long) whatever its parts (convention)."""
 DEFAULT_MAX_PARTS = 10
@@ -259,6 +264,7 @@ class OneApiSimulator(ServedApp):
         reject_code: int = 25,
         shuffle: bool = False,
         max_parts: int = DEFAULT_MAX_PARTS,
+        max_messages: int = MAX_MESSAGES,
         currency: str = "ZAR",
         integration_name: str = DEFAULT_INTEGRATION,
     ) -> None:
@@ -268,6 +274,8 @@ class OneApiSimulator(ServedApp):
             raise ValueError(f"callback_statuses must be 0..7, got {callback_statuses!r}")
         if max_parts < 1:
             raise ValueError(f"max_parts must be >= 1, got {max_parts!r}")
+        if max_messages < 1:
+            raise ValueError(f"max_messages must be >= 1, got {max_messages!r}")
         self.reject_code = reject_code  # validated by the property setter
         self.faults = faults if faults is not None else Faults()
         self.ledger = Ledger(keep_numbers=keep_numbers)
@@ -281,6 +289,8 @@ class OneApiSimulator(ServedApp):
         self.shuffle = shuffle
         """Answer entries in a random order (keeping each number's own order)."""
         self.max_parts = max_parts
+        self.max_messages = max_messages
+        """The most messages one ``POST /v1/message`` may carry (more: 400/22)."""
         self.currency = currency
         self.integration_name = integration_name
         self._api_key = api_key
@@ -381,7 +391,7 @@ class OneApiSimulator(ServedApp):
         if not self._authorised(request):
             stats.refused += 1
             return _refusal(401, 1)
-        messages = _messages_of(body)
+        messages = _messages_of(body, self.max_messages)
         if isinstance(messages, int):
             stats.refused += 1
             return _refusal(400, messages)
@@ -415,7 +425,8 @@ class OneApiSimulator(ServedApp):
             numbers = [str(message["to"]) for message in messages]
             entries = _stable_shuffle(entries, numbers, self._rng)
         answer = '{"messages":[' + ",".join(entries) + '],"error":null}'
-        return web.Response(status=202, body=answer.encode(), content_type=_JSON)
+        status = 202 if len(accepted) == len(results) else 207 if accepted else 400
+        return web.Response(status=status, body=answer.encode(), content_type=_JSON)
 
     def _check(self, message: dict[str, Any]) -> _Message | int:
         """A valid message, or the code of its refused entry (module docstring, 4.)."""
@@ -540,7 +551,7 @@ def _option_text(value: object) -> str:
     return value if isinstance(value, str) else json.dumps(value)
 
 
-def _messages_of(body: bytes) -> list[dict[str, Any]] | int:
+def _messages_of(body: bytes, max_messages: int = MAX_MESSAGES) -> list[dict[str, Any]] | int:
     """The request's messages (each an object with a string ``to``), or the refusal code."""
     try:
         doc = json.loads(body)
@@ -551,7 +562,7 @@ def _messages_of(body: bytes) -> list[dict[str, Any]] | int:
         return 21
     if not messages:
         return 23
-    if len(messages) > MAX_MESSAGES:
+    if len(messages) > max_messages:
         return 22
     if not all(isinstance(m, dict) and isinstance(m.get("to"), str) for m in messages):
         return 21
@@ -655,6 +666,13 @@ def add_one_api_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="N",
         help="parts a message may take before error 100 [%(default)s]",
     )
+    group.add_argument(
+        "--max-messages",
+        type=int,
+        default=MAX_MESSAGES,
+        metavar="N",
+        help="messages one POST /v1/message may carry before 400/22 [%(default)s]",
+    )
 
 
 def one_api_from_args(args: argparse.Namespace, faults: Faults) -> OneApiSimulator:
@@ -673,4 +691,5 @@ def one_api_from_args(args: argparse.Namespace, faults: Faults) -> OneApiSimulat
         reject_code=args.one_reject_code,
         shuffle=args.shuffle_answers,
         max_parts=args.max_parts,
+        max_messages=args.max_messages,
     )

@@ -10,9 +10,10 @@ The protocols, one module each:
 
 * :mod:`bulksend.wire.legacy` -- the legacy HTTP API's ``/http/sendmsg``: one text, up to 600
   numbers per POST (300 per GET). The fast path for a campaign that sends one text.
-* :mod:`bulksend.wire.batch` -- the legacy ``/http_batch/`` interface: a ``#field#`` template
-  registered once (``startbatch``), then one ``senditem`` per recipient with its field values.
-* :mod:`bulksend.wire.one` -- the One API (``platform.clickatell.com``): JSON, up to 100 messages
+* :mod:`bulksend.wire.batch` -- the legacy ``/http_batch/`` interface: a template registered once
+  (``startbatch``, its ``#name#`` placeholders as the positional ``#field1#`` … ``#fieldN#``),
+  then one ``senditem`` per recipient with its values as ``field1`` … ``fieldN``.
+* :mod:`bulksend.wire.one` -- the One API (``platform.clickatell.com``): JSON, up to 200 messages
   per request, each with its own content.
 
 A fourth protocol is one more module here implementing :class:`WireProtocol`, plus a branch in

@@ -1,12 +1,20 @@
 """The legacy batch interface (``/http_batch/``) as a :class:`~bulksend.wire.WireProtocol`. No I/O.
 
-A personalised campaign registers its ``#field#`` template once (``startbatch`` → ``ID:
-<batch_id>``) and then sends one ``senditem`` per recipient: ``batch_id``, one ``to`` and one
-parameter per placeholder (``name=value``); the gateway renders the template and answers ``ID:
-<apimsgid>``. At the end ``endbatch`` closes each batch (:meth:`BatchInterfaceWire.finish`).
+A personalised campaign registers its template once (``startbatch`` → ``ID: <batch_id>``) and
+then sends one ``senditem`` per recipient: ``batch_id``, one ``to`` and the row's field values;
+the gateway renders the template and answers ``ID: <apimsgid>``. At the end ``endbatch`` closes
+each batch (:meth:`BatchInterfaceWire.finish`).
 
 What this module promises:
 
+* **Fields are positional on the wire.** Clickatell fills only ``#field1#`` … ``#fieldN#`` from
+  the ``senditem`` parameters ``field1`` … ``fieldN``; any other ``#name#`` would go out as it is
+  written. The user names placeholders after the file's columns (``Hi #first_name#``), so the
+  wire maps names to positions (:func:`positional_template`): the K-th distinct placeholder, in
+  order of first appearance, becomes ``#fieldK#`` in the ``startbatch`` template, and each
+  ``senditem`` carries its value as ``fieldK``. A column that happens to be called ``field2`` is
+  a name like any other (it may well be ``field1`` on the wire). The UCS-2 batch carries the same
+  positional template, as hex.
 * **One recipient per request** (``max_batch = 1``); the pipeline runs them at full concurrency.
 * **Two batches, one per encoding.** The legacy API fixes ``unicode`` per batch, but rows differ (a
   name in Chinese needs UCS-2, the others fit GSM-7). A row's encoding is
@@ -17,17 +25,16 @@ What this module promises:
 * **The UCS-2 convention** (the public notes are silent; bulksend and its simulator agree): a
   batch started with ``unicode=1`` carries its ``template`` as UTF-16BE hex, exactly like
   ``sendmsg``'s ``text`` (:func:`bulksend.gsm.encode_ucs2_hex`, placeholders included: ``#name#``
-  is hex too, the gateway decodes the template before it looks for placeholders), and every
+  is hex too, the gateway decodes the template before it looks for ``#fieldN#``), and every
   ``senditem`` into that batch carries each field **value** as UTF-16BE hex as well (an empty value
-  is the empty string). Parameter names (``name``, ``to``, ``batch_id``) stay plain ASCII. A
+  is the empty string). Parameter names (``field1``, ``to``, ``batch_id``) stay plain ASCII. A
   GSM-7 batch carries template and values as plain text.
 * **Placeholders** are letters, digits and underscores between ``#`` signs
   (:data:`PLACEHOLDER`, one left-to-right pass, a value is never expanded again:
   :func:`render_template`). Every placeholder of the template must be one of the campaign's
-  fields, and no field may be named like a parameter the request already carries (``to``,
-  ``batch_id``, the credentials...) or differ from another only in letter case (the gateway reads
-  names case-insensitively): :class:`~bulksend.errors.ProtocolError` at construction otherwise.
-  Fields the template does not use are not sent.
+  fields (:class:`~bulksend.errors.ProtocolError` at construction otherwise); fields the
+  template does not use are not sent. Field names never travel, so any name the template
+  language allows will do (``#to#``, ``#Name#`` beside ``#name#``).
 * **Session state**: the legacy session id (:class:`~bulksend.wire.legacy.LegacySession`, with
   ``use_session``) and the batch ids. ``ERR: 003`` (session expired) on a ``senditem`` is a
   ``SESSION`` refusal and :meth:`~BatchInterfaceWire.invalidate` drops the session id **and** both
@@ -79,12 +86,12 @@ __all__ = [
     "ENDBATCH_PATH",
     "PLACEHOLDER",
     "QUICKSEND_PATH",
-    "RESERVED_NAMES",
     "SENDITEM_PATH",
     "STARTBATCH_PATH",
     "BatchInterfaceWire",
     "parse_batch_id",
     "placeholders",
+    "positional_template",
     "render_template",
 ]
 
@@ -96,37 +103,6 @@ ENDBATCH_PATH = "/http_batch/endbatch"
 PLACEHOLDER = re.compile(r"#([A-Za-z0-9_]+)#")
 """A template field: letters, digits and underscores between ``#`` signs."""
 
-RESERVED_NAMES: frozenset[str] = frozenset(
-    {
-        "api_id",
-        "user",
-        "password",
-        "session_id",
-        "batch_id",
-        "to",
-        "template",
-        "text",
-        "from",
-        "mo",
-        "callback",
-        "msg_callback",
-        "climsgid",
-        "unicode",
-        "concat",
-        "max_credits",
-        "deliv_time",
-        "scheduled_time",
-        "validity",
-        "escalate",
-        "queue",
-        "msg_type",
-        "udh",
-        "data",
-        "deliv_ack",
-        "req_feat",
-    }
-)
-"""Parameter names a field may not take (compared lower-cased): the request already uses them."""
 
 BATCH_SESSION_CODES = frozenset({3, 201, 202})
 _TAGGED = re.compile(r"\(batch ([0-9A-Za-z]{1,64})\)$")
@@ -140,6 +116,16 @@ _ERR = re.compile(r"ERR:\s*(\d{1,3})\s*(?:,\s*(.*?))?(?:\s+To:\s*\+?(\d{1,20}))?
 def placeholders(template: str) -> list[str]:
     """The placeholder names of ``template`` in order of first appearance."""
     return list(dict.fromkeys(m.group(1) for m in PLACEHOLDER.finditer(template)))
+
+
+def positional_template(template: str) -> tuple[str, tuple[str, ...]]:
+    """``template`` as the gateway reads it, and the names in wire order: the K-th distinct
+    placeholder (in order of first appearance) becomes ``#fieldK#``. The text around the
+    placeholders is kept as written, so the gateway's left-to-right scan finds the same
+    placeholders at the same places."""
+    names = placeholders(template)
+    position = {name: f"#field{k}#" for k, name in enumerate(names, 1)}
+    return PLACEHOLDER.sub(lambda m: position[m.group(1)], template), tuple(names)
 
 
 def render_template(template: str, values: Mapping[str, str]) -> str:
@@ -182,10 +168,11 @@ class BatchInterfaceWire:
     """``/http_batch/`` behind :class:`~bulksend.wire.WireProtocol` for a personalised campaign
     (the promises are in the module docstring).
 
-    ``template``: the text with ``#field#`` placeholders. ``fields``: the field names in the order
-    of each ``Batch.fields`` tuple. ``options``: the per-message options (``sender``, ``mo``,
-    ``callback``, ``msg_type``, ``validity``, ``deliv_time``, ``scheduled_time``,
-    ``max_credits``, ``escalate``, ``queue``, ``extra``) sent once at ``startbatch``; its ``text``,
+    ``template``: the text with ``#name#`` placeholders (``#fieldK#`` on the wire). ``fields``:
+    the field names in the order of each ``Batch.fields`` tuple. ``options``: the per-message
+    options (``sender``, ``mo``, ``callback``, ``msg_type``, ``validity``, ``deliv_time``,
+    ``scheduled_time``, ``max_credits``, ``escalate``, ``queue``, ``extra``) sent once at
+    ``startbatch``; its ``text``,
     ``unicode`` and ``concat`` are ignored (the template, the encoding and ``max_parts`` decide
     them) and a ``climsgid`` or a binary body is refused. ``unicode``: ``auto`` (per row), ``on``
     (every row UCS-2) or ``off`` (every row GSM-7; a row that is not is a ProtocolError).
@@ -213,31 +200,29 @@ class BatchInterfaceWire:
         options = options if options is not None else MessageOptions("")
         if options.climsgid is not None or options.data is not None or options.udh is not None:
             raise ProtocolError("a batch carries no climsgid and no binary body")
-        base = replace(options, text=template, unicode=False, concat=max_parts)
-        base.validate()
         self.fields = tuple(fields)
-        lowered = [name.lower() for name in self.fields]
         for name in self.fields:
             if PLACEHOLDER.fullmatch(f"#{name}#") is None:
                 raise ProtocolError(f"a field name is letters, digits and _: {name!r}")
-            if name.lower() in RESERVED_NAMES:
-                raise ProtocolError(f"a field may not be called {name!r}: a request parameter")
-        if len(set(lowered)) != len(lowered):
-            raise ProtocolError("two fields differ only in letter case")
-        used = placeholders(template)
+        wire_template, used = positional_template(template)
         missing = [name for name in used if name not in self.fields]
         if missing:
             raise ProtocolError(f"the template's field(s) {', '.join(missing)} have no values")
+        base = replace(options, text=wire_template, unicode=False, concat=max_parts)
+        base.validate()
         self.template = template
+        self.wire_template = wire_template
+        """The template ``startbatch`` carries: ``#fieldK#`` for the K-th placeholder."""
         self.unicode = unicode
         self.max_parts = max_parts
         self.session = LegacySession(auth, use_session)
-        self._used = tuple((name, self.fields.index(name)) for name in used)
+        # (wire name, index into the row's values), in wire order.
+        self._used = tuple((f"field{k}", self.fields.index(name)) for k, name in enumerate(used, 1))
         self._options = {
             Encoding.GSM7: [("template" if k == "text" else k, v) for k, v in base.params()],
         }
         try:
-            ucs2 = replace(base, text=encode_ucs2_hex(template), unicode=True)
+            ucs2 = replace(base, text=encode_ucs2_hex(wire_template), unicode=True)
         except InputError as exc:
             raise ProtocolError(str(exc)) from None
         self._options[Encoding.UCS2] = [

@@ -3,9 +3,9 @@
 No I/O; of ours it imports only :mod:`bulksend.errors`. What this module promises:
 
 * :class:`OneApi` implements :class:`~bulksend.wire.WireProtocol`: at most :data:`MAX_BATCH`
-  (100) messages per ``POST /v1/message``, each with its own ``to`` and ``content``, plus the
-  campaign's :class:`OneOptions` (``from``, ``clientMessageId`` per message, ``validityPeriod``,
-  ``binary``/``udh``, ``charset``). Everything but ``to``, ``content`` and ``clientMessageId`` is
+  (200, the reference's limit for SMS) messages per ``POST /v1/message``, each with its own
+  ``to`` and ``content``, plus the campaign's :class:`OneOptions` (``from``, ``clientMessageId``
+  per message, ``validityPeriod``, ``binary``/``udh``, ``charset``). Everything but ``to``, ``content`` and ``clientMessageId`` is
   encoded once per campaign; a batch costs one JSON string escape per ``to`` and ``content``.
 * The API key lives only in :class:`ApiKey` (registered with
   :func:`~bulksend.errors.register_secret`, so :func:`~bulksend.errors.redact` masks it anywhere)
@@ -19,12 +19,19 @@ No I/O; of ours it imports only :mod:`bulksend.errors`. What this module promise
   boolean, an accepted entry without ``apiMessageId``, a refused one without an error code, an
   accepted one that also carries an error), a body that is not the JSON of a send answer, an HTTP
   status that does not say what happened. Entries for numbers never asked for are anomalies.
-* Request-level failures become :class:`~bulksend.wire.RequestError` with the class of
-  :data:`ERROR_CODES`: HTTP 429 (code 43) and any 5xx are ``TRANSIENT`` (not processed: retry,
-  honouring ``Retry-After``); a 4xx with an error object has its code's class; a bare 401/403/404/
-  405 is ``FATAL`` (wrong key or URL). An answer with a request-level ``error`` *and* message
-  entries contradicts itself: every recipient is ``UNKNOWN`` and the error is ``FATAL`` (stop; some
-  may have been sent).
+* **HTTP statuses as the reference gives them.** 202 (every message accepted) and 207 (some
+  accepted, some not) are read entry by entry. **400 with message entries and a null global
+  error** means none was accepted: each recipient is ``REJECTED`` with its entry's own code and
+  class (25 invalid, 26 opted out: ``RECIPIENT``, so the campaign goes on), certainly not sent; an
+  entry in it that nevertheless says ``accepted`` leaves its recipient ``UNKNOWN``.
+* Request-level failures (a global ``error`` object, no entries) become
+  :class:`~bulksend.wire.RequestError` with the class of :data:`ERROR_CODES`, whatever the status
+  (400 malformed / too many messages, 401 key, 402 balance, 404, 503): HTTP 429 (code 43) and any
+  5xx are ``TRANSIENT`` (not processed: retry, honouring ``Retry-After``); a 4xx with an error
+  object has its code's class; a bare 401/403/404/405 is ``FATAL`` (wrong key or URL); any other
+  status without an error object (a bare 400 included) says nothing certain: ``UNKNOWN``. A 2xx
+  answer with a request-level ``error`` *and* message entries contradicts itself: every recipient
+  is ``UNKNOWN`` and the error is ``FATAL`` (stop; some may have been sent).
 * :func:`parse_balance`, :func:`parse_status` (``GET /v1/message/<id>``) and
   :func:`parse_callback` (the JSON delivery callback) return small named tuples or raise
   :class:`~bulksend.errors.GatewayError` / :class:`~bulksend.errors.ProtocolError`.
@@ -38,7 +45,7 @@ import math
 import re
 import string
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from itertools import repeat
 from typing import Any, NamedTuple
 
@@ -78,7 +85,8 @@ __all__ = [
     "parse_status",
 ]
 
-MAX_BATCH = 100
+MAX_BATCH = 200
+"""Messages one ``POST /v1/message`` may carry (the current reference; older pages said 100)."""
 MESSAGE_PATH = "/v1/message"
 BALANCE_PATH = "/v1/balance"
 
@@ -230,7 +238,7 @@ def _digits(msisdn: str) -> bool:
 
 class OneApi:
     """The One API behind :class:`~bulksend.wire.WireProtocol`: build ``POST /v1/message``
-    requests for batches of at most 100 and parse their answers."""
+    requests for batches of at most :data:`MAX_BATCH` and parse their answers."""
 
     __slots__ = ("_headers", "_id_prefix", "_tail", "key", "options")
 
@@ -258,8 +266,8 @@ class OneApi:
     # -- building ----------------------------------------------------------------------------------
 
     def build(self, batch: Sequence[BatchItem]) -> Request:
-        """The ``POST /v1/message`` request for ``batch`` (1-100 items, each ``msisdn`` digits and
-        ``content`` non-empty; hex for a binary campaign)."""
+        """The ``POST /v1/message`` request for ``batch`` (1 to :data:`MAX_BATCH` items, each
+        ``msisdn`` digits and ``content`` non-empty; hex for a binary campaign)."""
         return self.build_lists(
             [item.row for item in batch],
             [item.msisdn for item in batch],
@@ -366,6 +374,8 @@ class OneApi:
                 return _refused(
                     batch, RequestError(code, description, classify(code), status, None)
                 )
+            if status == 400 and error_obj is None and isinstance(entries, list) and entries:
+                return _none_accepted(batch, entries)
             if status in _FATAL_HTTP:
                 return _refused(
                     batch, RequestError(0, f"HTTP {status}", ErrorClass.FATAL, status, None)
@@ -399,16 +409,46 @@ class OneApi:
         return _all_accepted(batch, entries) or _match(batch, entries)
 
 
+def _none_accepted(batch: Sequence[str], entries: list[Any]) -> Answer:
+    """A 400 with message entries and a null global error: the reference's "none accepted",
+    each recipient refused with its own code. Entries are matched by ``to`` as for a 207; an
+    entry that says ``accepted`` contradicts the status, so its recipient is ``UNKNOWN`` (the
+    id it names kept in the description), never accepted and never sent again."""
+    answer = _match(batch, entries)
+    outcomes = answer.outcomes
+    if all(o.verdict is not Verdict.ACCEPTED for o in outcomes):
+        return answer
+    anomalies = list(answer.anomalies)
+    fixed: list[Outcome] = []
+    for number, outcome in zip(batch, outcomes, strict=True):
+        if outcome.verdict is Verdict.ACCEPTED:
+            anomalies.append(f"HTTP 400 yet an entry accepted for {number}")
+            outcome = Outcome(
+                Verdict.UNKNOWN,
+                description="HTTP 400 (none accepted) yet the entry says accepted "
+                f"(api id {outcome.api_msg_id})",
+            )
+        fixed.append(outcome)
+    return Answer(tuple(fixed), anomalies=tuple(anomalies))
+
+
 class OneWire:
     """The pipeline's :class:`~bulksend.wire.WireProtocol` for the One API: no session state (the
-    key travels in every request), 100 messages per request, each with its own content (the
-    campaign's ``text`` when the batch carries none)."""
+    key travels in every request), up to :data:`MAX_BATCH` messages per request, each with its
+    own content (the campaign's ``text`` when the batch carries none) and, once
+    :meth:`key_rows` was called, its row's ``clientMessageId``."""
 
     name = "one"
 
     def __init__(self, api: OneApi, text: str) -> None:
         self.api = api
         self.text = text
+
+    def key_rows(self, prefix: str) -> None:
+        """From now on every message carries ``clientMessageId`` = ``prefix`` + its row number
+        (the campaign's row key, :mod:`bulksend.rowkey`)."""
+        api = self.api
+        self.api = OneApi(api.key, replace(api.options, client_message_id_prefix=prefix))
 
     @property
     def max_batch(self) -> int:

@@ -43,7 +43,7 @@ class Wire:
 
     @property
     def per_request(self) -> int:
-        return {"sendmsg": 600, "batch": 1}.get(self.name, 100)
+        return {"sendmsg": 600, "batch": 1}.get(self.name, 200)
 
     @property
     def text(self) -> str:

@@ -92,22 +92,30 @@ async def test_the_credit_pre_flight_counts_each_row_at_its_own_parts(tmp_path: 
         assert rest.exit_code == 0 and [e.to for e in sim.ledger.entries] == ["27820000007"]
 
 
-async def test_a_field_the_batch_interface_cannot_carry_is_refused_before_anything_is_written(
-    tmp_path: Path,
+@pytest.mark.parametrize("wire", [Wire("batch"), Wire("one-personalised")], ids=str)
+async def test_columns_named_like_positions_or_parameters_fill_their_own_placeholders(
+    wire: Wire, tmp_path: Path
 ) -> None:
-    """``#to#`` would collide with senditem's own ``to``: refused on the legacy API before the
-    journal exists; the One API, which sends rendered texts, takes it."""
-    from bulksend.errors import InputError
-
+    """The batch interface's fields are positional (``#field1#`` … on the wire); a column that is
+    literally called ``field1``, ``field2`` or ``to`` is just a name: every row gets its own text,
+    checked in the gateway's ledger (whose batch interface fills only ``#fieldN#``)."""
     path = tmp_path / "in.csv"
-    path.write_text("phone,to\n+27820000001,Anna\n", encoding="utf-8")
-    batch = Wire("batch")
-    async with batch.simulator() as sim:
-        with pytest.raises(InputError, match=r"batch interface.*'to'"):
-            await run_campaign_async(batch.settings(sim, path, text="Hi #to#"))
-        assert len(sim.ledger) == 0
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.csv"]
-    one = Wire("one-personalised")
-    async with one.simulator() as sim:
-        summary = await run_campaign_async(one.settings(sim, path, text="Hi #to#"))
-        assert summary.accepted == 1 and sim.ledger.entries[0].text == "Hi Anna"
+    path.write_text(
+        "phone,field2,to,field1\n"
+        "+27820000001,Mr,Anna,R50\n"
+        "+27820000002,Ms,Zoë,R7\n"
+        "+27820000003,Dr,陈,R1\n",
+        encoding="utf-8",
+    )
+    text = "#field2# #to#, you owe #field1#. #field2# #to#: pay by Friday #1."
+    async with wire.simulator() as sim:
+        summary = await run_campaign_async(wire.settings(sim, path, text=text))
+        results = read_results(tmp_path / "in.results.csv")
+        assert check_against_ledger(results, sim) == {"accepted": 3}
+        texts = {e.to: e.text for e in sim.ledger.entries}
+    assert summary.exit_code == 0
+    assert texts == {
+        "27820000001": "Mr Anna, you owe R50. Mr Anna: pay by Friday #1.",
+        "27820000002": "Ms Zoë, you owe R7. Ms Zoë: pay by Friday #1.",
+        "27820000003": "Dr 陈, you owe R1. Dr 陈: pay by Friday #1.",
+    }
