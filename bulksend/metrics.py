@@ -44,6 +44,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from bulksend.errors import ConfigError
+from bulksend.listen import parse_listen
 
 __all__ = [
     "REQUEST_BUCKETS",
@@ -242,8 +243,6 @@ async def serve_metrics(
     if listen is None or registry is None:
         yield None
         return
-    from bulksend.receipts import parse_listen
-
     host, port = parse_listen(listen)
     server = MetricsServer(registry, host, port)
     try:

@@ -39,6 +39,7 @@ from pathlib import Path
 
 from bulksend.errors import InputError, StorageError
 from bulksend.numbers import NumberPolicy, Reason, normalise
+from bulksend.source import RecipientSource
 
 __all__ = ["OptOuts", "append_opt_outs", "load_opt_outs"]
 
@@ -183,8 +184,6 @@ def _with_head(numbers: list[int], head: list[bytes]) -> tuple[list[int], list[s
 
 def _read_list(path: Path, policy: NumberPolicy) -> tuple[list[int], int]:
     """The numbers of one list and how many of its rows are not numbers (a header aside)."""
-    from bulksend.source import RecipientSource  # source imports this module
-
     try:
         data = path.read_bytes()
     except FileNotFoundError:

@@ -63,6 +63,7 @@ from aiohttp import web
 
 from bulksend import aio
 from bulksend.errors import BulkSendError, ConfigError, StorageError, register_secret
+from bulksend.listen import parse_listen
 from bulksend.lock import FileLock
 from bulksend.wire import one
 
@@ -114,15 +115,6 @@ def receipts_path_for(results_path: str | os.PathLike[str]) -> Path:
     if name.endswith(".results.csv"):
         return results.with_name(name[: -len(".results.csv")] + ".receipts.csv")
     return results.with_name(results.stem + ".receipts.csv")
-
-
-def parse_listen(text: str) -> tuple[str, int]:
-    """``HOST:PORT`` (``[v6]:PORT`` too) -> ``(host, port)``; ConfigError if malformed."""
-    host, sep, port = text.rpartition(":")
-    host = host.strip("[]")
-    if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
-        raise ConfigError(f"--listen wants HOST:PORT (e.g. 127.0.0.1:8080), not {text!r}")
-    return host, int(port)
 
 
 class Receipt(NamedTuple):

@@ -1,7 +1,10 @@
 """Stream the recipient file into blocks of numbers to send and rows refused.
 
 This module owns reading the recipient file: bytes on disk in, :class:`Block` s of
-``(row, msisdn)`` pairs and :class:`Reject` s out, in file order. What it promises:
+``(row, msisdn)`` pairs and :class:`Reject` s out, in file order. It is the reading loop (bytes ->
+text -> lines -> the layout: delimiter, column, header -> rows of cells); what each row becomes (a
+number, an opt-out, a template's refusal, a duplicate) is :mod:`bulksend.rows`', whose
+:class:`~bulksend.rows.RowRules` :class:`RecipientSource` extends. Together they promise:
 
 * **Every row is accounted for once.** Each data row lands in exactly one block, either in
   ``rows``/``msisdns`` or in ``rejects``, so ``stats.rows == stats.valid + stats.duplicates +
@@ -75,17 +78,23 @@ import functools
 import os
 import re
 from collections import Counter
-from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterator, Sequence
 from itertools import chain, islice, repeat
 from typing import BinaryIO, NamedTuple
 
-from bulksend.dedupe import FirstRowTable
 from bulksend.errors import InputError
-from bulksend.gsm import MessageShape
 from bulksend.numbers import NumberPolicy, Reason, normalise
-from bulksend.optout import OptOuts
-from bulksend.template import BoundTemplate, PartsStats, Template, check_options
+from bulksend.rows import (
+    RAW_CHARS,
+    Batch,
+    Block,
+    Exclusions,
+    Reject,
+    RowRules,
+    SourceStats,
+    Unreadable,
+)
+from bulksend.template import BoundTemplate, Template, check_options
 
 __all__ = ["Block", "RecipientSource", "Reject", "SourceStats"]
 
@@ -94,7 +103,6 @@ MAX_LINE_CHARS = 1 << 20
 MAX_RECORD_LINES = 64  # a quoted cell may hold an address or a note; more is an unclosed quote
 SAMPLE_ROWS = 50
 SAMPLE_CHARS = 256 * 1024
-RAW_CHARS = 200  # how much of a rejected cell the Reject keeps
 DELIMITERS = (",", ";", "\t", "|")
 
 _DEFAULT_POLICY = NumberPolicy()
@@ -123,7 +131,6 @@ _HEADER_HINTS = frozenset(
 )  # fmt: skip
 _TOKEN_SPLIT = re.compile(r"[\s_\-./#:()]+")
 _CONTROL = re.compile(r"[\x00-\x08\x0e-\x1f\x7f]")
-_ESCAPED_BYTE = re.compile("[\udc80-\udcff]")
 
 _BOMS = (  # longest first: the UTF-32-LE BOM starts with the UTF-16-LE one
     (codecs.BOM_UTF32_LE, "utf-32-le"),
@@ -138,66 +145,6 @@ _MAGIC = (
     (b"\x1f\x8b", "gzip-compressed; decompress it first"),
     (b"%PDF", "a PDF document"),
 )
-
-
-@dataclass(frozen=True, slots=True)
-class Reject:
-    """A row that will not be sent: its row number, the cell as read, and why."""
-
-    row: int
-    raw: str
-    reason: str
-
-
-@dataclass(slots=True)
-class Block:
-    """Consecutive input rows: the numbers to send and the rows refused, in file order.
-
-    ``len(rows) + len(rejects)`` is the number of rows the block covers, at most ``block_rows``;
-    ``last_row`` is the last of them. With a template, ``contents[i]`` is the text for
-    ``msisdns[i]`` and ``fields[i]`` its placeholder values in ``template.fields`` order; both are
-    None without one.
-    """
-
-    rows: list[int]
-    msisdns: list[str]
-    rejects: list[Reject]
-    last_row: int
-    contents: list[str] | None = None
-    fields: list[tuple[str, ...]] | None = None
-
-
-@dataclass
-class SourceStats:
-    """Counts so far, updated at each block. Layout fields are set once the head is read."""
-
-    rows: int = 0  # data rows (the header excluded)
-    valid: int = 0
-    duplicates: int = 0
-    rejected: Counter[str] = field(default_factory=Counter)  # by reason, duplicates excluded
-    header: bool = False
-    column: int | str = 0  # the header cell of the chosen column, or its index without a header
-    column_index: int = 0
-    delimiter: str = ""  # "" for one number per line
-    encoding: str = "utf-8"
-    parts: PartsStats = field(default_factory=PartsStats)  # of the valid rows; with a template only
-
-
-class _Unreadable(str):
-    """Stands in for the cell of a row that has none to offer (an overlong line, a short row).
-
-    It is an empty string, so the hot loop treats it like any cell that does not normalise and only
-    the reject path looks at ``reason``.
-    """
-
-    reason: str
-    raw: str
-
-    def __new__(cls, reason: str, raw: str) -> _Unreadable:
-        self = super().__new__(cls, "")
-        self.reason = reason
-        self.raw = raw
-        return self
 
 
 class _Layout(NamedTuple):
@@ -216,10 +163,7 @@ class _Candidate(NamedTuple):
     width: int  # the most common number of cells
 
 
-Batch = Iterable[Sequence[str]]
-
-
-class RecipientSource:
+class RecipientSource(RowRules):
     """The recipient file as a stream of :class:`Block` s; see the module docstring for the rules."""
 
     def __init__(
@@ -231,7 +175,7 @@ class RecipientSource:
         dedupe: bool = True,
         block_rows: int = 2048,
         compact_dedupe: bool = False,
-        opt_outs: OptOuts | None = None,
+        opt_outs: Exclusions | None = None,
         template: Template | None = None,
         max_parts: int | None = None,
         unicode: str = "auto",
@@ -352,10 +296,10 @@ class RecipientSource:
                 hint = " (UTF-16 without a byte-order mark? save it as UTF-8)"
             raise InputError(f"does not look like a text/CSV file{hint}", path=self.path)
 
-    def _lines(self, texts: Iterator[str]) -> Iterator[tuple[list[str], bool] | _Unreadable]:
+    def _lines(self, texts: Iterator[str]) -> Iterator[tuple[list[str], bool] | Unreadable]:
         """Complete lines, a chunk at a time, with whether the chunk holds a quote.
 
-        A line longer than ``MAX_LINE_CHARS`` becomes an :class:`_Unreadable` of its own and is
+        A line longer than ``MAX_LINE_CHARS`` becomes an :class:`Unreadable` of its own and is
         skipped up to its end without being held in memory.
         """
         carry = ""
@@ -386,12 +330,12 @@ class RecipientSource:
         if carry:
             yield [carry], '"' in carry
 
-    def _overlong(self, line: str) -> _Unreadable:
-        return _Unreadable(f"line longer than {MAX_LINE_CHARS} characters", line[:RAW_CHARS])
+    def _overlong(self, line: str) -> Unreadable:
+        return Unreadable(f"line longer than {MAX_LINE_CHARS} characters", line[:RAW_CHARS])
 
     def _overlong_split(
         self, lines: list[str], quoted: bool
-    ) -> Iterator[tuple[list[str], bool] | _Unreadable]:
+    ) -> Iterator[tuple[list[str], bool] | Unreadable]:
         run: list[str] = []
         for line in lines:
             if len(line) > MAX_LINE_CHARS:
@@ -406,15 +350,15 @@ class RecipientSource:
 
     # -- lines -> rows of cells ----------------------------------------------------------------------
 
-    def _batches(self, chunks: Iterator[tuple[list[str], bool] | _Unreadable]) -> Iterator[Batch]:
+    def _batches(self, chunks: Iterator[tuple[list[str], bool] | Unreadable]) -> Iterator[Batch]:
         """Settle the layout from the head of the file, then yield the data rows as cell lists."""
-        head: list[tuple[list[str], bool] | _Unreadable] = []
+        head: list[tuple[list[str], bool] | Unreadable] = []
         sample: list[str] = []
         nonblank = chars = 0
         complete = True  # the head is the whole file
         for chunk in chunks:
             head.append(chunk)
-            if isinstance(chunk, _Unreadable):
+            if isinstance(chunk, Unreadable):
                 continue
             for line in chunk[0]:
                 sample.append(line)
@@ -425,13 +369,13 @@ class RecipientSource:
             if nonblank > SAMPLE_ROWS or chars > SAMPLE_CHARS:
                 complete = False
                 break
-        unreadable = sum(1 for c in head if isinstance(c, _Unreadable))
+        unreadable = sum(1 for c in head if isinstance(c, Unreadable))
         if not head:
             raise InputError("empty file: no rows", path=self.path)
         if complete and not nonblank and not unreadable:
             raise InputError("empty file: no rows (only blank lines)", path=self.path)
         layout = self._layout(sample, complete and not unreadable)
-        if isinstance(head[0], _Unreadable):  # the first row is not readable, so not a header
+        if isinstance(head[0], Unreadable):  # the first row is not readable, so not a header
             layout = layout._replace(header=False, name="")
         if layout.header and complete and nonblank + unreadable <= 1:
             raise InputError("no data rows (only a header)", path=self.path)
@@ -457,7 +401,7 @@ class RecipientSource:
     def _rows(
         self,
         layout: _Layout,
-        chunks: Iterator[tuple[list[str], bool] | _Unreadable],
+        chunks: Iterator[tuple[list[str], bool] | Unreadable],
         width: int,
     ) -> Iterator[Batch]:
         """Data rows as cells; at least ``width`` of them where the row has that many."""
@@ -466,7 +410,7 @@ class RecipientSource:
         carried: list[str] = []
         for chunk in chunks:
             batch: Batch
-            if isinstance(chunk, _Unreadable):
+            if isinstance(chunk, Unreadable):
                 if carried:  # an unclosed quote ran into an overlong line: settle it first
                     yield _parse_quoted(carried, self._csv, at_end=True)[0]
                     carried = []
@@ -592,182 +536,6 @@ class RecipientSource:
             self._phone_like(c) for c in first if c.strip()
         )
 
-    # -- rows -> blocks (the hot loop) ----------------------------------------------------------------
-
-    def _blocks(self, batches: Iterator[Batch]) -> Iterator[Block]:
-        """The hot loop: each row to a number or a reject, cut into blocks of ``block_rows``.
-
-        (Whole-list variants with ``map``/``setdefault`` in C measured no faster than this loop.)
-        """
-        if self._bound is not None:
-            yield from self._templated_blocks(batches, self._bound)
-            return
-        st = self.stats
-        policy = self.policy
-        index = st.column_index
-        block_rows = self.block_rows
-        dedupe = self.dedupe
-        seen: dict[int, int] | FirstRowTable
-        if self.compact_dedupe:
-            try:
-                expected = os.stat(self.path).st_size // 12  # ~12 bytes a row
-            except OSError:
-                expected = 0
-            seen = FirstRowTable(expected if dedupe else 0)
-        else:
-            seen = {}
-        first_row_of = seen.setdefault
-        opt_outs = self.opt_outs
-        listed = opt_outs.lookup if opt_outs is not None else None
-        opted_out = opt_outs.reasons() if opt_outs is not None else []
-        rejected = st.rejected
-        row = start = 1 if st.header else 0
-        end = row + block_rows
-        rows: list[int] = []
-        msisdns: list[str] = []
-        rejects: list[Reject] = []
-        add_row, add_msisdn = rows.append, msisdns.append
-        for batch in batches:
-            for cells in batch:
-                row += 1
-                try:
-                    value = cells[index]
-                except IndexError:
-                    rejects.append(self._refused(row, self._short(cells), Reason.EMPTY))
-                else:
-                    msisdn = normalise(value, policy)
-                    if type(msisdn) is Reason:
-                        rejects.append(self._refused(row, value, msisdn))
-                    elif listed is not None and (number := listed(key := int(msisdn))) is not None:
-                        why = opted_out[number]
-                        rejected[why] += 1
-                        rejects.append(Reject(row, _printable(value), why))
-                    elif (
-                        dedupe
-                        and (first := first_row_of(key if listed is not None else int(msisdn), row))
-                        is not row
-                    ):
-                        st.duplicates += 1
-                        rejects.append(Reject(row, _printable(value), f"duplicate of row {first}"))
-                    else:
-                        add_row(row)
-                        add_msisdn(msisdn)
-                if row == end:
-                    st.rows += row - start
-                    st.valid += len(rows)
-                    yield Block(rows, msisdns, rejects, row)
-                    start, end = row, row + block_rows
-                    rows, msisdns, rejects = [], [], []
-                    add_row, add_msisdn = rows.append, msisdns.append
-        if row > start:
-            st.rows += row - start
-            st.valid += len(rows)
-            yield Block(rows, msisdns, rejects, row)
-
-    def _templated_blocks(self, batches: Iterator[Batch], bound: BoundTemplate) -> Iterator[Block]:
-        """:meth:`_blocks` with each valid row rendered and checked by ``bound`` as well.
-
-        A copy of the loop rather than a branch in it, so reading without a template costs what it
-        did. The check comes before dedupe: a row refused for its values does not claim its number,
-        and a later row with the same number and good values is sent.
-        """
-        st = self.stats
-        policy = self.policy
-        index = st.column_index
-        block_rows = self.block_rows
-        dedupe = self.dedupe
-        seen: dict[int, int] | FirstRowTable
-        if self.compact_dedupe:
-            try:
-                expected = os.stat(self.path).st_size // 40  # ~40 bytes a row with a name or two
-            except OSError:
-                expected = 0
-            seen = FirstRowTable(expected if dedupe else 0)
-        else:
-            seen = {}
-        first_row_of = seen.setdefault
-        opt_outs = self.opt_outs
-        listed = opt_outs.lookup if opt_outs is not None else None
-        opted_out = opt_outs.reasons() if opt_outs is not None else []
-        rejected = st.rejected
-        check = bound.check
-        row = start = 1 if st.header else 0
-        end = row + block_rows
-        rows: list[int] = []
-        msisdns: list[str] = []
-        contents: list[str] = []
-        fields: list[tuple[str, ...]] = []
-        shapes: list[MessageShape] = []
-        rejects: list[Reject] = []
-        for batch in batches:
-            for cells in batch:
-                row += 1
-                try:
-                    value = cells[index]
-                except IndexError:
-                    rejects.append(self._refused(row, self._short(cells), Reason.EMPTY))
-                else:
-                    msisdn = normalise(value, policy)
-                    if type(msisdn) is Reason:
-                        rejects.append(self._refused(row, value, msisdn))
-                    elif listed is not None and (number := listed(key := int(msisdn))) is not None:
-                        why = opted_out[number]
-                        rejected[why] += 1
-                        rejects.append(Reject(row, _printable(value), why))
-                    elif isinstance(rendered := check(cells), str):
-                        rejected[rendered] += 1
-                        rejects.append(Reject(row, _printable(value), rendered))
-                    elif (
-                        dedupe
-                        and (first := first_row_of(key if listed is not None else int(msisdn), row))
-                        is not row
-                    ):
-                        st.duplicates += 1
-                        rejects.append(Reject(row, _printable(value), f"duplicate of row {first}"))
-                    else:
-                        rows.append(row)
-                        msisdns.append(msisdn)
-                        contents.append(rendered.text)
-                        fields.append(rendered.values)
-                        shapes.append(rendered.shape)
-                if row == end:
-                    st.rows += row - start
-                    st.valid += len(rows)
-                    st.parts.add_all(shapes)
-                    yield Block(rows, msisdns, rejects, row, contents, fields)
-                    start, end = row, row + block_rows
-                    rows, msisdns, contents, fields, shapes, rejects = [], [], [], [], [], []
-        if row > start:
-            st.rows += row - start
-            st.valid += len(rows)
-            st.parts.add_all(shapes)
-            yield Block(rows, msisdns, rejects, row, contents, fields)
-
-    def _refused(self, row: int, value: str, reason: Reason) -> Reject:
-        if type(value) is _Unreadable:
-            why, raw = value.reason, value.raw
-        elif reason is Reason.BAD_CHARS and not value.isascii() and self._undecodable(value):
-            why, raw = self._bad_bytes, value
-        else:
-            why, raw = reason.value, value
-        self.stats.rejected[why] += 1
-        return Reject(row, _printable(raw), why)
-
-    def _undecodable(self, value: str) -> bool:
-        if self._bad_bytes == "not valid UTF-8":
-            return _ESCAPED_BYTE.search(value) is not None
-        return "\ufffd" in value
-
-    def _short(self, cells: Sequence[str]) -> _Unreadable:
-        """The stand-in cell of a row without the chosen column: blank, or too few cells."""
-        if not any(c.strip() for c in cells):
-            return _Unreadable(Reason.EMPTY.value, "")
-        st = self.stats
-        why = f"missing column {st.column_index}"
-        if st.header:
-            why += f" ({st.column})"
-        return _Unreadable(why, (st.delimiter or ",").join(cells))
-
 
 def _line_end(text: str) -> str:
     """The file's line end, judged by the first one in ``text``.
@@ -875,16 +643,3 @@ def _name(cell: str) -> str:
 def _is_hint(cell: str) -> bool:
     words = _TOKEN_SPLIT.split(_name(cell).casefold())
     return any(w in _HEADER_HINTS for w in words)
-
-
-def _printable(text: str) -> str:
-    """The cell as a rejects file can hold it: trimmed, invalid bytes as U+FFFD, at most RAW_CHARS."""
-    text = text.strip()
-    if len(text) > RAW_CHARS:
-        text = text[:RAW_CHARS] + "…"
-    if text.isascii():
-        return text
-    try:
-        return text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
-    except UnicodeEncodeError:
-        return text.encode("utf-8", "replace").decode("utf-8")

@@ -12,10 +12,10 @@ from bulksend.journal import (
     Journal,
     ResultLine,
     RowBitmap,
-    _compress,
     expand_rows,
     read_results,
 )
+from bulksend.journal.log import _compress
 
 FP = "f" * 64
 

@@ -7,6 +7,18 @@ request handlers; with a ``callback_url`` it also runs a
 pushes the status callbacks (``sendmsg`` with ``callback`` 1-7). It imports nothing of
 bulksend's client side, so it checks the client independently; of ours it uses only ``bulksend.gsm`` (part counting, UCS-2 hex).
 
+This module is the server and the request's path (routes, the connection cap, faults, reading
+the parameters; steps 0-1 below); the commands are answered in three rooms the
+:class:`Simulator` is made of, each a base class over the same state:
+
+* ``account.py`` (:class:`~bulksend.simulator.account.AccountCalls`): credentials, sessions and
+  authentication (step 2), ``auth``, ``ping``, ``getbalance``, ``querymsg``, ``getmsgcharge``,
+  ``delmsg``, ``routeCoverage``;
+* ``sendmsg.py`` (:class:`~bulksend.simulator.sendmsg.SendmsgCalls`): ``sendmsg``, and the steps
+  every message command shares (3-7);
+* ``http_batch.py`` (:class:`~bulksend.simulator.http_batch.BatchCalls`): ``startbatch``,
+  ``senditem``, ``quicksend``, ``endbatch``.
+
 Wire behaviour (``/work/shared/clickatell-http-api.md``): every command is ``/http/<command>``,
 GET or POST (``application/x-www-form-urlencoded``; multipart is accepted too); API answers are
 ``text/plain`` with HTTP 200, errors as ``ERR: NNN, description``. Single-line answers carry no
@@ -105,25 +117,32 @@ from __future__ import annotations
 
 import asyncio
 import os
-import re
-import time
 from collections.abc import Awaitable, Callable
-from dataclasses import asdict, dataclass, field
-from itertools import repeat
-from typing import NamedTuple
 from urllib.parse import unquote_plus
 
 from aiohttp import web
 
-from bulksend.simulator.batches import Batches, BatchTemplate, parse_startbatch
+from bulksend.simulator.account import (
+    CREDITS_PER_PART,
+    ROUTE_SUPPORTED,
+    ROUTE_UNSUPPORTED,
+    UNLIMITED_CREDIT,
+    Answer,
+    Credentials,
+    Params,
+    SimulatorStats,
+)
+from bulksend.simulator.batches import Batches
 from bulksend.simulator.callbacks import CallbackDispatcher
 from bulksend.simulator.codes import err
 from bulksend.simulator.faults import Fault, Faults
-from bulksend.simulator.ledger import Ledger, LedgerEntry
-from bulksend.simulator.message import parse_message
+from bulksend.simulator.http_batch import BatchCalls
+from bulksend.simulator.ledger import Ledger
+from bulksend.simulator.sendmsg import MAX_NUMBERS_GET, MAX_NUMBERS_POST
 from bulksend.simulator.server import ServedApp
 
 __all__ = [
+    "CREDITS_PER_PART",
     "DEFAULT_API_ID",
     "DEFAULT_MINUTE_SECONDS",
     "DEFAULT_PASSWORD",
@@ -131,6 +150,13 @@ __all__ = [
     "DEFAULT_USER",
     "MAX_NUMBERS_GET",
     "MAX_NUMBERS_POST",
+    "ROUTE_SUPPORTED",
+    "ROUTE_UNSUPPORTED",
+    "UNLIMITED_CREDIT",
+    "Answer",
+    "Handler",
+    "Params",
+    "Process",
     "Simulator",
     "SimulatorStats",
 ]
@@ -144,88 +170,13 @@ DEFAULT_TWO_WAY_NUMBER = "27999000111"
 DEFAULT_MINUTE_SECONDS = 60.0
 """Real seconds per minute of ``deliv_time``/``scheduled_time`` delay (tests shrink it)."""
 
-MAX_NUMBERS_GET = 300
-MAX_NUMBERS_POST = 600
-UNLIMITED_CREDIT = 1_000_000_000.0
-"""What ``getbalance`` reports for an account without a credit limit."""
-CREDITS_PER_PART = 1.0
-ROUTE_SUPPORTED = (
-    "OK: This prefix is currently supported. Messages sent to this prefix will be routed. Charge: "
-)
-ROUTE_UNSUPPORTED = (
-    "ERR: This prefix is not currently supported. Messages sent to this prefix will fail. "
-    "Please contact support for assistance."
-)
-
-_SESSION_PRUNE_AT = 4096
-_GOOD_NUMBER = "[1-9][0-9]{7,14}"  # 8-15 ASCII digits, no leading 0 (hence no 00 prefix)
-_GOOD_NUMBERS = re.compile(f"{_GOOD_NUMBER}(?:,{_GOOD_NUMBER})*")
-
 _MESSAGE_COMMANDS = frozenset({"sendmsg", "senditem", "quicksend"})
-_NO_CREDIT = err(301)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-Params = dict[str, str]
-Answer = str | web.Response  # a text answer (HTTP 200), or an HTTP-level refusal (429)
 Process = Callable[[Params, bool], Answer]
 
 
-@dataclass(slots=True)
-class SimulatorStats:
-    """Counters since construction. Each request lands in exactly one outcome counter:
-    answered, http_503, http_429, err_901, dropped_before, dropped_after or over_connections."""
-
-    requests: int = 0
-    """Every request to a command's route (``/http/<command>``, ``/utils/routeCoverage.php``)."""
-    answered: int = 0
-    """Processed and answered normally (including ``ERR:`` answers)."""
-    http_503: int = 0
-    http_429: int = 0
-    err_901: int = 0
-    dropped_before: int = 0
-    dropped_after: int = 0
-    refused: int = 0
-    """Message requests (``sendmsg``, ``senditem``, ``quicksend``) refused as a whole (a single
-    ``ERR:`` answer that is not a per-recipient code)."""
-    over_connections: int = 0
-    """Requests refused for ``max_connections`` (503 or closed), not processed."""
-    recipients: int = 0
-    """Numbers in processed message requests (accepted + rejected)."""
-    accepted: int = 0
-    """Messages accepted (in the ledger)."""
-    rejected: int = 0
-    """Numbers refused with a per-recipient error."""
-
-    @property
-    def processed(self) -> int:
-        """Requests the gateway acted on, whether or not the answer arrived."""
-        return self.answered + self.dropped_after
-
-    def as_dict(self) -> dict[str, int]:
-        return asdict(self)
-
-
-@dataclass(slots=True)
-class _Credentials:
-    user: str
-    password: str = field(repr=False)
-    api_id: str
-
-
-class _SendRequest(NamedTuple):
-    numbers: list[str]
-    joined: str  # the numbers, comma-joined
-    text: str
-    parts: int
-    climsgid: str
-    sender: str
-    callback: int
-    mo: bool
-    delay_minutes: float
-    options: str
-
-
-class Simulator(ServedApp):
+class Simulator(BatchCalls, ServedApp):
     """The fake gateway; ``async with Simulator() as sim:`` serves it on ``sim.url``."""
 
     def __init__(
@@ -262,7 +213,7 @@ class Simulator(ServedApp):
         self.batches = Batches()
         """The batch interface's live batches (``/http_batch/``, ``batches.py``)."""
         self.stats = SimulatorStats()
-        self._credentials = _Credentials(user, password, api_id)
+        self._credentials = Credentials(user, password, api_id)
         self._sessions: dict[str, float] = {}  # session id -> monotonic time of last use
         self._busy = 0  # requests in progress (max_connections)
         self._host = host
@@ -282,27 +233,6 @@ class Simulator(ServedApp):
 
     def make_callbacks(self, url: str) -> CallbackDispatcher:
         return CallbackDispatcher(url, self.ledger, self.faults, self._credentials.api_id)
-
-    # -- account controls ----------------------------------------------------------------------
-
-    def set_credentials(
-        self, user: str | None = None, password: str | None = None, api_id: str | None = None
-    ) -> None:
-        """Change the account's credentials; ``None`` keeps a value. Sessions stay valid."""
-        if user is not None:
-            self._credentials.user = user
-        if password is not None:
-            self._credentials.password = password
-        if api_id is not None:
-            self._credentials.api_id = api_id
-
-    def expire_sessions(self) -> None:
-        """Forget every session: the next call with any session id answers ``ERR: 003``."""
-        self._sessions.clear()
-
-    def expire_batches(self) -> None:
-        """Forget every batch: the next use of any batch id answers ``ERR: 201``."""
-        self.batches.expire_all()
 
     # -- HTTP ----------------------------------------------------------------------------------
 
@@ -402,295 +332,6 @@ class Simulator(ServedApp):
 
     # -- commands ------------------------------------------------------------------------------
 
-    def _auth(self, params: Params, is_post: bool) -> Answer:
-        credentials = self._credentials
-        if params.get("api_id") != credentials.api_id:
-            return err(108)
-        if params.get("user") != credentials.user or params.get("password") != credentials.password:
-            return err(1)
-        session_id = os.urandom(16).hex()
-        sessions = self._sessions
-        now = time.monotonic()
-        if len(sessions) >= _SESSION_PRUNE_AT:
-            ttl = self.faults.session_ttl
-            for stale in [sid for sid, last in sessions.items() if now - last > ttl]:
-                del sessions[stale]
-        sessions[session_id] = now
-        return "OK: " + session_id
-
-    def _ping(self, params: Params, is_post: bool) -> Answer:
-        session_id = params.get("session_id")
-        if not session_id:
-            return err(5)
-        if not self._touch(session_id):
-            return err(3)
-        return "OK:"
-
-    def _touch(self, session_id: str) -> bool:
-        """Extend a live session; False (and forget it) if unknown or idle past the TTL."""
-        sessions = self._sessions
-        last = sessions.get(session_id)
-        now = time.monotonic()
-        if last is None or now - last > self.faults.session_ttl:
-            sessions.pop(session_id, None)
-            return False
-        sessions[session_id] = now
-        return True
-
-    def _authenticate(self, params: Params) -> str | None:
-        """None when the call may proceed, else the ``ERR:`` line that refuses it."""
-        session_id = params.get("session_id")
-        if session_id:
-            return None if self._touch(session_id) else err(3)
-        api_id, user, password = params.get("api_id"), params.get("user"), params.get("password")
-        if api_id is None and user is None and password is None:
-            return err(5)
-        credentials = self._credentials
-        if api_id != credentials.api_id:
-            return err(108)
-        if user != credentials.user or password != credentials.password:
-            return err(1)
-        return None
-
-    def _sendmsg(self, params: Params, is_post: bool) -> Answer:
-        stats = self.stats
-        refusal = self._authenticate(params)
-        if refusal is not None:
-            stats.refused += 1
-            return refusal
-        parsed = _parse_sendmsg(params, is_post)
-        if isinstance(parsed, int):
-            stats.refused += 1
-            return err(parsed)
-        return self._send(parsed)
-
-    def _send(self, parsed: _SendRequest) -> Answer:
-        """Throttle, charge, record and answer a message to one or more numbers (``sendmsg``,
-        ``quicksend``; steps 4-7 of the module docstring)."""
-        stats = self.stats
-        numbers = parsed.numbers
-        faults = self.faults
-        codes = _refusals(numbers, parsed.joined, faults)
-        if codes is None:
-            accepted = numbers
-        else:
-            accepted = [n for n, code in zip(numbers, codes, strict=True) if not code]
-        wait = faults.admit(len(accepted))
-        if wait > 0.0:
-            return web.Response(
-                status=429, text="429: Too Many Requests", headers=faults.retry_after(wait)
-            )
-        if not faults.charge(len(accepted) * parsed.parts):
-            stats.refused += 1
-            return err(301)
-        stats.recipients += len(numbers)
-        stats.accepted += len(accepted)
-        stats.rejected += len(numbers) - len(accepted)
-        delay = parsed.delay_minutes * self.minute_seconds
-        ids = self.ledger.accept(
-            accepted,
-            parsed.text,
-            climsgid=parsed.climsgid,
-            parts=parsed.parts,
-            sender=parsed.sender or (self.two_way_number if parsed.mo else ""),
-            callback=parsed.callback,
-            joined=parsed.joined if codes is None else None,
-            options=parsed.options,
-            due=time.monotonic() + delay if delay > 0.0 else 0.0,
-        )
-        if len(numbers) == 1:
-            return "ID: " + ids[0] if codes is None else err(codes[0])
-        if codes is None:
-            return "ID: " + "\nID: ".join(map(" To: ".join, zip(ids, numbers, strict=True))) + "\n"
-        next_id = iter(ids).__next__
-        refused = {code: err(code) + " To: " for code in set(codes) if code}
-        lines = [
-            f"{refused[code]}{number}\n" if code else f"ID: {next_id()} To: {number}\n"
-            for number, code in zip(numbers, codes, strict=True)
-        ]
-        return "".join(lines)
-
-    # -- the batch interface (/http_batch/, batches.py) -------------------------------------------
-
-    def _batch(self, params: Params) -> BatchTemplate | None:
-        faults = self.faults
-        return self.batches.get(params.get("batch_id"), faults.batch_ttl, faults.batch_expire_every)
-
-    def _startbatch(self, params: Params, is_post: bool) -> Answer:
-        refusal = self._authenticate(params)
-        if refusal is not None:
-            return refusal
-        batch = parse_startbatch(params, time.time())
-        if isinstance(batch, int):
-            return err(batch)
-        self.batches.add(batch, self.faults.batch_ttl)
-        return "ID: " + batch.batch_id
-
-    def _senditem(self, params: Params, is_post: bool) -> Answer:
-        stats = self.stats
-        refusal = self._authenticate(params)
-        if refusal is not None:
-            stats.refused += 1
-            return refusal
-        batch = self._batch(params)
-        if batch is None:
-            stats.refused += 1
-            return err(201)
-        to = params.get("to", "").strip()
-        if not to or "," in to:
-            stats.refused += 1
-            return err(101)
-        rendered = batch.render(params)
-        if isinstance(rendered, int):
-            stats.refused += 1
-            return err(rendered)
-        faults = self.faults
-        codes = _refusals([to], to, faults)
-        wait = faults.admit(1 if codes is None else 0)
-        if wait > 0.0:
-            return web.Response(
-                status=429, text="429: Too Many Requests", headers=faults.retry_after(wait)
-            )
-        if codes is not None:
-            batch.items += 1
-            stats.recipients += 1
-            stats.rejected += 1
-            return err(codes[0])
-        if not faults.charge(rendered.parts):
-            stats.refused += 1
-            return err(301)
-        batch.items += 1
-        stats.recipients += 1
-        stats.accepted += 1
-        delay = batch.delay_minutes(time.time()) * self.minute_seconds
-        ids = self.ledger.accept(
-            [to],
-            rendered.text,
-            climsgid=batch.climsgid,
-            parts=rendered.parts,
-            sender=batch.sender or (self.two_way_number if batch.mo else ""),
-            callback=batch.callback,
-            joined=to,
-            options=batch.options,
-            due=time.monotonic() + delay if delay > 0.0 else 0.0,
-        )
-        return "ID: " + ids[0]
-
-    def _quicksend(self, params: Params, is_post: bool) -> Answer:
-        stats = self.stats
-        refusal = self._authenticate(params)
-        if refusal is not None:
-            stats.refused += 1
-            return refusal
-        batch = self._batch(params)
-        if batch is None:
-            stats.refused += 1
-            return err(201)
-        if len(batch.pieces) > 1:
-            stats.refused += 1
-            return err(202)  # placeholders: this batch has no template that can go out as is
-        to = _split_numbers(params, is_post)
-        if isinstance(to, int):
-            stats.refused += 1
-            return err(to)
-        rendered = batch.render(params)
-        if isinstance(rendered, int):
-            stats.refused += 1
-            return err(rendered)
-        numbers, joined = to
-        answer = self._send(
-            _SendRequest(
-                numbers,
-                joined,
-                rendered.text,
-                rendered.parts,
-                batch.climsgid,
-                batch.sender,
-                batch.callback,
-                batch.mo,
-                batch.delay_minutes(time.time()),
-                batch.options,
-            )
-        )
-        if isinstance(answer, str) and not answer.startswith(_NO_CREDIT):
-            batch.items += 1
-        return answer
-
-    def _endbatch(self, params: Params, is_post: bool) -> Answer:
-        refusal = self._authenticate(params)
-        if refusal is not None:
-            return refusal
-        batch = self._batch(params)
-        if batch is None:
-            return err(201)
-        self.batches.end(batch.batch_id)
-        return "OK"
-
-    # -- queries -----------------------------------------------------------------------------------
-
-    def _query_target(self, params: Params) -> LedgerEntry | str:
-        """The message a query names (by ``apimsgid``, else ``climsgid``), or the ERR line."""
-        refusal = self._authenticate(params)
-        if refusal is not None:
-            return refusal
-        api_msg_id = params.get("apimsgid")
-        if api_msg_id:
-            entry = self.ledger.find(api_msg_id)
-            return err(103) if entry is None else entry
-        climsgid = params.get("climsgid")
-        if climsgid:
-            entry = self.ledger.find_by_climsgid(climsgid)
-            return err(104) if entry is None else entry
-        return err(109)
-
-    def _querymsg(self, params: Params, is_post: bool) -> Answer:
-        entry = self._query_target(params)
-        if isinstance(entry, str):
-            return entry
-        return f"ID: {entry.api_msg_id} Status: {self.ledger.status(entry.api_msg_id)}"
-
-    def _getmsgcharge(self, params: Params, is_post: bool) -> Answer:
-        entry = self._query_target(params)
-        if isinstance(entry, str):
-            return entry
-        status = self.ledger.status(entry.api_msg_id)
-        charge = 0.0 if self.ledger.is_cancelled(entry.api_msg_id) else float(entry.parts)
-        return f"apiMsgId: {entry.api_msg_id} charge: {charge} status: {status}"
-
-    def _delmsg(self, params: Params, is_post: bool) -> Answer:
-        entry = self._query_target(params)
-        if isinstance(entry, str):
-            return entry
-        stopped = self.ledger.cancel(entry.api_msg_id)
-        if stopped is not None:
-            credit = self.faults.credit
-            if credit is not None:
-                self.faults.credit = credit + stopped.parts
-            if self.callbacks is not None:
-                self.callbacks.on_cancelled(stopped)
-        return f"ID: {entry.api_msg_id} Status: {self.ledger.status(entry.api_msg_id)}"
-
-    def _route_coverage(self, params: Params, is_post: bool) -> Answer:
-        refusal = self._authenticate(params)
-        if refusal is not None:
-            return refusal
-        msisdn = params.get("msisdn", "").strip().removeprefix("+")
-        if not msisdn:
-            return err(101)
-        if not (len(msisdn) <= 15 and msisdn.isascii() and msisdn.isdigit()):
-            return err(105)
-        prefixes = self.faults.reject_prefixes
-        if prefixes and msisdn.startswith(prefixes):
-            return ROUTE_UNSUPPORTED
-        return ROUTE_SUPPORTED + f"{CREDITS_PER_PART:g}"
-
-    def _getbalance(self, params: Params, is_post: bool) -> Answer:
-        refusal = self._authenticate(params)
-        if refusal is not None:
-            return refusal
-        credit = self.faults.credit
-        return f"Credit: {UNLIMITED_CREDIT if credit is None else credit:.3f}"
-
 
 # -- pure helpers ------------------------------------------------------------------------------
 
@@ -739,67 +380,3 @@ def _parse_form(data: str, into: Params) -> None:
             else:
                 value = unquote_plus(value)
         into[name] = value
-
-
-def _refusals(numbers: list[str], joined: str, faults: Faults) -> list[int] | None:
-    """None when every number is accepted, else each number's error code (0: accepted).
-
-    The common case, a batch of good numbers and no reject rule hit, is decided by one regular
-    expression over the comma-joined string (and one C-level pass per reject rule); only a batch
-    with a refusal is looked at number by number.
-    """
-    prefixes, suffixes = faults.reject_prefixes, faults.reject_suffixes
-    if (
-        _GOOD_NUMBERS.fullmatch(joined) is not None
-        and not (prefixes and any(map(str.startswith, numbers, repeat(prefixes))))
-        and not (suffixes and any(map(str.endswith, numbers, repeat(suffixes))))
-    ):
-        return None
-    reject_code = faults.reject_code
-    return [
-        105
-        if not (8 <= len(n) <= 15 and n.isascii() and n.isdigit() and n[0] != "0")
-        else reject_code
-        if (prefixes and n.startswith(prefixes)) or (suffixes and n.endswith(suffixes))
-        else 0
-        for n in numbers
-    ]
-
-
-def _parse_sendmsg(params: Params, is_post: bool) -> _SendRequest | int:
-    """The request's numbers and message, or the whole-request error code (app docstring, 3.)."""
-    to = _split_numbers(params, is_post)
-    if isinstance(to, int):
-        return to
-    numbers, joined = to
-    message = parse_message(params, time.time())
-    if isinstance(message, int):
-        return message
-    return _SendRequest(
-        numbers,
-        joined,
-        message.text,
-        message.parts,
-        message.climsgid,
-        message.sender,
-        message.callback,
-        message.mo,
-        message.delay_minutes,
-        message.options,
-    )
-
-
-def _split_numbers(params: Params, is_post: bool) -> tuple[list[str], str] | int:
-    """``to`` as a list of numbers and comma-joined, or 101 (missing, empty, too many)."""
-    to = params.get("to")
-    if not to:
-        return 101
-    numbers = to.split(",")
-    if " " in to:
-        numbers = [n.strip() for n in numbers]
-    if "" in numbers:
-        numbers = [n for n in numbers if n]
-    joined = to if len(numbers) == to.count(",") + 1 and " " not in to else ",".join(numbers)
-    if not numbers or len(numbers) > (MAX_NUMBERS_POST if is_post else MAX_NUMBERS_GET):
-        return 101
-    return numbers, joined

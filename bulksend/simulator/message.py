@@ -2,7 +2,7 @@
 
 :func:`parse_message` is pure: it reads the request's parameters (names already lowercased) and
 returns a :class:`Message`, or the code of the whole-request ``ERR:`` answer the real gateway would
-give. The destination list (``to``) and authentication are the handler's business (``app.py``);
+give. The destination list (``to``) is ``sendmsg.py``'s and authentication ``account.py``'s;
 everything else a ``sendmsg`` carries is decided here, first failing check wins:
 
 * ``msg_type``: ``SMS_TEXT`` (default), ``SMS_FLASH`` or one of the Nokia types of

@@ -17,7 +17,7 @@ The protocols, one module each:
   per request, each with its own content.
 
 A fourth protocol is one more module here implementing :class:`WireProtocol`, plus a branch in
-:meth:`bulksend.campaign.Campaign.make_wire`; the journal, retries, flow control and receipts stay
+:meth:`bulksend.campaign.plan.Plan.make_wire`; the journal, retries, flow control and receipts stay
 as they are.
 
 What every protocol promises (see :class:`WireProtocol`):

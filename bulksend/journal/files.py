@@ -1,0 +1,141 @@
+"""Low-level operations on the journal's files, shared by the log and the re-keying.
+
+Each one does a single thing to a file and says plainly how far it goes:
+
+* :func:`open_append` opens for appending (created mode 0600); :func:`write_all` writes every byte
+  of ``data`` with unbuffered ``os.write`` calls (whatever returned is in the kernel);
+* :func:`write_file` creates or replaces a file with ``data`` and fsyncs it, *not* atomically:
+  callers write a ``.tmp`` or ``.remap`` name first and rename it;
+* :func:`rewrite_without` rewrites a results file without some rows: a fsynced ``.tmp`` copy, then
+  an atomic ``os.replace``;
+* :func:`fsync_dir` makes a create or rename in a directory durable (best effort: some file
+  systems refuse to fsync a directory);
+* :func:`cut_torn_tail` drops a last line that has no newline (a write cut short by a kill);
+* :func:`move_aside` renames files to ``<name>.<n>``, the first ``n`` free for all of them.
+
+Every failure but :func:`fsync_dir`'s raises :class:`~bulksend.errors.StorageError` naming the
+file (``write_all`` and ``cut_torn_tail`` raise ``OSError``: their callers know which file it is
+and what it means). No file of ours is imported here.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+from bulksend.errors import StorageError
+
+__all__ = [
+    "FILE_MODE",
+    "cut_torn_tail",
+    "fsync_dir",
+    "move_aside",
+    "open_append",
+    "rewrite_without",
+    "write_all",
+    "write_file",
+]
+
+FILE_MODE = 0o600
+
+
+def open_append(path: Path) -> int:
+    try:
+        return os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, FILE_MODE)
+    except OSError as exc:
+        raise StorageError(str(path), exc, "open") from None
+
+
+def write_file(path: Path, data: bytes) -> None:
+    """Create or replace ``path`` with ``data`` and fsync it (not atomic: see callers)."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, FILE_MODE)
+    except OSError as exc:
+        raise StorageError(str(path), exc, "create") from None
+    try:
+        os.fchmod(fd, FILE_MODE)
+        write_all(fd, data)
+        os.fsync(fd)
+    except OSError as exc:
+        raise StorageError(str(path), exc) from None
+    finally:
+        os.close(fd)
+
+
+def fsync_dir(path: Path) -> None:
+    with contextlib.suppress(OSError):
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        written = os.write(fd, view)
+        view = view[written:]
+
+
+def cut_torn_tail(path: Path) -> None:
+    """Drop a last line that has no newline (a write cut short by a kill)."""
+    size = path.stat().st_size
+    if size == 0:
+        return
+    with path.open("rb+") as f:
+        f.seek(size - 1)
+        if f.read(1) == b"\n":
+            return
+        block = 1 << 16
+        pos = size
+        while pos > 0:
+            start = max(0, pos - block)
+            f.seek(start)
+            chunk = f.read(pos - start)
+            nl = chunk.rfind(b"\n")
+            if nl >= 0:
+                f.truncate(start + nl + 1)
+                return
+            pos = start
+        f.truncate(0)
+
+
+def move_aside(paths: Sequence[Path]) -> None:
+    """Rename each of ``paths`` that exists to ``<name>.<n>``, ``n`` the first number free for
+    all of them (``--restart`` keeps old results, it never deletes them)."""
+    n = 1
+    while any(p.with_name(f"{p.name}.{n}").exists() for p in paths):
+        n += 1
+    for path in paths:
+        if path.exists():
+            try:
+                path.rename(path.with_name(f"{path.name}.{n}"))
+            except OSError as exc:
+                raise StorageError(str(path), exc, "move aside") from None
+
+
+def rewrite_without(path: Path, rows: set[int]) -> None:
+    """Rewrite the results file ``path`` without the lines of ``rows`` (header kept; atomic)."""
+    tmp = path.with_name(path.name + ".tmp")
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, FILE_MODE)
+        with (
+            os.fdopen(fd, "w", encoding="utf-8", newline="") as out,
+            path.open("r", encoding="utf-8", newline="") as src,
+        ):
+            out.write(src.readline())
+            for line in src:
+                head = line.split(",", 1)[0]
+                if head.isdigit() and int(head) in rows:
+                    continue
+                out.write(line)
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(tmp, path)
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise StorageError(str(tmp), exc) from None
