@@ -538,8 +538,9 @@ class Journal(TimedSync, Rekeying):
         try:
             if self.failed is None:
                 if self._intent_fd >= 0:
-                    self.compact()
-                self.fsync()
+                    self.compact()  # fsyncs the results, writes and fsyncs the new log
+                else:
+                    self.fsync()
         finally:
             self._close_fds()
 
