@@ -12,7 +12,7 @@ import sys
 import threading
 import warnings
 from collections.abc import Sequence
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
@@ -47,8 +47,21 @@ class _RedactingFilter(logging.Filter):
         return True
 
 
+class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes to whatever ``sys.stderr`` is when a record comes: a live display on the terminal
+    redirects it to print log lines above itself instead of through it."""
+
+    @property
+    def stream(self) -> Any:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value: Any) -> None:
+        pass
+
+
 def _setup_logging(debug: bool) -> None:
-    handler = logging.StreamHandler(sys.stderr)
+    handler = _StderrHandler()
     handler.setFormatter(logging.Formatter("bulksend: %(levelname)s: %(message)s"))
     handler.addFilter(_RedactingFilter())
     root = logging.getLogger()
@@ -328,6 +341,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     cancel.add_argument("--json", action="store_true", help="print JSON instead of lines")
 
+    _add_track_parser(sub)
+
     report = sub.add_parser("report", help="summarise a campaign's results and receipts")
     report.add_argument("results", type=Path, help="the campaign's results file")
     report.add_argument("--receipts", type=Path, help="receipts file to join (delivery figures)")
@@ -338,12 +353,115 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="FILE",
         help="write failed numbers (to,api_msg_id,reason)",
     )
+    report.add_argument(
+        "--html",
+        type=Path,
+        metavar="FILE",
+        help="also write a self-contained HTML page (charts, no network); receipts default to "
+        "<results>.receipts.csv when it exists",
+    )
+    report.add_argument(
+        "--text-file",
+        type=Path,
+        metavar="PATH",
+        help="the campaign's text, shown in the HTML page's settings (the journal keeps only "
+        "a fingerprint of it)",
+    )
 
     bench_parser = sub.add_parser("bench", help="throughput benchmark against the simulator")
     from bulksend import bench
 
     bench.add_arguments(bench_parser)
     return parser
+
+
+def _duration(text: str) -> float:
+    """``90``, ``90s``, ``30m``, ``48h``, ``7d`` -> seconds."""
+    units = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+    number, unit = (text[:-1], units[text[-1]]) if text[-1:] in units else (text, 1.0)
+    try:
+        value = float(number) * unit
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a duration (90s, 30m, 48h, 7d): {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be above 0: {text!r}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be above 0, not {text}")
+    return value
+
+
+def _add_track_parser(sub: Any) -> None:
+    from bulksend.track import DEFAULT_CONCURRENCY, DEFAULT_RATE
+
+    track = sub.add_parser(
+        "track",
+        help="ask the gateway for the delivery status of messages not final yet (no callback URL)",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=(
+            "One status query per message that has no final status in <results>.receipts.csv;\n"
+            "answers are written there as callbacks would be. Rerun to ask again: final\n"
+            "messages are never asked twice. Credentials as for send (never on the command line).\n\n"
+            "exit codes: 0 every message asked was answered; 1 bad usage; 2 some queries got no\n"
+            "answer (rerun) or the gateway refused them; 3 a receiver holds the receipts file\n"
+            "(nothing asked); 4 the receipts file could not be written; 130/143 interrupted."
+        ),
+    )
+    track.add_argument("results", type=Path, help="the campaign's results file")
+    track.add_argument("--config", type=Path, help="TOML config file")
+    track.add_argument("--profile", help="profile of the config file to use")
+    track.add_argument("--api", choices=["legacy", "one"], help="wire protocol [legacy]")
+    track.add_argument("--endpoint", help="gateway base URL")
+    track.add_argument("--user", help="Clickatell user (or BULKSEND_USER)")
+    track.add_argument("--api-id", dest="api_id", help="Clickatell API id (or BULKSEND_API_ID)")
+    track.add_argument("--auth", choices=["password", "session"])
+    track.add_argument("--insecure", action="store_true", default=None)
+    track.add_argument(
+        "--rate",
+        type=_positive_float,
+        default=DEFAULT_RATE,
+        help="status queries a second at most [%(default)s]",
+    )
+    track.add_argument(
+        "--concurrency",
+        type=_positive_int,
+        default=DEFAULT_CONCURRENCY,
+        help="queries in flight [%(default)s]",
+    )
+    track.add_argument(
+        "--until-final",
+        action="store_true",
+        help="ask again in rounds (backing off) until every message is final or too old",
+    )
+    track.add_argument(
+        "--max-age",
+        type=_duration,
+        default=None,
+        metavar="DURATION",
+        help="do not ask about messages sent longer ago than this (90s, 30m, 48h, 7d) [72h]",
+    )
+    track.add_argument(
+        "--poll-interval",
+        type=_duration,
+        default=None,
+        metavar="DURATION",
+        help="first wait between rounds with --until-final, doubling up to 15m [30s]",
+    )
+    track.add_argument(
+        "--charges",
+        action="store_true",
+        help="legacy API: ask getmsgcharge instead of querymsg (one call as well; its answer "
+        "also gives the charge, so the report sums credits)",
+    )
+    track.add_argument("--json", action="store_true", help="print the summary as JSON")
+    track.add_argument("--no-progress", dest="progress", action="store_const", const="off")
 
 
 def _refuse_password_in_argv(argv: Sequence[str]) -> None:
@@ -510,6 +628,44 @@ def _cmd_cancel(args: argparse.Namespace) -> int:
     return summary.exit_code
 
 
+def _cmd_track(args: argparse.Namespace) -> int:
+    from bulksend import aio
+    from bulksend.config import load_account
+    from bulksend.track import TrackOptions, track_campaign
+    from bulksend.track_view import make_track_progress, print_track_summary
+
+    cli = {key: getattr(args, key) for key in ("api", "endpoint", "user", "api_id", "auth")}
+    cli["insecure"] = args.insecure
+    account = load_account(cli, config_path=args.config, profile=args.profile, prompt_password=True)
+    options = TrackOptions(
+        rate=args.rate,
+        concurrency=args.concurrency,
+        until_final=args.until_final,
+        charges=args.charges,
+    )
+    if args.max_age is not None:
+        options = replace(options, max_age=args.max_age)
+    if args.poll_interval is not None:
+        options = replace(options, poll_interval=args.poll_interval)
+    progress = None if args.json else make_track_progress(args.progress or "auto")
+    try:
+        summary = aio.run(
+            track_campaign(
+                args.results, account, options, on_progress=progress, handle_signals=True
+            )
+        )
+    finally:
+        if progress is not None:
+            progress.close()
+    if args.json:
+        print(summary.to_json())
+    else:
+        print_track_summary(summary)
+    if summary.stopped:
+        sys.stderr.write(f"bulksend track: stopped: {summary.stopped}\n")
+    return summary.exit_code
+
+
 def _cmd_status(args: argparse.Namespace) -> int:
     from bulksend.registry import default_state_dir
     from bulksend.status import campaign_status, known_runs, print_runs, print_status
@@ -533,7 +689,25 @@ def _cmd_status(args: argparse.Namespace) -> int:
 def _cmd_report(args: argparse.Namespace) -> int:
     from bulksend.report import build_report, print_report
 
-    report = build_report(args.results, args.receipts, args.failed_out)
+    receipts = args.receipts
+    if args.html is not None and receipts is None:
+        from bulksend.receipts import receipts_path_for
+
+        beside = receipts_path_for(args.results)
+        receipts = beside if beside.exists() else None
+    report = build_report(args.results, receipts, args.failed_out)
+    if args.html is not None:
+        from bulksend.report_html import write_html_report
+
+        text = None
+        if args.text_file is not None:
+            try:
+                text = args.text_file.read_text(encoding="utf-8")
+            except (OSError, UnicodeDecodeError) as exc:
+                raise ConfigError(f"--text-file {args.text_file}: {exc}") from None
+        write_html_report(args.results, receipts, args.html, text=text, report=report)
+        size = args.html.stat().st_size
+        sys.stderr.write(f"bulksend: HTML report written to {args.html} ({size / 1024:,.0f} KB)\n")
     if args.json:
         print(report.to_json())
     else:
@@ -578,6 +752,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _cmd_status(args)
         if args.command == "cancel":
             return _cmd_cancel(args)
+        if args.command == "track":
+            return _cmd_track(args)
         if args.command == "bench":
             from bulksend import bench
 

@@ -1,6 +1,8 @@
 """Progress for people: a live rich display on a terminal, plain periodic lines otherwise,
 and the end-of-campaign summary table. Fed by :class:`~bulksend.campaign.Snapshot` events; owns no
-campaign state."""
+campaign state. On a terminal the display is a drawn bar (:func:`bar_line`: percentage, rate,
+ETA and the status counts beside it) above the table of figures; ``bulksend track`` draws the
+same bar (:mod:`bulksend.track_view`)."""
 
 from __future__ import annotations
 
@@ -8,25 +10,62 @@ import sys
 import time
 from typing import TextIO
 
-from rich.console import Console
+from rich.console import Console, Group
 from rich.live import Live
+from rich.progress_bar import ProgressBar
 from rich.table import Table
 
 from bulksend.campaign import CampaignSummary, Snapshot
 
-__all__ = ["PlainProgress", "RichProgress", "make_progress", "print_summary"]
+__all__ = [
+    "PlainProgress",
+    "RichProgress",
+    "bar_line",
+    "format_eta",
+    "make_progress",
+    "print_summary",
+]
+
+
+def format_eta(remaining: float | None) -> str:
+    """Seconds left as ``<1s``, ``4m07s``, ``1h05m``; ``-`` when unknown."""
+    if remaining is None or remaining < 0:
+        return "-"
+    if remaining < 1:
+        return "<1s"
+    minutes, seconds = divmod(int(remaining), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{seconds:02d}s"
+
+
+def bar_line(description: str, fraction: float | None, rate: str, eta: str, counts: str) -> Table:
+    """One line: ``description [bar] 42.0% rate ETA 1m05s counts`` (``eta`` is shown as given:
+    ``ETA 1m05s``). ``fraction`` None (the total is not known yet) draws a pulsing bar without a
+    percentage."""
+    grid = Table.grid(padding=(0, 1), expand=True)
+    grid.add_column(no_wrap=True, style="bold")
+    grid.add_column(ratio=1, min_width=10)
+    grid.add_column(no_wrap=True, justify="right")
+    grid.add_column(no_wrap=True, justify="right")
+    grid.add_column(no_wrap=True)
+    grid.add_column(no_wrap=True)
+    done = 0.0 if fraction is None else max(0.0, min(1.0, fraction))
+    grid.add_row(
+        description,
+        ProgressBar(total=1.0, completed=done, pulse=fraction is None),
+        "" if fraction is None else f"{done * 100:5.1f}%",
+        rate,
+        eta,
+        counts,
+    )
+    return grid
 
 
 def _eta(snap: Snapshot) -> str:
     done = snap.fraction_done
     if done is None or done <= 0 or snap.done:
         return "-"
-    remaining = snap.elapsed * (1 - done) / done
-    if remaining < 1:
-        return "<1s"
-    minutes, seconds = divmod(int(remaining), 60)
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{seconds:02d}s"
+    return format_eta(snap.elapsed * (1 - done) / done)
 
 
 class PlainProgress:
@@ -62,7 +101,17 @@ class RichProgress:
         self._live = Live(console=self.console, refresh_per_second=4, transient=False)
         self._started = False
 
-    def _render(self, snap: Snapshot) -> Table:
+    def _render(self, snap: Snapshot) -> Group:
+        counts = (
+            f"[green]{snap.accepted:,} accepted[/] [red]{snap.rejected + snap.input_rejected:,} "
+            f"rejected[/] [yellow]{snap.unknown:,} unknown[/]"
+        )
+        bar = bar_line(
+            "send", snap.fraction_done, f"{snap.rate:,.0f} msg/s", f"ETA {_eta(snap)}", counts
+        )
+        return Group(bar, self._figures(snap))
+
+    def _figures(self, snap: Snapshot) -> Table:
         table = Table.grid(padding=(0, 2))
         for _ in range(6):
             table.add_column(justify="right")

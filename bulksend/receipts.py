@@ -676,3 +676,12 @@ async def _serve_receipts(server: ReceiptServer, stop: asyncio.Event) -> int:
         print(f"bulksend: error: {server.failed}", file=sys.stderr, flush=True)
         return EXIT_STORAGE
     return 0
+
+
+ReceiptsFile = _ReceiptFile
+"""The receipts file itself (header, line format, idempotency keys, group commit), for a writer
+other than the HTTP receiver (``bulksend track``), which must hold the file's
+:class:`~bulksend.lock.FileLock` (``what="receipts"``) first, fsync it on a timer
+(:meth:`fsync_fd`) and close it."""
+receipt_key = _key
+"""The idempotency key of a receipt, ``(api_msg_id, status)``, as :class:`ReceiptsFile` keeps it."""

@@ -336,6 +336,7 @@ async def test_cli_two_way_number_and_minute_seconds_reach_the_server(tmp_path: 
         *(sys.executable, "-m", "bulksend.simulator", "--port", "0", "--ledger", str(ledger)),
         *("--user", USER, "--password", PASSWORD, "--api-id", API_ID),
         *("--two-way-number", "27820004444", "--minute-seconds", "0.05"),
+        *("--delivery-delay", "3600"),  # no delivery played meanwhile: 003 once it left
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
     )

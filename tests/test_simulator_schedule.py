@@ -99,6 +99,7 @@ async def receiver() -> AsyncIterator[Receiver]:
 async def test_a_scheduled_message_is_011_until_its_time_then_003(
     sim: Simulator, http: aiohttp.ClientSession
 ):
+    sim.faults.delivery_delay = 3600.0  # no delivery played meanwhile: 003 once it left
     by_minutes = ID_LINE.fullmatch(
         await send(http, sim, to="27821234567", text="x", deliv_time=str(LATER))
     )
@@ -139,6 +140,7 @@ async def test_a_scheduled_time_in_the_past_is_sent_at_once(
 async def test_delmsg_stops_a_scheduled_message_refunds_it_and_it_stays_006(
     sim: Simulator, http: aiohttp.ClientSession
 ):
+    sim.faults.delivery_delay = 3600.0  # no delivery played meanwhile: 003 once it left
     sim.faults.credit = 10
     two_parts = {"text": "y" * 200, "concat": "2", "deliv_time": str(LATER)}
     body = await send(http, sim, to="27821234567,27831234567", **two_parts)

@@ -9,7 +9,9 @@ counters (:class:`SimulatorStats`), and it answers:
   docstring): a session id alone, else ``api_id`` then ``user`` and ``password``;
 * ``auth`` (a new session) and ``ping`` (extends one);
 * ``querymsg``, ``getmsgcharge`` and ``delmsg`` (by ``apimsgid``, else ``climsgid``; ``delmsg``
-  stops a scheduled message and refunds its credit);
+  stops a scheduled message and refunds its credit); the two queries answer through
+  :class:`~bulksend.simulator.status_queries.StatusQueries` (statuses over time, a throttle of
+  their own, counters);
 * ``getbalance`` and ``/utils/routeCoverage.php``.
 
 The exact answers are in :mod:`bulksend.simulator.app`'s docstring ("The other answers"). Like
@@ -30,6 +32,7 @@ from bulksend.simulator.callbacks import CallbackDispatcher
 from bulksend.simulator.codes import err
 from bulksend.simulator.faults import Faults
 from bulksend.simulator.ledger import Ledger, LedgerEntry
+from bulksend.simulator.status_queries import StatusQueries
 
 __all__ = [
     "CREDITS_PER_PART",
@@ -110,6 +113,7 @@ class AccountCalls:
     ledger: Ledger
     callbacks: CallbackDispatcher | None
     stats: SimulatorStats
+    queries: StatusQueries
     _credentials: Credentials
     _sessions: dict[str, float]  # session id -> monotonic time of last use
 
@@ -200,18 +204,16 @@ class AccountCalls:
         return err(109)
 
     def _querymsg(self, params: Params, is_post: bool) -> Answer:
-        entry = self._query_target(params)
-        if isinstance(entry, str):
-            return entry
-        return f"ID: {entry.api_msg_id} Status: {self.ledger.status(entry.api_msg_id)}"
+        throttled = self.queries.admit()
+        if throttled is not None:
+            return web.Response(status=429, text="429: Too Many Requests", headers=throttled)
+        return self.queries.legacy_answer(self._query_target(params))
 
     def _getmsgcharge(self, params: Params, is_post: bool) -> Answer:
-        entry = self._query_target(params)
-        if isinstance(entry, str):
-            return entry
-        status = self.ledger.status(entry.api_msg_id)
-        charge = 0.0 if self.ledger.is_cancelled(entry.api_msg_id) else float(entry.parts)
-        return f"apiMsgId: {entry.api_msg_id} charge: {charge} status: {status}"
+        throttled = self.queries.admit()
+        if throttled is not None:
+            return web.Response(status=429, text="429: Too Many Requests", headers=throttled)
+        return self.queries.charge_answer(self._query_target(params))
 
     def _delmsg(self, params: Params, is_post: bool) -> Answer:
         entry = self._query_target(params)

@@ -40,7 +40,9 @@ The other answers:
   status: <NNN>`` (lower-case keys, as the corrected doc says and clients parse; the charge is
   the message's parts, 0.0 once stopped and refunded). Both take ``apimsgid``, else
   ``climsgid`` (the first message of the latest request with it): unknown → 103 / 104, neither →
-  109.
+  109. Their statuses progress over time even without callbacks, and they have a throttle of
+  their own (429) and counters: :class:`~bulksend.simulator.status_queries.StatusQueries`
+  (:attr:`Simulator.queries`).
 * ``delmsg`` (same target rules) stops a message that has not left yet, that is one sent with
   ``deliv_time`` / ``scheduled_time`` whose time has not come: its status becomes ``006`` for
   good (``querymsg`` says so, it is never delivered, its delivery callback is replaced by a
@@ -140,6 +142,7 @@ from bulksend.simulator.http_batch import BatchCalls
 from bulksend.simulator.ledger import Ledger
 from bulksend.simulator.sendmsg import MAX_NUMBERS_GET, MAX_NUMBERS_POST
 from bulksend.simulator.server import ServedApp
+from bulksend.simulator.status_queries import StatusQueries
 
 __all__ = [
     "CREDITS_PER_PART",
@@ -211,6 +214,8 @@ class Simulator(BatchCalls, ServedApp):
         """The running delivery-callback dispatcher (when started with a ``callback_url``)."""
         self.ledger = Ledger(keep_numbers=keep_numbers)
         self.batches = Batches()
+        self.queries = StatusQueries(self.ledger, self.faults)
+        """``querymsg``/``getmsgcharge``: statuses over time, their throttle, counters."""
         """The batch interface's live batches (``/http_batch/``, ``batches.py``)."""
         self.stats = SimulatorStats()
         self._credentials = Credentials(user, password, api_id)

@@ -282,6 +282,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="wait before the first callback retry, doubling after each [%(default)s]",
     )
 
+    queries = parser.add_argument_group("status queries (querymsg, GET /v1/message/<id>)")
+    queries.add_argument(
+        "--query-mps",
+        type=float,
+        default=None,
+        metavar="N",
+        help="status queries a second allowed; over it: HTTP 429 + Retry-After [unlimited]",
+    )
+    queries.add_argument(
+        "--message-ttl",
+        type=_non_negative,
+        default=None,
+        metavar="SECONDS",
+        help="message ids older than this are no longer known to queries [kept for ever]",
+    )
+
 
 def _digits(value: str) -> str:
     if not (value.isascii() and value.isdigit()):
@@ -336,10 +352,23 @@ def run(args: argparse.Namespace) -> int:
         return 1
     if args.access_log:
         _log_access_to_stderr()
+    simulator: Simulator | OneApiSimulator
     if args.api == "one":
-        with asyncio.Runner(loop_factory=_loop_factory()) as runner:
-            return runner.run(_serve(one_api_from_args(args, faults)))
-    simulator = Simulator(
+        simulator = one_api_from_args(args, faults)
+    else:
+        simulator = _legacy_from_args(args, faults)
+    try:
+        simulator.queries.query_mps = args.query_mps
+    except ValueError as exc:
+        print(f"bulksend simulate: --query-mps: {exc}", file=sys.stderr)
+        return 1
+    simulator.queries.message_ttl = args.message_ttl
+    with asyncio.Runner(loop_factory=_loop_factory()) as runner:
+        return runner.run(_serve(simulator))
+
+
+def _legacy_from_args(args: argparse.Namespace, faults: Faults) -> Simulator:
+    return Simulator(
         user=args.user,
         password=args.password,
         api_id=args.api_id,
@@ -353,8 +382,6 @@ def run(args: argparse.Namespace) -> int:
         two_way_number=args.two_way_number,
         minute_seconds=args.minute_seconds,
     )
-    with asyncio.Runner(loop_factory=_loop_factory()) as runner:
-        return runner.run(_serve(simulator))
 
 
 async def _serve(simulator: Simulator | OneApiSimulator) -> int:
@@ -373,6 +400,8 @@ async def _serve(simulator: Simulator | OneApiSimulator) -> int:
     finally:
         await simulator.stop()
     counters = " ".join(f"{name}={value}" for name, value in simulator.stats.as_dict().items())
+    queries = simulator.queries.stats
+    counters += f" status_queries={queries.queries} status_queries_throttled={queries.throttled}"
     print(f"bulksend simulator stopped: {counters}", file=sys.stderr, flush=True)
     return 0
 

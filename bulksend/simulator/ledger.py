@@ -420,6 +420,21 @@ class Ledger:
             return STATUS_SCHEDULED
         return STATUS_DELIVERED_TO_GATEWAY
 
+    def callback_of(self, api_msg_id: str) -> int:
+        """The callback value the message was sent with (0 for an id not of this ledger)."""
+        serial = self._serial(api_msg_id)
+        return 0 if serial is None else self._batch_of(serial).callback
+
+    def delay_of(self, api_msg_id: str) -> float:
+        """Seconds from the message's acceptance to its leaving (0.0 unless scheduled)."""
+        serial = self._serial(api_msg_id)
+        if serial is None:
+            return 0.0
+        batch = self._batch_of(serial)
+        if not batch.due:
+            return 0.0
+        return max(0.0, time.time() + (batch.due - time.monotonic()) - batch.time)
+
     def is_cancelled(self, api_msg_id: str) -> bool:
         """Whether :meth:`cancel` stopped this message."""
         serial = self._serial(api_msg_id)

@@ -23,8 +23,10 @@ Routes (``clickatell-http-api.md``, "Clickatell's current API"); every answer is
 * ``GET /v1/balance`` → ``{"balance": <float>, "currency": "..."}`` (unlimited credit shows as
   :data:`UNLIMITED_CREDIT`).
 * ``GET /v1/message/<apiMessageId>`` → ``{"apiMessageId", "clientMessageId", "to", "from",
-  "statusCode" (number), "status" (name), "timestamp" (ms, the acceptance time), "charge",
-  "error": null}``; an unknown id is HTTP 404 with error 23 (convention: the doc names no code).
+  "statusCode" (number), "status" (name), "timestamp" (ms, when it took that status), "charge",
+  "error": null}``; an unknown (or, with ``queries.message_ttl``, expired) id is HTTP 404 with
+  error 23 (convention: the doc names no code). Statuses progress over time and the queries
+  have a throttle and counters of their own: ``status_queries.py``.
 
 A request-level refusal is ``{"messages": [], "error": {"code": c, "description": d}}`` with an
 HTTP status by convention (the doc gives codes, not statuses): 401 for code 1 (``Authorization``
@@ -94,6 +96,7 @@ from bulksend.simulator.faults import Fault, Faults, retry_after_header
 from bulksend.simulator.ledger import AcceptedBatch, Ledger
 from bulksend.simulator.message import options_of
 from bulksend.simulator.server import ServedApp
+from bulksend.simulator.status_queries import StatusQueries
 
 __all__ = [
     "CHARSETS",
@@ -280,6 +283,8 @@ class OneApiSimulator(ServedApp):
         self.faults = faults if faults is not None else Faults()
         self.ledger = Ledger(keep_numbers=keep_numbers)
         self.stats = OneApiStats()
+        self.queries = StatusQueries(self.ledger, self.faults)
+        """``GET /v1/message/<id>``: statuses over time, the query throttle, counters."""
         self.callback_url = callback_url
         """The integration's callback URL: deliveries are pushed there as JSON."""
         self.callback_statuses = callback_statuses
@@ -516,12 +521,17 @@ class OneApiSimulator(ServedApp):
         return _json(200, {"balance": balance, "currency": self.currency})
 
     def _status(self, request: web.Request, body: bytes) -> web.Response:
+        throttled = self.queries.admit()
+        if throttled is not None:
+            return _refusal(429, 43, throttled)
         if not self._authorised(request):
+            self.queries.refused()
             return _refusal(401, 1)
         entry = self.ledger.find(request.match_info["api_msg_id"])
-        if entry is None:
+        if entry is None or self.queries.expired(entry):
+            self.queries.unknown()
             return _json(404, {"error": {"code": 23, "description": DESCRIPTIONS[23]}})
-        code = self.ledger.status(entry.api_msg_id)
+        code, since = self.queries.status(entry)
         sender = entry.option_map.get("from", "")
         return _json(
             200,
@@ -532,7 +542,7 @@ class OneApiSimulator(ServedApp):
                 "from": sender,
                 "statusCode": int(code),
                 "status": STATUS_NAMES.get(code, "UNKNOWN"),
-                "timestamp": int(entry.time * 1000),
+                "timestamp": int(since * 1000),
                 "charge": float(entry.parts),
                 "error": None,
             },
