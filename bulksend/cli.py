@@ -12,11 +12,13 @@ import sys
 import threading
 import warnings
 from collections.abc import Sequence
-from dataclasses import asdict, replace
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 from bulksend import __version__
+from bulksend.cli_compliance import add_receipts_parser, add_window_arguments, replies_sections
+from bulksend.cli_track import add_track_parser, run_track
 from bulksend.errors import (
     BulkSendError,
     CampaignLocked,
@@ -151,8 +153,10 @@ def _add_send_arguments(p: argparse.ArgumentParser) -> None:
         "--record-opt-outs",
         type=Path,
         metavar="FILE",
-        help="append numbers the gateway refuses as opted out (ERR 122) to FILE",
+        help="append numbers the gateway refuses as opted out (ERR 122), and those that reply "
+        "STOP to the --receipts-listen receiver, to FILE",
     )
+    add_window_arguments(p, _column)
     p.add_argument(
         "--allow-partial",
         action="store_true",
@@ -233,7 +237,19 @@ def _add_send_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--receipts-listen",
         metavar="HOST:PORT",
-        help="also receive delivery callbacks here, into <results>.receipts.csv",
+        help="also receive delivery and reply callbacks here, into <results>.receipts.csv and "
+        "<results>.replies.csv (off loopback: BULKSEND_RECEIPTS_TOKEN or --receipts-auth-user)",
+    )
+    p.add_argument(
+        "--receipts-auth-user",
+        metavar="USER",
+        help="the receiver requires HTTP basic auth as USER (password: BULKSEND_RECEIPTS_PASSWORD)",
+    )
+    p.add_argument(
+        "--opt-out-keywords",
+        metavar="LIST",
+        help="comma-separated first words of a reply that opt out (with --record-opt-outs, "
+        "their numbers are appended) [STOP,STOPALL,UNSUBSCRIBE,CANCEL,END,QUIT,REVOKE,OPTOUT,OPT OUT]",
     )
     p.add_argument(
         "--metrics-listen",
@@ -293,20 +309,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     sim_cli.add_arguments(simulate)
 
-    receipts = sub.add_parser("receipts", help="receive delivery-status callbacks into a CSV")
-    receipts.add_argument(
-        "--listen", default="127.0.0.1:8080", metavar="HOST:PORT", help="[127.0.0.1:8080]"
-    )
-    receipts.add_argument("--out", type=Path, required=True, help="receipts CSV (appended to)")
-    receipts.add_argument(
-        "--token",
-        help="accept callbacks only at /TOKEN (or BULKSEND_RECEIPTS_TOKEN; never logged)",
-    )
-    receipts.add_argument(
-        "--metrics-listen",
-        metavar="HOST:PORT",
-        help="serve Prometheus metrics at http://HOST:PORT/metrics",
-    )
+    add_receipts_parser(sub)
 
     status = sub.add_parser(
         "status",
@@ -341,11 +344,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     cancel.add_argument("--json", action="store_true", help="print JSON instead of lines")
 
-    _add_track_parser(sub)
+    add_track_parser(sub, _positive_int)
 
     report = sub.add_parser("report", help="summarise a campaign's results and receipts")
     report.add_argument("results", type=Path, help="the campaign's results file")
     report.add_argument("--receipts", type=Path, help="receipts file to join (delivery figures)")
+    report.add_argument(
+        "--replies",
+        type=Path,
+        help="replies file to count (replies, opt-outs) [the one beside --receipts, if any]",
+    )
     report.add_argument("--json", action="store_true", help="print JSON instead of a table")
     report.add_argument(
         "--failed-out",
@@ -373,95 +381,6 @@ def build_parser() -> argparse.ArgumentParser:
 
     bench.add_arguments(bench_parser)
     return parser
-
-
-def _duration(text: str) -> float:
-    """``90``, ``90s``, ``30m``, ``48h``, ``7d`` -> seconds."""
-    units = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
-    number, unit = (text[:-1], units[text[-1]]) if text[-1:] in units else (text, 1.0)
-    try:
-        value = float(number) * unit
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a duration (90s, 30m, 48h, 7d): {text!r}") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be above 0: {text!r}")
-    return value
-
-
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be above 0, not {text}")
-    return value
-
-
-def _add_track_parser(sub: Any) -> None:
-    from bulksend.track import DEFAULT_CONCURRENCY, DEFAULT_RATE
-
-    track = sub.add_parser(
-        "track",
-        help="ask the gateway for the delivery status of messages not final yet (no callback URL)",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog=(
-            "One status query per message that has no final status in <results>.receipts.csv;\n"
-            "answers are written there as callbacks would be. Rerun to ask again: final\n"
-            "messages are never asked twice. Credentials as for send (never on the command line).\n\n"
-            "exit codes: 0 every message asked was answered; 1 bad usage; 2 some queries got no\n"
-            "answer (rerun) or the gateway refused them; 3 a receiver holds the receipts file\n"
-            "(nothing asked); 4 the receipts file could not be written; 130/143 interrupted."
-        ),
-    )
-    track.add_argument("results", type=Path, help="the campaign's results file")
-    track.add_argument("--config", type=Path, help="TOML config file")
-    track.add_argument("--profile", help="profile of the config file to use")
-    track.add_argument("--api", choices=["legacy", "one"], help="wire protocol [legacy]")
-    track.add_argument("--endpoint", help="gateway base URL")
-    track.add_argument("--user", help="Clickatell user (or BULKSEND_USER)")
-    track.add_argument("--api-id", dest="api_id", help="Clickatell API id (or BULKSEND_API_ID)")
-    track.add_argument("--auth", choices=["password", "session"])
-    track.add_argument("--insecure", action="store_true", default=None)
-    track.add_argument(
-        "--rate",
-        type=_positive_float,
-        default=DEFAULT_RATE,
-        help="status queries a second at most [%(default)s]",
-    )
-    track.add_argument(
-        "--concurrency",
-        type=_positive_int,
-        default=DEFAULT_CONCURRENCY,
-        help="queries in flight [%(default)s]",
-    )
-    track.add_argument(
-        "--until-final",
-        action="store_true",
-        help="ask again in rounds (backing off) until every message is final or too old",
-    )
-    track.add_argument(
-        "--max-age",
-        type=_duration,
-        default=None,
-        metavar="DURATION",
-        help="do not ask about messages sent longer ago than this (90s, 30m, 48h, 7d) [72h]",
-    )
-    track.add_argument(
-        "--poll-interval",
-        type=_duration,
-        default=None,
-        metavar="DURATION",
-        help="first wait between rounds with --until-final, doubling up to 15m [30s]",
-    )
-    track.add_argument(
-        "--charges",
-        action="store_true",
-        help="legacy API: ask getmsgcharge instead of querymsg (one call as well; its answer "
-        "also gives the charge, so the report sums credits)",
-    )
-    track.add_argument("--json", action="store_true", help="print the summary as JSON")
-    track.add_argument("--no-progress", dest="progress", action="store_const", const="off")
 
 
 def _refuse_password_in_argv(argv: Sequence[str]) -> None:
@@ -536,8 +455,16 @@ def _cmd_send(args: argparse.Namespace) -> int:
             "allow_partial",
             "check_balance",
             "metrics_listen",
+            "send_window",
+            "send_days",
+            "timezone_column",
+            "default_timezone",
+            "wait",
+            "receipts_auth_user",
         ]
     }
+    if args.opt_out_keywords is not None:
+        cli["opt_out_keywords"] = tuple(args.opt_out_keywords.split(","))
     cli["input_path"] = args.file
     if args.exclude:
         cli["exclude"] = tuple(args.exclude)
@@ -600,12 +527,9 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 
 def _cmd_receipts(args: argparse.Namespace) -> int:
-    import os
+    from bulksend.cli_compliance import run_receipts
 
-    from bulksend.receipts import serve
-
-    token = args.token or os.environ.get("BULKSEND_RECEIPTS_TOKEN") or None
-    return serve(args.listen, args.out, token, metrics_listen=args.metrics_listen)
+    return run_receipts(args)
 
 
 def _cmd_cancel(args: argparse.Namespace) -> int:
@@ -625,44 +549,6 @@ def _cmd_cancel(args: argparse.Namespace) -> int:
         print(summary.to_json())
     else:
         print_cancel(summary)
-    return summary.exit_code
-
-
-def _cmd_track(args: argparse.Namespace) -> int:
-    from bulksend import aio
-    from bulksend.config import load_account
-    from bulksend.track import TrackOptions, track_campaign
-    from bulksend.track_view import make_track_progress, print_track_summary
-
-    cli = {key: getattr(args, key) for key in ("api", "endpoint", "user", "api_id", "auth")}
-    cli["insecure"] = args.insecure
-    account = load_account(cli, config_path=args.config, profile=args.profile, prompt_password=True)
-    options = TrackOptions(
-        rate=args.rate,
-        concurrency=args.concurrency,
-        until_final=args.until_final,
-        charges=args.charges,
-    )
-    if args.max_age is not None:
-        options = replace(options, max_age=args.max_age)
-    if args.poll_interval is not None:
-        options = replace(options, poll_interval=args.poll_interval)
-    progress = None if args.json else make_track_progress(args.progress or "auto")
-    try:
-        summary = aio.run(
-            track_campaign(
-                args.results, account, options, on_progress=progress, handle_signals=True
-            )
-        )
-    finally:
-        if progress is not None:
-            progress.close()
-    if args.json:
-        print(summary.to_json())
-    else:
-        print_track_summary(summary)
-    if summary.stopped:
-        sys.stderr.write(f"bulksend track: stopped: {summary.stopped}\n")
     return summary.exit_code
 
 
@@ -695,7 +581,7 @@ def _cmd_report(args: argparse.Namespace) -> int:
 
         beside = receipts_path_for(args.results)
         receipts = beside if beside.exists() else None
-    report = build_report(args.results, receipts, args.failed_out)
+    report = build_report(args.results, receipts, args.failed_out, args.replies)
     if args.html is not None:
         from bulksend.report_html import write_html_report
 
@@ -705,7 +591,14 @@ def _cmd_report(args: argparse.Namespace) -> int:
                 text = args.text_file.read_text(encoding="utf-8")
             except (OSError, UnicodeDecodeError) as exc:
                 raise ConfigError(f"--text-file {args.text_file}: {exc}") from None
-        write_html_report(args.results, receipts, args.html, text=text, report=report)
+        write_html_report(
+            args.results,
+            receipts,
+            args.html,
+            text=text,
+            report=report,
+            sections=replies_sections(report),
+        )
         size = args.html.stat().st_size
         sys.stderr.write(f"bulksend: HTML report written to {args.html} ({size / 1024:,.0f} KB)\n")
     if args.json:
@@ -753,7 +646,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "cancel":
             return _cmd_cancel(args)
         if args.command == "track":
-            return _cmd_track(args)
+            return run_track(args)
         if args.command == "bench":
             from bulksend import bench
 

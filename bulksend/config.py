@@ -14,6 +14,16 @@ secret is registered for redaction as soon as it is read.
 The One API key follows the password's rules: ``BULKSEND_API_KEY``, the variable a profile names in
 ``api_key_env`` (preferred), or ``api_key`` in the file (the same warning); never the command line.
 With ``legacy`` no key is read.
+
+Quiet hours (:mod:`bulksend.window`): ``send_window`` (``HH:MM-HH:MM``), ``send_days``,
+``timezone_column``, ``default_timezone`` and ``wait`` may come from a profile like any setting;
+they are validated here, so a typo fails before anything is read or sent. ``clock``
+(:mod:`bulksend.clock`, the wall clock by default) is the campaign's notion of now and of waiting
+for the windows: tests and library users drive it; it is not a file or command-line setting.
+
+A receiver run alongside the campaign (``receipts_listen``) on an address other than loopback
+needs ``BULKSEND_RECEIPTS_TOKEN`` or basic auth (``receipts_auth_user`` and
+``BULKSEND_RECEIPTS_PASSWORD``); both secrets come from the environment only.
 """
 
 from __future__ import annotations
@@ -29,6 +39,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Literal
 
+from bulksend.clock import SYSTEM_CLOCK, Clock
 from bulksend.errors import ConfigError, InputError, register_secret
 from bulksend.registry import default_state_dir
 
@@ -82,6 +93,13 @@ _KEYS: dict[str, type | tuple[type, ...]] = {
     "retry_max_seconds": (int, float),
     "fsync_interval": (int, float),
     "insecure": bool,
+    "send_window": str,
+    "send_days": str,
+    "timezone_column": (str, int),
+    "default_timezone": str,
+    "wait": bool,
+    "receipts_auth_user": str,
+    "opt_out_keywords": list,
     "state_dir": str,
 }
 
@@ -94,6 +112,7 @@ _ENV = {
     "BULKSEND_CONCURRENCY": "concurrency",
     "BULKSEND_RATE": "rate",
     "BULKSEND_AUTH": "auth",
+    "BULKSEND_RECEIPTS_TOKEN": "receipts_token",
     "BULKSEND_STATE_DIR": "state_dir",
 }
 
@@ -156,6 +175,29 @@ class CampaignSettings:
     check_balance: bool = True
     metrics_listen: str | None = None
     """``HOST:PORT``: serve Prometheus metrics at ``/metrics`` while the campaign runs."""
+    # The receiver alongside the campaign: credentials, and what opts a recipient out.
+    receipts_token: str | None = field(default=None, repr=False)
+    """Callbacks only at ``/TOKEN`` (``BULKSEND_RECEIPTS_TOKEN``); never printed."""
+    receipts_auth_user: str | None = None
+    receipts_password: str = field(default="", repr=False)
+    """Basic-auth password of the receiver (``BULKSEND_RECEIPTS_PASSWORD``); never printed."""
+    opt_out_keywords: tuple[str, ...] | None = None
+    """Replies starting with one of these opt out (None: :data:`bulksend.replies.
+    DEFAULT_OPT_OUT_KEYWORDS`); with ``record_opt_outs`` their numbers go to that list."""
+    # Quiet hours.
+    send_window: str | None = None
+    """``HH:MM-HH:MM`` in each recipient's local time (None: any time)."""
+    send_days: str | None = None
+    """``Mon-Fri``...: the days the window opens on (None: every day)."""
+    timezone_column: str | int | None = None
+    """A column of IANA zone names that overrides the numbering plan's zone."""
+    default_timezone: str = "UTC"
+    """The zone of numbers the plan cannot place (:data:`bulksend.window.DEFAULT_TIMEZONE`)."""
+    wait: bool = False
+    """Stay up and send each deferred group as its window opens (else exit 0 and rerun)."""
+    clock: Clock = field(default=SYSTEM_CLOCK, repr=False, compare=False)
+    """Now and waiting, for the send window (:mod:`bulksend.clock`; tests drive it)."""
+
     # The campaign registry (bulksend.registry): same list and message under another results file.
     state_dir: Path | None = field(default_factory=default_state_dir)
     """Where the registry lives (``$BULKSEND_STATE_DIR``, ``$XDG_STATE_HOME/bulksend``,
@@ -168,6 +210,8 @@ class CampaignSettings:
         object.__setattr__(self, "input_path", Path(self.input_path))
         if self.state_dir is not None:
             object.__setattr__(self, "state_dir", Path(self.state_dir).expanduser())
+        self._check_window()
+        self._check_receiver()
         object.__setattr__(self, "exclude", tuple(Path(p) for p in self.exclude))
         if self.record_opt_outs is not None:
             object.__setattr__(self, "record_opt_outs", Path(self.record_opt_outs))
@@ -238,6 +282,62 @@ class CampaignSettings:
         if not self.endpoint.startswith(("http://", "https://")):
             raise ConfigError(f"--endpoint must be an http(s) URL, not {self.endpoint!r}")
 
+    def _check_window(self) -> None:
+        if self.send_window is None:
+            for name, given in (
+                ("--send-days", self.send_days is not None),
+                ("--timezone-column", self.timezone_column is not None),
+                ("--wait", self.wait),
+            ):
+                if given:
+                    raise ConfigError(f"{name} needs --send-window HH:MM-HH:MM")
+            return
+        from bulksend.window import SendWindow, zone
+
+        SendWindow.parse(self.send_window, self.send_days)  # ConfigError if malformed
+        zone(self.default_timezone)
+        if self.deliver_in is not None:
+            raise ConfigError(
+                "--deliver-in and --send-window exclude each other: a delayed message could "
+                "arrive outside the recipient's window"
+            )
+
+    @property
+    def window(self) -> Any:
+        """The :class:`~bulksend.window.SendWindow`, or None without ``send_window``."""
+        if self.send_window is None:
+            return None
+        from bulksend.window import SendWindow
+
+        return SendWindow.parse(self.send_window, self.send_days)
+
+    def _check_receiver(self) -> None:
+        if self.receipts_token:
+            register_secret(self.receipts_token)
+        if self.receipts_password:
+            register_secret(self.receipts_password)
+        if self.receipts_auth_user and not self.receipts_password:
+            raise ConfigError("receipts_auth_user needs the password in BULKSEND_RECEIPTS_PASSWORD")
+        if self.opt_out_keywords is not None:
+            object.__setattr__(self, "opt_out_keywords", tuple(self.opt_out_keywords))
+            from bulksend.replies import OptOutKeywords
+
+            try:
+                OptOutKeywords(self.opt_out_keywords)
+            except ValueError as exc:
+                raise ConfigError(f"opt_out_keywords: {exc}") from None
+        if self.receipts_listen and not self.dry_run:
+            from bulksend.listen import parse_listen, require_credentials
+
+            host, _ = parse_listen(self.receipts_listen)
+            require_credentials(host, self.receipts_token, self.receipts_basic_auth)
+
+    @property
+    def receipts_basic_auth(self) -> tuple[str, str] | None:
+        if not self.receipts_auth_user:
+            return None
+        return self.receipts_auth_user, self.receipts_password
+
     @property
     def effective_batch_size(self) -> int:
         """Recipients per request: the requested size within the API's limit (One API: 200)."""
@@ -265,7 +365,7 @@ class CampaignSettings:
         return _masked_repr(self)
 
 
-_SECRET_FIELDS = ("password", "api_key")
+_SECRET_FIELDS = ("password", "api_key", "receipts_token", "receipts_password", "clock")
 
 
 def _masked_repr(settings: CampaignSettings | AccountSettings) -> str:
@@ -442,6 +542,11 @@ def load_settings(
     merged.setdefault("text", "")
     if isinstance(merged.get("exclude"), list):
         merged["exclude"] = tuple(Path(str(p)) for p in merged["exclude"])
+    if isinstance(merged.get("opt_out_keywords"), list):
+        merged["opt_out_keywords"] = tuple(str(k) for k in merged["opt_out_keywords"])
+    receipts_password = (env if env is not None else os.environ).get("BULKSEND_RECEIPTS_PASSWORD")
+    if receipts_password:
+        merged["receipts_password"] = receipts_password
     known = {f.name for f in fields(CampaignSettings)}
     unknown = set(merged) - known
     if unknown:

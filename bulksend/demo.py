@@ -6,6 +6,13 @@ for every delivery callback (``callback=7``) and runs a receipt receiver on anot
 (``receipts_listen``), which the simulator's ``callback_url`` points at; once the callbacks have
 drained, the delivery report (:mod:`bulksend.report`) is printed after the campaign summary.
 
+A few recipients reply (the simulator's ``reply_rate``: about 30 replies, a mix of STOPs and
+chatter), in the API's reply format, to the same receiver, which stores them in the replies file
+and appends the numbers that opted out to ``optouts.txt`` (``bulksend receipts
+--record-opt-outs``). The report lists them; then a follow-up campaign to the same sample, with
+``--exclude optouts.txt``, texts everyone but them. The demo's receipts, replies and opt-out files
+are started afresh on each run (the results are moved aside, as ``--restart`` does).
+
 ``api="one"`` runs the One API simulator instead (its demo key; JSON delivery callbacks to the same
 receiver); ``personalised`` sends ``Hi #name#, ...`` filled from the sample's name column (through
 the legacy batch interface, one request per row, or the One API's per-message content).
@@ -13,6 +20,9 @@ the legacy batch interface, one request per row, or the One API's per-message co
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import dataclasses
 import random
 import socket
 from pathlib import Path
@@ -21,8 +31,9 @@ from typing import Any
 from bulksend import aio
 from bulksend.campaign import CampaignSummary, run_campaign_async
 from bulksend.config import CampaignSettings
+from bulksend.inbox import replies_path_for
 from bulksend.progress import make_progress, print_summary
-from bulksend.receipts import receipts_path_for
+from bulksend.receipts import ReceiptServer, receipts_path_for
 from bulksend.report import build_report, print_report
 from bulksend.simulator import DEFAULT_API_ID, DEFAULT_PASSWORD, DEFAULT_USER, Faults, Simulator
 from bulksend.simulator.one_api import DEFAULT_API_KEY, OneApiSimulator
@@ -31,6 +42,9 @@ __all__ = ["run_demo", "write_sample"]
 
 DEMO_TEXT = "Hello from bulksend! Your order has shipped. Reply STOP to opt out."
 DEMO_TEMPLATE = "Hi #name#, your order has shipped. Reply STOP to opt out."
+OPT_OUTS_FILE = "optouts.txt"
+REPLIES = 30
+"""About this many recipients reply (at most 1 %)."""
 BATCH_INTERFACE_RECIPIENTS = 2_000
 """The personalised legacy demo's default size: one request per row is ~400 rows/s at 32 x 80 ms."""
 
@@ -77,10 +91,17 @@ async def _demo(
         jitter=jitter,
         reject_suffixes=("13", "666"),
         seed=7,
-        credit=float(5 * recipients),
+        credit=float(10 * recipients),  # two campaigns
+        reply_rate=min(0.01, REPLIES / recipients),
     )
     receipts_port = _free_port()
     callback_url = f"http://127.0.0.1:{receipts_port}/"
+    results = directory / f"recipients-{recipients}.results.csv"
+    receipts = receipts_path_for(results)
+    opt_outs = directory / OPT_OUTS_FILE
+    for stale in (receipts, replies_path_for(receipts), opt_outs):
+        stale.unlink(missing_ok=True)  # the demo's own files: each run starts afresh
+    receiver = ReceiptServer(receipts, "127.0.0.1", receipts_port, opt_out_path=opt_outs)
     sim: Simulator | OneApiSimulator
     if api == "one":
         sim = OneApiSimulator(faults=faults, callback_url=callback_url, callback_statuses=2)
@@ -92,7 +113,7 @@ async def _demo(
             faults=faults,
             callback_url=callback_url,
         )
-    async with sim:
+    async with receiver, sim:
         print(
             f"{'One API ' if api == 'one' else ''}simulator listening on {sim.url} "
             f"(latency {latency * 1000:.0f} ms ± {jitter * 1000:.0f})"
@@ -118,7 +139,7 @@ async def _demo(
             # demo short; `--callback 7` adds the intermediate 003 too. (The One API's
             # callbacks are the integration's: the simulator pushes final statuses.)
             callback=2 if api == "legacy" else 0,
-            receipts_listen=f"127.0.0.1:{receipts_port}",
+            out=results,
         )
         reporter = make_progress(progress)
         try:
@@ -128,12 +149,47 @@ async def _demo(
                 reporter.close()
         print(f"the simulator's ledger holds {len(sim.ledger):,} accepted messages")
         if sim.callbacks is not None:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(sim.callbacks.drained(), DRAIN_SECONDS)
             stats = sim.callbacks.stats
             print(
                 f"delivery callbacks: {stats.sent:,} pushed, {stats.retries:,} retried, "
-                f"{stats.gave_up:,} given up, {sim.callbacks.outstanding:,} outstanding"
+                f"{stats.gave_up:,} given up, {sim.callbacks.outstanding:,} outstanding; "
+                f"{stats.replies:,} recipients replied"
             )
+        print(
+            f"replies: {receiver.stats.replies:,} in {receiver.replies_path}; "
+            f"{receiver.stats.opt_outs:,} opted out into {opt_outs}"
+        )
+        if summary.exit_code == 0:
+            await _follow_up(settings, opt_outs, sim, directory)
     return summary
+
+
+async def _follow_up(
+    first: CampaignSettings, opt_outs: Path, sim: Simulator | OneApiSimulator, directory: Path
+) -> None:
+    """A second campaign to the same sample that excludes the numbers which replied STOP."""
+    before = len(sim.ledger)
+    sim.faults.reply_rate = 0.0  # the replies shown are the first campaign's
+    settings = dataclasses.replace(
+        first,
+        text="Second notice: your order arrives tomorrow.",
+        out=directory / "followup.results.csv",
+        exclude=(opt_outs,),
+        callback=0,
+        progress="off",
+    )
+    summary = await run_campaign_async(settings)
+    print(
+        f"follow-up campaign with --exclude {opt_outs}: {summary.accepted:,} sent, "
+        f"{summary.opted_out:,} opted-out rows not texted "
+        f"({len(sim.ledger) - before:,} new messages in the ledger) -> {summary.results_path}"
+    )
+
+
+DRAIN_SECONDS = 30.0
+"""How long the demo waits for the last callbacks and replies before reporting."""
 
 
 def _free_port() -> int:

@@ -28,7 +28,9 @@ Campaign metrics (``bulksend_`` prefix):
 ========================================  =========  ==================================================
 
 Receiver metrics: ``bulksend_receipts_total{result}`` (stored, duplicates, invalid, forbidden,
-failed) and ``bulksend_receipts_on_file`` (receipts already in the file at start).
+failed), ``bulksend_receipts_on_file`` (receipts already in the file at start),
+``bulksend_replies_total{result}`` (stored, duplicates) and ``bulksend_opt_outs_total`` (numbers
+the replies added to the opt-out list).
 """
 
 from __future__ import annotations
@@ -162,6 +164,17 @@ class ReceiptCollector(Collector):
         for result in ("stored", "duplicates", "invalid", "forbidden", "failed"):
             receipts.add_metric([result], stats.get(result, 0))
         yield receipts
+        replies = CounterMetricFamily(
+            "bulksend_replies", "Reply (MO) callbacks by result", labels=["result"]
+        )
+        replies.add_metric(["stored"], stats.get("replies", 0))
+        replies.add_metric(["duplicates"], stats.get("reply_duplicates", 0))
+        yield replies
+        yield CounterMetricFamily(
+            "bulksend_opt_outs",
+            "Numbers appended to the opt-out list by replies",
+            value=stats.get("opt_outs", 0),
+        )
         yield GaugeMetricFamily(
             "bulksend_receipts_on_file",
             "Receipts already in the file when the receiver started",

@@ -16,6 +16,7 @@ from rich.progress_bar import ProgressBar
 from rich.table import Table
 
 from bulksend.campaign import CampaignSummary, Snapshot
+from bulksend.deferral import describe_deferred
 
 __all__ = [
     "PlainProgress",
@@ -85,7 +86,10 @@ class PlainProgress:
             f"[bulksend] {snap.elapsed:7.1f}s read={snap.rows_read} sent={snap.sent} "
             f"accepted={snap.accepted} rejected={snap.rejected + snap.input_rejected} "
             f"unknown={snap.unknown} in_flight={snap.in_flight} rate={snap.rate:.0f}/s "
-            f"eta={_eta(snap)}\n"
+            f"eta={_eta(snap)}"
+            + (f" deferred={snap.deferred}" if snap.deferred else "")
+            + (f" waiting: the next window opens at {snap.next_window}" if snap.next_window else "")
+            + "\n"
         )
         self.stream.flush()
 
@@ -140,6 +144,15 @@ class RichProgress:
             "skipped (done)",
             f"{snap.skipped:,}",
         )
+        if snap.deferred or snap.next_window:
+            table.add_row(
+                "[cyan]deferred[/]",
+                f"{snap.deferred:,}",
+                "next window",
+                snap.next_window or "-",
+                "",
+                "",
+            )
         return table
 
     def __call__(self, snap: Snapshot) -> None:
@@ -248,8 +261,29 @@ def print_summary(summary: CampaignSummary, console: Console | None = None) -> N
             ("results", summary.results_path),
             ("rejects", summary.rejects_path),
         ]
+    if summary.window:
+        rows.append(("send window", summary.window))
+        if summary.deferred:
+            rows.append(("deferred (window closed)", f"{summary.deferred:,}"))
+            for opening, count in summary.deferred_by_opening.items():
+                rows.append((f"  opens {opening}", f"{count:,}"))
+        if summary.window_rejected:
+            rows.append(("  no such time zone", f"{summary.window_rejected:,}"))
+        rows.append(
+            (
+                f"default zone ({summary.default_timezone})",
+                f"{summary.default_timezone_rows:,} rows",
+            )
+        )
     if summary.stopped:
         rows.append(("stopped", summary.stopped))
     for name, value in rows:
         table.add_row(name, value)
     console.print(table)
+    if summary.deferred:
+        console.print(
+            describe_deferred(
+                summary.deferred, summary.deferred_by_opening, summary.next_window_opens
+            )
+            + ("" if summary.dry_run else " (rerun the same command then, or use --wait)")
+        )

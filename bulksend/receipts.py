@@ -42,6 +42,7 @@ only place it appears. The server binds to loopback unless told otherwise.
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import hmac
 import json
@@ -62,9 +63,18 @@ from urllib.parse import unquote_plus
 from aiohttp import web
 
 from bulksend import aio
+from bulksend.appendfile import AppendFile
 from bulksend.errors import BulkSendError, ConfigError, StorageError, register_secret
-from bulksend.listen import parse_listen
+from bulksend.inbox import Inbox, replies_path_for
+from bulksend.listen import is_loopback, parse_listen, require_credentials
 from bulksend.lock import FileLock
+from bulksend.replies import (
+    OptOutKeywords,
+    Reply,
+    is_json_reply,
+    parse_form_reply,
+    parse_json_reply,
+)
 from bulksend.wire import one
 
 __all__ = [
@@ -74,18 +84,20 @@ __all__ = [
     "Receipt",
     "ReceiptServer",
     "ReceiptStats",
+    "ReceiptsFile",
     "collect_receipts",
+    "is_loopback",
     "parse_callback",
     "parse_json_callback",
     "parse_listen",
     "receipts_path_for",
+    "require_credentials",
     "serve",
 ]
 
 log = logging.getLogger("bulksend.receipts")
 
 RECEIPTS_HEADER = "received_at,api_msg_id,cli_msg_id,to,status,status_text,charge,timestamp"
-FILE_MODE = 0o600
 
 STATUS_TEXT: dict[str, str] = {
     "001": "Message unknown",
@@ -232,139 +244,59 @@ def _key(api_msg_id: str, status: str) -> int | str:
 @dataclass(slots=True)
 class ReceiptStats:
     """Counters since the server started. Every callback lands in exactly one of stored,
-    duplicates, invalid, forbidden, failed."""
+    duplicates, replies, reply_duplicates, invalid, forbidden, failed."""
 
     stored: int = 0
     duplicates: int = 0
+    replies: int = 0
+    """Reply (MO) callbacks stored."""
+    reply_duplicates: int = 0
+    """Reply callbacks already stored (answered 200, not written again)."""
+    opt_outs: int = 0
+    """Numbers added to the opt-out file (by replies, or to catch up with the replies file)."""
     invalid: int = 0
     forbidden: int = 0
     failed: int = 0
     """Callbacks answered 500 because the file could not be written."""
     on_file: int = 0
     """Receipts already in the file when the server started (a restart)."""
+    replies_on_file: int = 0
+    """Replies already in the replies file when the server started."""
 
     def as_dict(self) -> dict[str, int]:
         return asdict(self)
 
 
-class _ReceiptFile:
-    """The append-only file, its idempotency keys and the group commit."""
+def _receipt_line(receipt: Receipt) -> str:
+    api_msg_id, cli_msg_id, to, status, charge, timestamp = receipt
+    now = datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    text = STATUS_TEXT.get(status, "")
+    return f"{now},{api_msg_id},{cli_msg_id},{to},{status},{text},{charge},{timestamp}\n"
+
+
+def _receipt_key_of_line(line: str) -> int | str | None:
+    fields = line.split(",")
+    return _key(fields[1], fields[4]) if len(fields) == 8 else None
+
+
+class ReceiptsFile(AppendFile):
+    """The receipts file itself (header, line format, idempotency keys, group commit), for the
+    HTTP receiver and for another writer (``bulksend track``), which must hold the file's
+    :class:`~bulksend.lock.FileLock` (``what="receipts"``) first, fsync it on a timer
+    (:meth:`fsync_fd`) and close it."""
 
     def __init__(self, path: Path, on_error: Callable[[OSError, str], None]) -> None:
-        self.path = path
-        self.on_error = on_error
-        self.keys: set[int | str] = set()
-        self._fd = -1
-        self._buffer: list[str] = []
-        self._buffered_keys: list[int | str] = []
-        self._pending: asyncio.Future[None] | None = None
-        self._dirty = False
-
-    def open(self) -> int:
-        """Open (creating with the header, or resuming an existing file); receipts on file."""
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            existing = 0
-            if self.path.exists() and self.path.stat().st_size > 0:
-                existing = self._load()
-            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, FILE_MODE)
-        except OSError as exc:
-            raise StorageError(str(self.path), exc, "open") from None
-        try:
-            with contextlib.suppress(OSError):
-                os.fchmod(fd, FILE_MODE)
-            if os.fstat(fd).st_size == 0:
-                os.write(fd, (RECEIPTS_HEADER + "\n").encode())
-                os.fsync(fd)
-        except OSError as exc:
-            os.close(fd)
-            raise StorageError(str(self.path), exc) from None
-        self._fd = fd
-        return existing
-
-    def _load(self) -> int:
-        """Cut a torn last line, check the header, rebuild the keys (streaming the file)."""
-        with self.path.open("rb+") as f:
-            size = f.seek(0, os.SEEK_END)
-            tail_start = max(0, size - 65536)  # a receipt line is far shorter than this
-            f.seek(tail_start)
-            cut = tail_start + f.read().rfind(b"\n") + 1
-            if cut != size:
-                f.truncate(cut)
-        keys = self.keys
-        with self.path.open(encoding="utf-8", errors="replace", newline="") as f:
-            header = f.readline().rstrip("\r\n")
-            if header and header != RECEIPTS_HEADER:
-                raise ConfigError(f"{self.path} is not a receipts file (header {header[:80]!r})")
-            for line in f:
-                fields = line.split(",")
-                if len(fields) == 8:
-                    keys.add(_key(fields[1], fields[4]))
-        return len(keys)
-
-    def submit(self, receipt: Receipt, key: int | str) -> asyncio.Future[None]:
-        """Buffer one new receipt; the future resolves once it has been written."""
-        api_msg_id, cli_msg_id, to, status, charge, timestamp = receipt
-        now = datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-        text = STATUS_TEXT.get(status, "")
-        self._buffer.append(
-            f"{now},{api_msg_id},{cli_msg_id},{to},{status},{text},{charge},{timestamp}\n"
+        super().__init__(
+            path,
+            on_error,
+            header=RECEIPTS_HEADER,
+            kind="receipts file",
+            read_key=_receipt_key_of_line,
         )
-        self.keys.add(key)
-        self._buffered_keys.append(key)
-        return self.written()
 
-    def written(self) -> asyncio.Future[None]:
-        """A future for the current group commit (already done when nothing is buffered)."""
-        loop = asyncio.get_running_loop()
-        if self._pending is None:
-            if not self._buffer:
-                done: asyncio.Future[None] = loop.create_future()
-                done.set_result(None)
-                return done
-            self._pending = loop.create_future()
-            loop.call_soon(self._flush)
-        return self._pending
-
-    def _flush(self) -> None:
-        pending, self._pending = self._pending, None
-        data = "".join(self._buffer).encode("utf-8")
-        keys = self._buffered_keys
-        self._buffer, self._buffered_keys = [], []
-        try:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(self._fd, view) :]
-        except OSError as exc:
-            self.keys.difference_update(keys)
-            self.on_error(exc, "write")
-            if pending is not None and not pending.done():
-                pending.set_exception(exc)
-                pending.exception()  # retrieved by the waiters; silence "never retrieved"
-            return
-        self._dirty = True
-        if pending is not None and not pending.done():
-            pending.set_result(None)
-
-    def fsync_fd(self) -> int | None:
-        """The fd to fsync if the file grew since the last call, else None."""
-        if not self._dirty or self._fd < 0:
-            return None
-        self._dirty = False
-        return self._fd
-
-    def close(self) -> None:
-        if self._fd < 0:
-            return
-        if self._buffer:
-            self._flush()
-        try:
-            os.fsync(self._fd)
-        except OSError as exc:
-            self.on_error(exc, "fsync")
-        finally:
-            os.close(self._fd)
-            self._fd = -1
+    def submit(self, line: str | Receipt, key: int | str) -> asyncio.Future[None]:
+        """Buffer one new receipt (or a line already formatted); resolves once written."""
+        return super().submit(line if isinstance(line, str) else _receipt_line(line), key)
 
 
 class ReceiptServer:
@@ -378,6 +310,10 @@ class ReceiptServer:
         port: int = 0,
         token: str | None = None,
         *,
+        basic_auth: tuple[str, str] | None = None,
+        replies_path: str | os.PathLike[str] | None = None,
+        opt_out_path: str | os.PathLike[str] | None = None,
+        keywords: OptOutKeywords | None = None,
         fsync_interval: float = 0.5,
         shutdown_timeout: float = 2.0,
         on_storage_error: Callable[[StorageError], None] | None = None,
@@ -386,6 +322,15 @@ class ReceiptServer:
             raise ConfigError("the receipts token must be 1-128 letters or digits")
         if token:
             register_secret(token)
+        self._basic: bytes | None = None
+        if basic_auth is not None:
+            user, password = basic_auth
+            if not user or ":" in user or not password:
+                raise ConfigError("basic auth needs a user (without ':') and a password")
+            register_secret(password)
+            credentials = base64.b64encode(f"{user}:{password}".encode()).decode()
+            register_secret(credentials)
+            self._basic = f"Basic {credentials}".encode()
         self.out_path = Path(out_path)
         self.stats = ReceiptStats()
         self._host = host
@@ -393,7 +338,14 @@ class ReceiptServer:
         self._token = token
         self._fsync_interval = fsync_interval
         self._shutdown_timeout = shutdown_timeout
-        self._file = _ReceiptFile(self.out_path, self._storage_failed)
+        self._file = ReceiptsFile(self.out_path, self._storage_failed)
+        self.replies_path = Path(replies_path or replies_path_for(self.out_path))
+        self.inbox = Inbox(
+            self.replies_path,
+            None if opt_out_path is None else Path(opt_out_path),
+            keywords or OptOutKeywords(),
+            self._inbox_failed,
+        )
         self._lock = FileLock(self.out_path, "receipts")
         self._on_storage_error = on_storage_error
         self.failed: StorageError | None = None
@@ -402,19 +354,25 @@ class ReceiptServer:
         self._syncer: asyncio.Task[None] | None = None
         self._arrived = asyncio.Event()
 
-    def _storage_failed(self, exc: OSError, action: str) -> None:
-        """A write or fsync of the receipts file failed: receipts can no longer be stored, so
-        every callback is answered 500 from now on (the gateway keeps them) and the owner is told.
-        """
+    def _inbox_failed(self, exc: OSError, action: str, path: Path) -> None:
+        self._storage_failed(exc, action, path)
+
+    def _storage_failed(self, exc: OSError, action: str, path: Path | None = None) -> None:
+        """A write or fsync of the receipts, replies or opt-out file failed: callbacks can no
+        longer be stored, so every one is answered 500 from now on (the gateway keeps them) and the
+        owner is told."""
         if self.failed is None:
-            self.failed = StorageError(str(self.out_path), exc, action)
+            self.failed = StorageError(str(path or self.out_path), exc, action)
             log.error("%s", self.failed)
             self._arrived.set()  # wake wait_quiet
             if self._on_storage_error is not None:
                 self._on_storage_error(self.failed)
 
     def __repr__(self) -> str:
-        return f"<ReceiptServer {self.out_path} token={'***' if self._token else None}>"
+        return (
+            f"<ReceiptServer {self.out_path} token={'***' if self._token else None}"
+            f" basic_auth={'***' if self._basic else None}>"
+        )
 
     # -- life cycle ----------------------------------------------------------------------------
 
@@ -424,6 +382,11 @@ class ReceiptServer:
         self._lock.acquire()  # one writer per receipts file: refuses (CampaignLocked) if held
         try:
             self.stats.on_file = self._file.open()
+            try:
+                self.stats.replies_on_file, self.stats.opt_outs = await self.inbox.open()
+            except BaseException:
+                self._file.close()
+                raise
         except BaseException:
             self._lock.release()
             raise
@@ -440,7 +403,7 @@ class ReceiptServer:
             await site.start()
         except BaseException:
             await runner.cleanup()
-            self._file.close()
+            self._close_files()
             self._lock.release()
             raise
         self._runner = runner
@@ -460,9 +423,15 @@ class ReceiptServer:
                 with contextlib.suppress(asyncio.CancelledError):
                     await syncer
             try:
-                self._file.close()
+                self._close_files()
             finally:
                 self._lock.release()
+
+    def _close_files(self) -> None:
+        try:
+            self.inbox.close()
+        finally:
+            self._file.close()
 
     async def __aenter__(self) -> ReceiptServer:
         await self.start()
@@ -507,12 +476,13 @@ class ReceiptServer:
         loop = asyncio.get_running_loop()
         while True:
             await asyncio.sleep(self._fsync_interval)
-            fd = self._file.fsync_fd()
-            if fd is not None:
-                try:
-                    await loop.run_in_executor(None, os.fsync, fd)
-                except OSError as exc:
-                    self._storage_failed(exc, "fsync")
+            for file in (self._file, *self.inbox.files):
+                fd = file.fsync_fd()
+                if fd is not None:
+                    try:
+                        await loop.run_in_executor(None, os.fsync, fd)
+                    except OSError as exc:
+                        self._storage_failed(exc, "fsync", file.path)
 
     # -- HTTP ----------------------------------------------------------------------------------
 
@@ -528,18 +498,33 @@ class ReceiptServer:
             stats.forbidden += 1
             log.warning("callback from %s refused: wrong or missing token", request.remote)
             return web.Response(status=403, text="403: Forbidden")
+        if self._basic is not None and not hmac.compare_digest(
+            request.headers.get("Authorization", "").encode(), self._basic
+        ):
+            stats.forbidden += 1
+            log.warning("callback from %s refused: wrong or missing credentials", request.remote)
+            return web.Response(
+                status=401,
+                text="401: Unauthorized",
+                headers={"WWW-Authenticate": 'Basic realm="bulksend"'},
+            )
         self._arrived.set()
         params: dict[str, str] = {}
         body = await request.read() if request.method == "POST" and request.body_exists else b""
         receipt: Receipt | str
         if body and _is_json(request, body):
+            if is_json_reply(body):
+                return await self._reply(request, parse_json_reply(body))
             receipt = parse_json_callback(body)
         else:
-            if body:
-                _parse_form(body.decode("utf-8", "replace"), params)
+            form = body.decode("utf-8", "replace") if body else ""
+            if form:
+                _parse_form(form, params)
             query = request.rel_url.raw_query_string
             if query:
                 _parse_form(query, params)
+            if "momsgid" in params:
+                return await self._reply(request, parse_form_reply(params, (form, query)))
             receipt = parse_callback(params)
         if isinstance(receipt, str):
             stats.invalid += 1
@@ -556,7 +541,7 @@ class ReceiptServer:
             written = store.written()  # the first copy may still be in the buffer
         else:
             stats.stored += 1
-            written = store.submit(receipt, key)
+            written = store.submit(_receipt_line(receipt), key)
         try:
             await asyncio.shield(written)  # shared by the whole group: never cancel it
         except OSError:
@@ -566,6 +551,29 @@ class ReceiptServer:
             else:
                 stats.stored -= 1
             return web.Response(status=500, text="500: cannot store the receipt")
+        return web.Response(text="OK")
+
+    async def _reply(self, request: web.BaseRequest, reply: Reply | str) -> web.Response:
+        """Store a reply (MO) callback once; its opt-out, if it is one, before the answer."""
+        stats = self.stats
+        if isinstance(reply, str):
+            stats.invalid += 1
+            log.warning("reply callback from %s refused (400): %s", request.remote, reply)
+            return web.Response(status=400, text=f"400: {reply}")
+        if self.failed is not None:
+            stats.failed += 1
+            return web.Response(status=500, text="500: cannot store the reply")
+        written, duplicate, new_opt_out = self.inbox.store(reply)
+        try:
+            await asyncio.shield(written)
+        except OSError:
+            stats.failed += 1
+            return web.Response(status=500, text="500: cannot store the reply")
+        if duplicate:
+            stats.reply_duplicates += 1
+        else:
+            stats.replies += 1
+            stats.opt_outs += new_opt_out
         return web.Response(text="OK")
 
 
@@ -586,17 +594,31 @@ async def collect_receipts(
     quiet: float = LINGER_QUIET,
     max_wait: float = LINGER_MAX,
     on_storage_error: Callable[[StorageError], None] | None = None,
+    token: str | None = None,
+    basic_auth: tuple[str, str] | None = None,
+    opt_out_path: str | os.PathLike[str] | None = None,
+    keywords: OptOutKeywords | None = None,
 ) -> AsyncIterator[ReceiptServer | None]:
     """Run a receiver on ``listen`` (``HOST:PORT``; nothing when None) into the receipts file
-    beside ``results_path`` for the duration of the block and, when the block ends normally, until
-    callbacks have been quiet for ``quiet`` seconds (at most ``max_wait``). Receipts that come
-    later need a standing receiver (``bulksend receipts``) on the same file."""
+    beside ``results_path`` (replies into the replies file beside that) for the duration of the
+    block and, when the block ends normally, until callbacks have been quiet for ``quiet`` seconds
+    (at most ``max_wait``). Receipts that come later need a standing receiver (``bulksend
+    receipts``) on the same file. Refuses (ConfigError) an address other than loopback without
+    ``token`` or ``basic_auth``."""
     if listen is None:
         yield None
         return
     host, port = parse_listen(listen)
+    require_credentials(host, token, basic_auth)
     async with ReceiptServer(
-        receipts_path_for(results_path), host, port, on_storage_error=on_storage_error
+        receipts_path_for(results_path),
+        host,
+        port,
+        token,
+        basic_auth=basic_auth,
+        opt_out_path=opt_out_path,
+        keywords=keywords,
+        on_storage_error=on_storage_error,
     ) as server:
         log.info("collecting delivery receipts on %s into %s", server.url, server.out_path)
         yield server
@@ -621,28 +643,36 @@ def serve(
     out_path: str | os.PathLike[str],
     token: str | None = None,
     *,
+    basic_auth: tuple[str, str] | None = None,
+    opt_out_path: str | os.PathLike[str] | None = None,
+    keywords: OptOutKeywords | None = None,
     metrics_listen: str | None = None,
 ) -> int:
     """``bulksend receipts``: serve until SIGINT/SIGTERM, then flush, fsync and report on stderr.
-    Exit status 0; 1 when the address cannot be used. Another writer of the same file raises
-    :class:`~bulksend.errors.CampaignLocked` (the CLI exits 3); a file that cannot be created
-    raises :class:`~bulksend.errors.StorageError`, and one that fails while serving stops it with
-    exit status 4 (the CLI's code for storage failures). With ``metrics_listen``, Prometheus
-    metrics of the receiver at ``/metrics`` there (:mod:`bulksend.metrics`)."""
+    Exit status 0; 1 when the address cannot be used. An address other than loopback without
+    ``token`` or ``basic_auth`` is refused with :class:`~bulksend.errors.ConfigError` (forged
+    callbacks would falsify the report and opt real customers out). Another writer of the same
+    file raises :class:`~bulksend.errors.CampaignLocked` (the CLI exits 3); a file that cannot be
+    created raises :class:`~bulksend.errors.StorageError`, and one that fails while serving stops
+    it with exit status 4 (the CLI's code for storage failures). Replies go to the replies file
+    beside ``out_path``, opt-outs to ``opt_out_path``. With ``metrics_listen``, Prometheus metrics
+    of the receiver at ``/metrics`` there (:mod:`bulksend.metrics`)."""
     host, port = parse_listen(listen)
+    require_credentials(host, token, basic_auth)
     stop = asyncio.Event()
-    server = ReceiptServer(out_path, host, port, token, on_storage_error=lambda _exc: stop.set())
-    if not token and not _is_loopback(host):
-        log.warning(
-            "listening on %s without --token: anyone who can reach it can add receipts", host
-        )
+    server = ReceiptServer(
+        out_path,
+        host,
+        port,
+        token,
+        basic_auth=basic_auth,
+        opt_out_path=opt_out_path,
+        keywords=keywords,
+        on_storage_error=lambda _exc: stop.set(),
+    )
     if metrics_listen is not None:
         parse_listen(metrics_listen)  # a bad address is a usage error before anything starts
     return aio.run(_serve(server, stop, metrics_listen))
-
-
-def _is_loopback(host: str) -> bool:
-    return host in ("localhost", "::1") or host.startswith("127.")
 
 
 async def _serve(
@@ -667,6 +697,7 @@ async def _serve_receipts(server: ReceiptServer, stop: asyncio.Event) -> int:
     try:
         shown = server.url if server._token is None else server.url.rsplit("/", 1)[0] + "/***"
         print(f"{LISTENING}{shown} -> {server.out_path}", flush=True)
+        log.info("replies (MO) into %s", server.replies_path)
         await stop.wait()
     finally:
         await server.stop()
@@ -678,10 +709,5 @@ async def _serve_receipts(server: ReceiptServer, stop: asyncio.Event) -> int:
     return 0
 
 
-ReceiptsFile = _ReceiptFile
-"""The receipts file itself (header, line format, idempotency keys, group commit), for a writer
-other than the HTTP receiver (``bulksend track``), which must hold the file's
-:class:`~bulksend.lock.FileLock` (``what="receipts"``) first, fsync it on a timer
-(:meth:`fsync_fd`) and close it."""
 receipt_key = _key
 """The idempotency key of a receipt, ``(api_msg_id, status)``, as :class:`ReceiptsFile` keeps it."""

@@ -19,6 +19,13 @@ messages not in the results file are counted as ``unmatched_receipts`` (another 
 the receiver), and lines that cannot be read as ``malformed_lines`` (a torn last line after a
 kill, for instance).
 
+Replies (MO): the replies file (given, or the one beside the receipts file when it exists,
+:func:`bulksend.inbox.replies_path_for`) is read whole (replies are few): ``replies`` counts its
+replies, ``replies_from_recipients`` those whose sender is a number of this results file, and
+``opt_outs`` lists, sorted, the recipients of this campaign who replied with an opt-out keyword
+(``opt_outs_elsewhere`` counts the other numbers that did: replies to other campaigns sharing the
+receiver).
+
 :class:`ReportError` (an :class:`~bulksend.errors.InputError`) is raised for a missing, unreadable
 or foreign file; the CLI turns it into exit status 1.
 """
@@ -35,8 +42,10 @@ from pathlib import Path
 from typing import Any
 
 from bulksend.errors import InputError
+from bulksend.inbox import replies_path_for
 from bulksend.journal import FILE_MODE, RESULTS_HEADER
 from bulksend.receipts import FINAL_STATUSES, RECEIPTS_HEADER, STATUS_TEXT
+from bulksend.replies import REPLIES_HEADER, split_reply_line
 
 __all__ = ["FAILED_HEADER", "Report", "ReportError", "build_report", "print_report"]
 
@@ -44,6 +53,8 @@ FAILED_HEADER = "to,api_msg_id,reason"
 _STATUS_BITS = 10  # a status code (0-999) in the low bits of a packed value
 _STATUS_MASK = (1 << _STATUS_BITS) - 1
 _CHARGE_SCALE = 1000  # charges are kept in thousandths of a credit
+OPT_OUTS_SHOWN = 20
+"""Opted-out numbers the table lists (all of them are in the JSON)."""
 
 
 class ReportError(InputError):
@@ -73,6 +84,15 @@ class Report:
     malformed_lines: int = 0
     failed_out: str = ""
     failed_written: int = 0
+    replies_path: str = ""
+    replies: int = 0
+    """Distinct replies (MO) in the replies file."""
+    replies_from_recipients: int = 0
+    """Replies whose sender is a number of this results file."""
+    opt_outs: list[str] = field(default_factory=list)
+    """Recipients of this campaign who replied with an opt-out keyword (sorted)."""
+    opt_outs_elsewhere: int = 0
+    """Other numbers that opted out in the same replies file."""
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -140,10 +160,36 @@ def read_final_receipts(path: Path) -> tuple[dict[int | str, int], int, int]:
     return finals, lines, malformed
 
 
+def read_replies(path: Path) -> tuple[dict[str, int], set[str], int]:
+    """The replies file: replies per sender, the senders that opted out, unreadable lines."""
+    handle, _ = _open_csv(path, REPLIES_HEADER, "replies file")
+    senders: Counter[str] = Counter()
+    opted_out: set[str] = set()
+    seen: set[str] = set()
+    malformed = 0
+    with handle:
+        try:
+            for line in handle:
+                fields = split_reply_line(line)
+                if fields is None or not line.endswith("\n"):
+                    malformed += 1
+                    continue
+                if fields[1] in seen:
+                    continue
+                seen.add(fields[1])
+                senders[fields[3]] += 1
+                if fields[6] == "1":
+                    opted_out.add(fields[3])
+        except UnicodeDecodeError as exc:
+            raise ReportError(f"{path}: unreadable: {exc}") from None
+    return dict(senders), opted_out, malformed
+
+
 def build_report(
     results_path: str | os.PathLike[str],
     receipts_path: str | os.PathLike[str] | None = None,
     failed_out: str | os.PathLike[str] | None = None,
+    replies_path: str | os.PathLike[str] | None = None,
 ) -> Report:
     """Read the files (see the module docstring) and return the figures."""
     results = Path(results_path)
@@ -152,6 +198,17 @@ def build_report(
     if receipts_path is not None:
         report.receipts_path = str(receipts_path)
         finals, report.receipts, report.malformed_lines = read_final_receipts(Path(receipts_path))
+        beside = replies_path_for(receipts_path)
+        if replies_path is None and beside.exists():
+            replies_path = beside
+    senders: dict[str, int] = {}
+    opted_out: set[str] = set()
+    if replies_path is not None:
+        report.replies_path = str(replies_path)
+        senders, opted_out, bad = read_replies(Path(replies_path))
+        report.replies = sum(senders.values())
+        report.malformed_lines += bad
+    recipients_replied: set[str] = set()
     handle, reader = _open_csv(results, RESULTS_HEADER, "results file")
     rejected: Counter[str] = Counter()
     failed: Counter[int] = Counter()
@@ -174,6 +231,8 @@ def build_report(
                     malformed += 1
                     continue
                 status = row[2]
+                if senders and row[1] in senders:
+                    recipients_replied.add(row[1])
                 if status == "accepted":
                     accepted += 1
                     value = finals.get(_key(row[3])) if finals else None
@@ -212,6 +271,9 @@ def build_report(
     report.unmatched_receipts = len(finals) - matched
     report.malformed_lines += malformed
     report.failed_written = report.rejected + report.failed if failed_out is not None else 0
+    report.replies_from_recipients = sum(senders[n] for n in recipients_replied)
+    report.opt_outs = sorted(opted_out & recipients_replied)
+    report.opt_outs_elsewhere = len(opted_out - recipients_replied)
     return report
 
 
@@ -256,8 +318,23 @@ def print_report(report: Report, console: Any = None) -> None:
             table.add_row("receipts of other messages", f"{report.unmatched_receipts:,}", "")
     else:
         table.add_row("delivery", "no receipts file given", "")
+    if report.replies_path:
+        table.add_row("replies (MO)", f"{report.replies:,}", "")
+        table.add_row(
+            "  from this campaign's recipients", f"{report.replies_from_recipients:,}", ""
+        )
+        table.add_row("  opted out (STOP, ...)", f"{len(report.opt_outs):,}", "")
+        if report.opt_outs_elsewhere:
+            table.add_row("  opted out, other numbers", f"{report.opt_outs_elsewhere:,}", "")
     if report.malformed_lines:
         table.add_row("unreadable lines skipped", f"{report.malformed_lines:,}", "")
     console.print(table)
+    if report.opt_outs:
+        shown = report.opt_outs[:OPT_OUTS_SHOWN]
+        more = len(report.opt_outs) - len(shown)
+        listing = ", ".join(f"+{n}" for n in shown) + (
+            f" and {more:,} more (--json)" if more else ""
+        )
+        console.print(f"opted out by reply: {listing}")
     if report.failed_out:
         console.print(f"failed numbers ({report.failed_written:,}): {report.failed_out}")

@@ -11,6 +11,8 @@ results line being written as it reads (a torn last line is not counted). What i
 * rows still pending: valid numbers of the input (read with the campaign's own settings) that are
   neither in the results nor sent yet; only computed when the input still matches;
 * when the campaign last wrote;
+* with a send window (``--send-window``): the rows the last run deferred, by the time their window
+  opens, and the next opening (from ``<results>.window.json``, :mod:`bulksend.deferral`).
 * the runs of the same campaign the registry knows (:mod:`bulksend.registry`), under this results
   file or another; without a results file, every run it knows (:func:`known_runs`).
 """
@@ -26,6 +28,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from bulksend.deferral import read_record
 from bulksend.errors import ConfigError, InputError
 from bulksend.journal import RESULTS_HEADER, InputIdentity, RowBitmap, expand_rows, input_identity
 from bulksend.lock import format_holder, probe
@@ -62,6 +65,8 @@ class CampaignStatus:
     pending: int | None = None
     last_write: str = ""
     removed_rows: int = 0
+    window: dict[str, Any] = field(default_factory=dict)
+    """The last run's send window and what it deferred (empty without a window)."""
     earlier_runs: list[dict[str, object]] = field(default_factory=list)
 
     def to_json(self) -> str:
@@ -137,6 +142,9 @@ def campaign_status(
     status.removed_rows = _count_lines(path.with_name(path.name + ".removed.csv"))
     mtimes = [p.stat().st_mtime for p in (path, journal_path) if p.exists()]
     status.last_write = _iso(max(mtimes)) if mtimes else ""
+    window_record = read_record(path)
+    if window_record is not None:
+        status.window = asdict(window_record)
 
     recorded = InputIdentity.from_json(header.get("input_identity"))
     if recorded is None:
@@ -253,6 +261,21 @@ def print_status(status: CampaignStatus) -> None:
         out.append(("pending (not sent yet)", f"{status.pending:,}"))
     if status.removed_rows:
         out.append(("results of numbers removed from the input", f"{status.removed_rows:,}"))
+    window = status.window
+    if window:
+        out.append(("send window", f"{window['window']} (checked {window['checked_at']})"))
+        deferred = window.get("deferred_by_opening") or {}
+        if deferred:
+            out.append(("deferred (window closed)", f"{window['deferred']:,} rows"))
+            for opening, rows in deferred.items():
+                out.append((f"  opens {opening}", f"{rows:,} rows"))
+        if window.get("default_timezone_rows"):
+            out.append(
+                (
+                    f"rows in the default zone ({window['default_timezone']})",
+                    f"{window['default_timezone_rows']:,}",
+                )
+            )
     for run in status.earlier_runs:
         entry = RunEntry.from_json(run)
         if entry is not None and entry.results != os.path.realpath(status.results_path):

@@ -35,6 +35,14 @@ def test_demo_runs_a_campaign_and_reports_deliveries(tmp_path: Path) -> None:
     assert {r["status"] for r in results} <= {"accepted", "rejected"}
     assert any(r["status"] == "rejected" for r in results)  # the simulator's per-recipient refusals
     assert (tmp_path / "recipients-3000.receipts.csv").exists()
+    # a few recipients replied; those who said STOP are listed and left out of the follow-up
+    opted_out = (tmp_path / "optouts.txt").read_text().split()
+    listed = " ".join(out.split()).split("opted out by reply: ", 1)[1]
+    assert opted_out and sorted(opted_out) == listed.replace(",", " ").split()
+    assert (tmp_path / "recipients-3000.replies.csv").exists()
+    assert f"{len(opted_out)} opted-out rows not texted" in out
+    followup = {r["to"] for r in read_results(tmp_path / "followup.results.csv")}
+    assert followup and not followup & {n.lstrip("+") for n in opted_out}
 
 
 def test_demo_paths_are_printed_unmasked_in_its_default_directory(tmp_path: Path) -> None:

@@ -27,6 +27,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
+import logging
 from collections.abc import Callable
 from pathlib import Path
 
@@ -45,15 +47,20 @@ from bulksend.campaign.pipeline import Pipeline
 from bulksend.campaign.plan import Plan
 from bulksend.campaign.preflight import dry_run
 from bulksend.campaign.resume import resumed
-from bulksend.campaign.summary import CampaignSummary, Snapshot, Tally, finish
+from bulksend.campaign.summary import CampaignSummary, Snapshot, Tally, count_window, finish
+from bulksend.campaign.waiting import next_opening, wait_for_window
 from bulksend.client import Gateway
 from bulksend.config import CampaignSettings
+from bulksend.deferral import write_record
 from bulksend.errors import GatewayError, InputError, ProtocolError
 from bulksend.lock import FileLock
 from bulksend.metrics import MetricsServer, campaign_metrics, serve_metrics
 from bulksend.reader import InlineReader
 from bulksend.receipts import collect_receipts
+from bulksend.replies import OptOutKeywords
 from bulksend.wire import WireProtocol
+
+log = logging.getLogger("bulksend.campaign")
 
 __all__ = [
     "EXIT_FATAL",
@@ -130,11 +137,20 @@ class Campaign:
             async with (
                 serve_metrics(s.metrics_listen, registry) as self.metrics,
                 collect_receipts(
-                    s.receipts_listen, s.results_path, on_storage_error=control.fail_storage
+                    s.receipts_listen,
+                    s.results_path,
+                    on_storage_error=control.fail_storage,
+                    token=s.receipts_token,
+                    basic_auth=s.receipts_basic_auth,
+                    opt_out_path=s.record_opt_outs,
+                    keywords=None
+                    if s.opt_out_keywords is None
+                    else OptOutKeywords(s.opt_out_keywords),
                 ),
             ):
                 await self._send(wire, None if request_seconds is None else request_seconds.observe)
                 summary = self.finish()  # before the receiver lingers for late receipts
+                self._keep_window_record()
                 if s.check_balance and summary.balance_before is not None:
                     # Reporting, after the campaign's clock stopped.
                     with contextlib.suppress(GatewayError, ProtocolError):
@@ -162,7 +178,18 @@ class Campaign:
 
     def finish(self) -> CampaignSummary:
         """The summary as it stands: the counts, why the run stopped, its exit code."""
+        count_window(self.summary, self.plan.quiet)
         return finish(self.summary, self.tally, self.control)
+
+    def _keep_window_record(self) -> None:
+        """What the send window deferred, beside the results for ``bulksend status``."""
+        quiet = self.plan.quiet
+        if quiet is None:
+            return
+        try:
+            write_record(self.settings.results_path, quiet.record())
+        except OSError as exc:  # only `status` reads it: the run itself is sound
+            log.warning("could not keep the send window's record: %s", exc)
 
 
 async def run_campaign_async(
@@ -173,19 +200,29 @@ async def run_campaign_async(
 ) -> CampaignSummary:
     """Run a campaign on the current event loop and return its summary.
 
+    With a send window and ``settings.wait``, a run that deferred rows waits (on
+    ``settings.clock``, holding the campaign's lock) until the next group's window opens, then
+    resumes, until nothing is deferred but rows whose window never opens; interrupted while it
+    waits, it returns with exit code 130 or 143 (rerun to resume).
+
     Raises :class:`~bulksend.errors.InputError` / :class:`~bulksend.errors.ConfigError` for inputs
     that cannot be used, :class:`~bulksend.errors.CampaignLocked` when another run holds the
     campaign (nothing sent or written), and :class:`~bulksend.errors.StorageError` when an output
     file cannot be created before the first request. Gateway trouble, and a storage failure once
     sending has begun, are reported in the summary (``exit_code`` 2 or 4, ``stopped``).
     """
-    campaign = Campaign(settings, on_progress=on_progress, progress_interval=progress_interval)
-    try:
-        return await campaign.run()
-    except asyncio.CancelledError:
-        if campaign.control.interrupted:
-            return campaign.finish()
-        raise
+    while True:
+        campaign = Campaign(settings, on_progress=on_progress, progress_interval=progress_interval)
+        try:
+            summary = await campaign.run()
+        except asyncio.CancelledError:
+            if campaign.control.interrupted:
+                return campaign.finish()
+            raise
+        opening = next_opening(settings, summary)
+        if opening is None or not await wait_for_window(settings, summary, opening, on_progress):
+            return summary
+        settings = dataclasses.replace(settings, restart=False)  # the next pass resumes
 
 
 def run_campaign(

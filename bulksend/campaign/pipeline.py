@@ -44,11 +44,13 @@ from bulksend.campaign.plan import Plan
 from bulksend.campaign.preflight import CreditCheck, login
 from bulksend.campaign.summary import CampaignSummary, Snapshot, Tally
 from bulksend.client import BatchOutcome, BatchStatus, Gateway
+from bulksend.deferral import Deferrals
 from bulksend.errors import ErrorClass, StorageError, redact
 from bulksend.journal import Journal, ResultLine, RowBitmap, format_result, utc_now
 from bulksend.optout import append_opt_outs
 from bulksend.rejects import RejectsFile
 from bulksend.rowkey import key_rows
+from bulksend.rows import Reject
 from bulksend.wire import Batch, Verdict, WireProtocol
 
 __all__ = ["OPTED_OUT", "Pipeline", "Recorder"]
@@ -203,6 +205,12 @@ class Pipeline:
         control = self.control
         stopping = control.stopping
         tally = self.tally
+        # The send window: None without one, and then nothing below changes per row.
+        quiet = self.plan.quiet
+        sendable = None if quiet is None else quiet.block_sendable
+        deferrals = Deferrals() if quiet is None else quiet.deferrals
+        if quiet is not None:
+            quiet.start_pass()
 
         def cut(n: int) -> Batch:
             batch = Batch(
@@ -242,9 +250,20 @@ class Pipeline:
                 if block.fields is None:
                     raise AssertionError("a batch-interface block without its field values")
                 columns.append((fields, block.fields))
-            if check_done:
-                keep = [i for i, row in enumerate(block.rows) if row not in done]
-                tally.skipped += len(block.rows) - len(keep)
+            if check_done or sendable is not None:
+                keep: list[int] | None = None
+                if check_done:
+                    keep = [i for i, row in enumerate(block.rows) if row not in done]
+                    tally.skipped += len(block.rows) - len(keep)
+                if sendable is not None:
+                    # Rows outside their window are deferred: not sent, not recorded.
+                    keep, refused = sendable(block, tally.reader.stats, keep)
+                    if refused:
+                        rejects.write(
+                            Reject(block.rows[i], block.msisdns[i], reason) for i, reason in refused
+                        )
+                    tally.deferred = len(deferrals)
+                assert keep is not None
                 for into, source in columns:
                     into.extend([source[i] for i in keep])
             else:

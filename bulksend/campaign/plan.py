@@ -38,6 +38,7 @@ from bulksend.errors import InputError, ProtocolError
 from bulksend.journal import campaign_fingerprint
 from bulksend.numbers import NumberPolicy
 from bulksend.optout import OptOuts, load_opt_outs
+from bulksend.quiet import QuietHours
 from bulksend.reader import InlineReader, ProcessReader, make_reader
 from bulksend.source import RecipientSource
 from bulksend.template import Template
@@ -91,6 +92,8 @@ class Plan:
         self.policy = NumberPolicy(default_country=settings.default_country, strict=settings.strict)
         self.opt_outs: OptOuts | None = None
         """The ``--exclude`` lists, once :meth:`load_opt_outs` read them."""
+        self.quiet = QuietHours.of(settings)
+        """The send window (``--send-window``) and what it deferred; None without one."""
 
     def new_summary(self) -> CampaignSummary:
         """The run's summary as far as the plan knows it: the files, the message, its options."""
@@ -104,6 +107,8 @@ class Plan:
             parts=self.shape.parts if self.message_template is None else 0,
             personalised=self.message_template is not None,
             options=self.message_options(),
+            window="" if self.quiet is None else str(self.quiet.gate.window),
+            default_timezone="" if self.quiet is None else self.settings.default_timezone,
         )
 
     # -- the message -------------------------------------------------------------------------------

@@ -25,7 +25,7 @@ from bulksend import gsm
 from bulksend.account import Account, OneAccount
 from bulksend.campaign.control import EXIT_FATAL, RunControl
 from bulksend.campaign.plan import Plan
-from bulksend.campaign.summary import CampaignSummary, count_input
+from bulksend.campaign.summary import CampaignSummary, count_input, count_window
 from bulksend.client import Gateway
 from bulksend.errors import ErrorClass, GatewayError, ProtocolError, redact
 from bulksend.journal import RowBitmap
@@ -39,14 +39,22 @@ log = logging.getLogger("bulksend.campaign")
 async def dry_run(
     plan: Plan, reader: InlineReader | ProcessReader, summary: CampaignSummary
 ) -> None:
-    """Read the input to its end and count what a real run would send; nothing is written."""
-    async for _block in reader.blocks():
-        pass
+    """Read the input to its end and count what a real run would send; nothing is written. With a
+    send window, the rows outside it now are counted by the time their window opens."""
+    quiet = plan.quiet
+    if quiet is None:
+        async for _block in reader.blocks():
+            pass
+    else:
+        quiet.start_pass()
+        async for block in reader.blocks():
+            quiet.block_sendable(block, reader.stats)
     count_input(summary, reader.stats)
+    count_window(summary, quiet)
     summary.protocol = plan.protocol_name()
     size = plan.per_request()
     summary.batches = -(-summary.valid // size) if summary.valid else 0
-    summary.pending = summary.valid
+    summary.pending = summary.valid - summary.deferred - summary.window_rejected
     s = plan.settings
     if (s.api_key if s.api == "one" else s.password) and s.check_balance:
         # With credentials, the dry run also says whether the credit would last.

@@ -8,7 +8,9 @@
   (``--summary-json``). Each room writes its part into it as it goes (the plan its message, the
   pre-flight the balance, the resume what was done before, the pipeline the batches);
   :func:`finish` adds the counts and decides the exit code: a run that left valid rows pending
-  without another reason ends :data:`~bulksend.campaign.control.EXIT_FATAL`.
+  without another reason ends :data:`~bulksend.campaign.control.EXIT_FATAL`. Rows a send window
+  deferred (:func:`count_window`) are not pending in that sense: they wait for their window, and
+  a run that deferred some ends 0.
 
 Of the campaign's rooms this imports only :mod:`~bulksend.campaign.control`; the others import it.
 """
@@ -20,13 +22,18 @@ import os
 import time
 from collections import Counter
 from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING
 
 from bulksend.campaign.control import EXIT_FATAL, EXIT_OK, RunControl
+from bulksend.deferral import iso_minute
 from bulksend.errors import redact
 from bulksend.reader import InlineReader, ProcessReader
 from bulksend.source import SourceStats
 
-__all__ = ["CampaignSummary", "Snapshot", "Tally", "count_input", "finish"]
+if TYPE_CHECKING:
+    from bulksend.quiet import QuietHours
+
+__all__ = ["CampaignSummary", "Snapshot", "Tally", "count_input", "count_window", "finish"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,6 +53,8 @@ class Snapshot:
     rate: float
     fraction_done: float | None = None  # rows sent (or done before) / estimated total
     done: bool = False
+    deferred: int = 0  # rows outside their send window so far (not sent, still pending)
+    next_window: str = ""  # when the next deferred group may go (UTC), while --wait waits
 
 
 @dataclass
@@ -96,6 +105,14 @@ class CampaignSummary:
     protocol: str = ""  # the wire protocol that sent it: sendmsg, batch, one
     elapsed_seconds: float = 0.0
     messages_per_second: float = 0.0
+    # The send window (--send-window): rows outside it are deferred, not sent and not recorded.
+    window: str = ""  # e.g. "08:00-21:00 Mon,Tue,Wed,Thu,Fri"; empty without one
+    deferred: int = 0  # valid rows outside their window (pending for a later run or --wait)
+    deferred_by_opening: dict[str, int] = field(default_factory=dict)  # "2026-12-07T13:00Z": n
+    next_window_opens: str = ""  # the first of those openings (UTC); empty when none will
+    default_timezone: str = ""  # the zone of numbers the numbering plan cannot place
+    default_timezone_rows: int = 0  # rows it applied to
+    window_rejected: int = 0  # rows whose --timezone-column held no zone name (in the rejects)
     stopped: str = ""
     exit_code: int = EXIT_OK
 
@@ -115,6 +132,7 @@ class Tally:
     sent: int = 0
     in_flight: int = 0
     skipped: int = 0  # rows an earlier run already handled
+    deferred: int = 0  # rows outside their send window (so far)
     counts: Counter[str] = field(default_factory=Counter)
     rejected_codes: Counter[str] = field(default_factory=Counter)
 
@@ -151,6 +169,7 @@ class Tally:
             rate=self.sent / elapsed,
             fraction_done=done_fraction,
             done=done,
+            deferred=self.deferred,
         )
 
 
@@ -176,6 +195,19 @@ def count_input(summary: CampaignSummary, stats: SourceStats) -> None:
         summary.parts_max = stats.parts.max_parts
 
 
+def count_window(summary: CampaignSummary, quiet: QuietHours | None) -> None:
+    """What the send window deferred, into ``summary`` (nothing without a window)."""
+    if quiet is None:
+        return
+    deferrals = quiet.deferrals
+    opening = deferrals.next_opening
+    summary.deferred = len(deferrals)
+    summary.deferred_by_opening = deferrals.by_opening()
+    summary.next_window_opens = "" if opening is None else iso_minute(opening)
+    summary.default_timezone_rows = quiet.gate.defaulted
+    summary.window_rejected = quiet.zone_rejected
+
+
 def finish(summary: CampaignSummary, tally: Tally, control: RunControl) -> CampaignSummary:
     """The final summary: the counts, the rate, why the run stopped and its exit code."""
     count_input(summary, tally.reader.stats)
@@ -185,7 +217,13 @@ def finish(summary: CampaignSummary, tally: Tally, control: RunControl) -> Campa
         summary.unknown = tally.counts["unknown"]
         summary.rejected_by_code = dict(tally.rejected_codes)
         summary.pending = max(
-            0, summary.valid - summary.accepted - summary.rejected - summary.unknown
+            0,
+            summary.valid
+            - summary.accepted
+            - summary.rejected
+            - summary.unknown
+            - summary.deferred
+            - summary.window_rejected,
         )
     elapsed = time.monotonic() - tally.started
     summary.elapsed_seconds = round(elapsed, 3)

@@ -27,6 +27,17 @@ A push is one POST (``application/x-www-form-urlencoded``) carrying ``api_id``, 
 default: the real gateway waits minutes), up to ``callback_tries`` attempts; any other 4xx is a
 refusal and not retried. Counters are in :attr:`CallbackDispatcher.stats`.
 
+Replies (MO): with ``faults.reply_rate`` above 0, each message delivered (``004``) is answered by
+its recipient with that probability, drawn from the same seeded generator: one text of
+``faults.reply_texts`` (uniformly), pushed to the same URL, with the same retries, in the reply
+format of the API (``clickatell-http-api.md``): the legacy form ``api_id, moMsgId, from, to,
+timestamp`` (``YYYY-MM-DD HH:MM:SS`` in the gateway's GMT+2), ``text, charset, udh``, or -- when the
+dispatcher pushes JSON (:attr:`CallbackDispatcher.headers`) -- the One API's JSON ``integrationId,
+messageId, replyMessageId, apiKey, fromNumber, toNumber, timestamp`` (ms), ``text, charset, udh,
+network, keyword``. Each reply has its own 32-hex id; ``to`` is the message's sender when it is a
+number (a two-way number), else :data:`TWO_WAY_NUMBER`. Deliveries are played for replies even of
+messages sent without a callback value (their statuses are then not pushed).
+
 Throughput and memory: pushes go through a bounded pool of ``concurrency`` workers sharing one
 aiohttp ``ClientSession`` (keep-alive connections), fed from a bounded queue of prepared request
 bodies. What waits for its delay is the accepted request itself (its lists of numbers and ids, as
@@ -42,11 +53,13 @@ import contextlib
 import dataclasses
 import heapq
 import itertools
+import json
 import logging
 import random
 import time
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
+from datetime import UTC, datetime, timedelta
 from urllib.parse import quote_plus
 
 import aiohttp
@@ -64,6 +77,9 @@ DELIVERED = "004"
 _ERROR_STATUSES = ("007", "007", "005", "010", "009", "007")
 _RETRY_STATUSES = frozenset({408, 429})
 _INTERMEDIATE_STAGE, _FINAL_STAGE, _CANCELLED_STAGE = 1, 2, 3
+TWO_WAY_NUMBER = "27820000000"
+"""The ``to`` of a reply to a message whose sender was not a number."""
+_GATEWAY_TIME = timedelta(hours=2)  # the legacy reply timestamp is the gateway's GMT+2
 
 
 @dataclass(slots=True)
@@ -84,6 +100,8 @@ class CallbackStats:
     """Pushes answered 4xx (not retried)."""
     gave_up: int = 0
     """Pushes that failed ``callback_tries`` times."""
+    replies: int = 0
+    """Replies (MO) of recipients queued for pushing (``faults.reply_rate``)."""
 
     def as_dict(self) -> dict[str, int]:
         return asdict(self)
@@ -111,6 +129,7 @@ class CallbackDispatcher:
         self._ledger = ledger
         self._faults = faults
         self._api_id = quote_plus(api_id)
+        self._account = api_id
         self._concurrency = concurrency
         self._timeout = timeout
         self._rng = random.Random(faults.seed)
@@ -162,7 +181,7 @@ class CallbackDispatcher:
 
     def on_accepted(self, batch: AcceptedBatch) -> None:
         """Ledger listener: schedule the delivery of a request sent with a callback value."""
-        if not batch.callback or not batch.api_msg_ids:
+        if not (batch.callback or self._faults.reply_rate) or not batch.api_msg_ids:
             return
         count = len(batch.api_msg_ids)
         self.stats.scheduled += count
@@ -245,6 +264,7 @@ class CallbackDispatcher:
 
     async def _final(self, batch: AcceptedBatch) -> None:
         rng, failure_rate = self._rng, self._faults.delivery_failure_rate
+        reply_rate = self._faults.reply_rate
         set_status = self._ledger.set_status
         push_final, push_errors = bool(batch.callback & FINAL), bool(batch.callback & ERRORS)
         stamp = int(time.time())
@@ -258,7 +278,44 @@ class CallbackDispatcher:
             self.stats.decided += 1
             if push_final or (push_errors and status != DELIVERED):
                 await self._push(batch, number, api_msg_id, status, stamp)
+            if reply_rate and status == DELIVERED and rng.random() < reply_rate:
+                await self._push_reply(batch, number, api_msg_id)
             self._add(-1)
+
+    async def _push_reply(self, batch: AcceptedBatch, number: str, api_msg_id: str) -> None:
+        """Queue the recipient's reply to one delivered message."""
+        rng = self._rng
+        mo_msg_id = f"{rng.getrandbits(128):032x}"
+        text = rng.choice(self._faults.reply_texts)
+        sender = batch.sender if batch.sender.isdigit() else TWO_WAY_NUMBER
+        now = datetime.now(UTC)
+        if self.headers.get("Content-Type") == "application/json":
+            body = json.dumps(
+                {
+                    "integrationId": self._account,
+                    "messageId": mo_msg_id,
+                    "replyMessageId": api_msg_id,
+                    "apiKey": "",
+                    "fromNumber": number,
+                    "toNumber": sender,
+                    "timestamp": int(now.timestamp() * 1000),
+                    "text": text,
+                    "charset": "UTF-8",
+                    "udh": "",
+                    "network": "Simulated",
+                    "keyword": text.split()[0].upper() if text.split() else "",
+                },
+                separators=(",", ":"),
+            ).encode()
+        else:
+            stamp = (now + _GATEWAY_TIME).strftime("%Y-%m-%d %H:%M:%S")
+            body = (
+                f"api_id={self._api_id}&moMsgId={mo_msg_id}&from={number}&to={sender}"
+                f"&timestamp={quote_plus(stamp)}&text={quote_plus(text)}&charset=UTF-8&udh="
+            ).encode()
+        self.stats.replies += 1
+        self._add(1)
+        await self._queue.put((body, mo_msg_id))
 
     async def _push(
         self, batch: AcceptedBatch, number: str, api_msg_id: str, status: str, stamp: int

@@ -45,7 +45,12 @@ from bulksend.simulator.app import (
     Simulator,
 )
 from bulksend.simulator.codes import RECIPIENT_CODES
-from bulksend.simulator.faults import COMMANDS, DEFAULT_FAULT_COMMANDS, Faults
+from bulksend.simulator.faults import (
+    COMMANDS,
+    DEFAULT_FAULT_COMMANDS,
+    DEFAULT_REPLY_TEXTS,
+    Faults,
+)
 from bulksend.simulator.one_api import OneApiSimulator, add_one_api_arguments, one_api_from_args
 
 __all__ = ["LISTENING", "add_arguments", "faults_from_args", "run"]
@@ -281,6 +286,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="SECONDS",
         help="wait before the first callback retry, doubling after each [%(default)s]",
     )
+    callbacks.add_argument(
+        "--reply-rate",
+        type=float,
+        default=0.0,
+        metavar="P",
+        help="share of delivered messages whose recipient replies; the reply is pushed to "
+        "--callback-url in the API's reply format (legacy form, One API JSON) [%(default)s]",
+    )
+    callbacks.add_argument(
+        "--reply-text",
+        action="append",
+        metavar="TEXT",
+        help="what recipients reply (repeatable: a mix, drawn at random) "
+        "[STOP, Stop please, Thanks!, Who is this?, Stopwatch?]",
+    )
 
     queries = parser.add_argument_group("status queries (querymsg, GET /v1/message/<id>)")
     queries.add_argument(
@@ -340,6 +360,8 @@ def faults_from_args(args: argparse.Namespace) -> Faults:
         delivery_failure_rate=args.delivery_failure_rate,
         callback_tries=args.callback_tries,
         callback_backoff=args.callback_backoff,
+        reply_rate=args.reply_rate,
+        reply_texts=tuple(args.reply_text) if args.reply_text else DEFAULT_REPLY_TEXTS,
     )
 
 

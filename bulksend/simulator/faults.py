@@ -38,7 +38,7 @@ messages: ``sendmsg`` and the batch interface's ``senditem`` and ``quicksend``):
 
 ``reject_prefixes`` / ``reject_suffixes`` / ``reject_code``, ``session_ttl``, ``batch_ttl`` and
 ``batch_expire_every`` (batch ids, ``batches.py``) are read by the handlers directly; ``delivery_delay``, ``delivery_failure_rate``, ``callback_tries`` and
-``callback_backoff`` by the delivery-callback dispatcher (``callbacks.py``); see ``app.py`` for where in a request each knob applies.
+``callback_backoff``, ``reply_rate`` and ``reply_texts`` by the delivery-callback dispatcher (``callbacks.py``); see ``app.py`` for where in a request each knob applies.
 """
 
 from __future__ import annotations
@@ -55,6 +55,7 @@ from bulksend.simulator.codes import RECIPIENT_CODES
 __all__ = [
     "COMMANDS",
     "DEFAULT_FAULT_COMMANDS",
+    "DEFAULT_REPLY_TEXTS",
     "RETRY_AFTER_MODES",
     "Fault",
     "Faults",
@@ -85,6 +86,10 @@ COMMANDS: frozenset[str] = frozenset(
 
 DEFAULT_FAULT_COMMANDS: frozenset[str] = frozenset({"sendmsg", "senditem", "quicksend"})
 """The commands that send messages: faults apply to them unless told otherwise."""
+
+
+DEFAULT_REPLY_TEXTS = ("STOP", "Stop please", "Thanks!", "Who is this?", "Stopwatch?")
+"""The default mix of replies: two that opt out, three that do not (one only looks like it)."""
 
 
 class Fault(Enum):
@@ -141,6 +146,13 @@ def _digit_strings(value: object) -> tuple[str, ...]:
     for item in out:
         if not (item.isdigit() and item.isascii()):
             raise ValueError(f"a reject prefix/suffix must be digits, got {item!r}")
+    return out
+
+
+def _reply_texts(value: object) -> tuple[str, ...]:
+    out = _strings(value)
+    if not out:
+        raise ValueError("reply_texts needs at least one text")
     return out
 
 
@@ -213,6 +225,8 @@ _CHECKS: dict[str, Callable[[object], object]] = {
     "delivery_failure_rate": _rate,
     "callback_tries": _tries,
     "callback_backoff": _non_negative,
+    "reply_rate": _rate,
+    "reply_texts": _reply_texts,
 }
 
 
@@ -271,6 +285,10 @@ class Faults:
     """Attempts per delivery callback before the simulator gives up on it."""
     callback_backoff: float = 0.1
     """Seconds before the first callback retry, doubling after each (0.1, 0.2, 0.4, ...)."""
+    reply_rate: float = 0.0
+    """Share of delivered messages whose recipient replies (a reply callback, ``callbacks.py``)."""
+    reply_texts: tuple[str, ...] = DEFAULT_REPLY_TEXTS
+    """What a recipient replies: one of these, drawn uniformly (a mix of STOPs and chatter)."""
 
     # State behind the knobs, set whenever ``seed`` / ``throttle_mps`` are assigned.
     _rng: random.Random = field(init=False, repr=False)
