@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 from bulksend.errors import (
     BulkSendError,
     CampaignLocked,
+    CampaignRepeated,
     ConfigError,
     ErrorClass,
     GatewayError,
@@ -61,6 +62,7 @@ __all__ = [
     "BulkSendError",
     "Campaign",
     "CampaignLocked",
+    "CampaignRepeated",
     "CampaignSettings",
     "CampaignSummary",
     "ConfigError",

@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import argparse
 import gc
+import json
 import logging
 import signal
 import sys
 import threading
 import warnings
 from collections.abc import Sequence
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +22,7 @@ from bulksend.cli_track import add_track_parser, run_track
 from bulksend.errors import (
     BulkSendError,
     CampaignLocked,
+    CampaignRepeated,
     ConfigError,
     GatewayError,
     InputError,
@@ -215,6 +218,12 @@ def _add_send_arguments(p: argparse.ArgumentParser) -> None:
         help="send rows recorded unknown again (those found in delivery receipts are not)",
     )
     p.add_argument("--restart", action="store_true", default=None, help="move old results aside")
+    p.add_argument(
+        "--again",
+        action="store_true",
+        default=None,
+        help="send although this list and message already went out under another results file",
+    )
     p.add_argument("--summary-json", type=Path, help="also write the summary as JSON here")
     p.add_argument(
         "--no-progress",
@@ -263,8 +272,9 @@ def build_parser() -> argparse.ArgumentParser:
             "The password comes from BULKSEND_PASSWORD or the config file (password_env),\n"
             "never from the command line. Rerun the same command to resume.\n\n"
             "exit codes: 0 every row accounted; 1 bad usage or input; 2 stopped on a fatal\n"
-            "gateway error (rerun to resume); 3 another run holds this campaign (nothing\n"
-            "sent); 4 a file could not be written (disk full, I/O error, read-only: fix it,\n"
+            "gateway error (rerun to resume); 3 another run holds this campaign, or the same\n"
+            "list and message already went out under another --out (nothing sent; --again);\n"
+            "4 a file could not be written (disk full, I/O error, read-only: fix it,\n"
             "then rerun to resume); 130/143 interrupted by SIGINT/SIGTERM."
         ),
     )
@@ -302,9 +312,13 @@ def build_parser() -> argparse.ArgumentParser:
     add_receipts_parser(sub)
 
     status = sub.add_parser(
-        "status", help="a campaign's state (safe while it runs): holder, rows, pending, input"
+        "status",
+        help="a campaign's state (safe while it runs): holder, rows, pending, input; "
+        "without a results file, the campaigns the registry knows",
     )
-    status.add_argument("results", type=Path, help="the campaign's results file")
+    status.add_argument(
+        "results", type=Path, nargs="?", help="the campaign's results file [all known runs]"
+    )
     status.add_argument("--json", action="store_true", help="print JSON instead of lines")
     status.add_argument(
         "--no-pending",
@@ -422,6 +436,7 @@ def _cmd_send(args: argparse.Namespace) -> int:
             "dedupe",
             "resend_unknown",
             "restart",
+            "again",
             "summary_json",
             "progress",
             "insecure",
@@ -538,9 +553,18 @@ def _cmd_cancel(args: argparse.Namespace) -> int:
 
 
 def _cmd_status(args: argparse.Namespace) -> int:
-    from bulksend.status import campaign_status, print_status
+    from bulksend.registry import default_state_dir
+    from bulksend.status import campaign_status, known_runs, print_runs, print_status
 
+    if args.results is None:
+        runs = known_runs(default_state_dir())
+        if args.json:
+            print(json.dumps([asdict(r) for r in runs.runs], indent=2, sort_keys=True))
+        else:
+            print_runs(runs)
+        return 0
     status = campaign_status(args.results, count_pending=args.pending)
+    status.earlier_runs = known_runs(default_state_dir(), results=args.results).as_json()
     if args.json:
         print(status.to_json())
     else:
@@ -631,6 +655,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except GatewayError as exc:
         sys.stderr.write(f"bulksend: error: {exc}\n")
         return 2
+    except CampaignRepeated as exc:
+        sys.stderr.write(f"bulksend: refused: {exc}\n")
+        return EXIT_LOCKED
     except CampaignLocked as exc:
         sys.stderr.write(f"bulksend: refused: {exc}\n")
         return EXIT_LOCKED

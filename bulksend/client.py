@@ -34,7 +34,7 @@ import asyncio
 import logging
 import time
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from types import TracebackType
@@ -328,19 +328,22 @@ class Gateway:
     async def send(
         self,
         batch: Batch | Sequence[str],
-        before_first_request: Callable[[], None] | None = None,
+        before_first_request: Callable[[], Awaitable[None]] | None = None,
     ) -> BatchOutcome:
         """Send one batch and say what became of each recipient. Never raises for gateway trouble.
 
         ``batch``: a :class:`~bulksend.wire.Batch`, or just numbers (rows 0..n-1).
-        ``before_first_request`` runs once, right before the first request leaves (after the rate
-        limiter and the window admitted it): the journal records the batch's intent there, so a
-        batch still waiting for its turn is not "maybe sent".
+        ``before_first_request`` is awaited once, right before the first request leaves (after the
+        rate limiter and the window admitted it): the journal records the batch's intent there and
+        waits until it is on stable storage, so a batch still waiting for its turn is not "maybe
+        sent", and one that left is never forgotten by a machine crash.
         """
         if not isinstance(batch, Batch):
             numbers = list(batch)
             batch = Batch(list(range(len(numbers))), numbers)
-        hook: list[Callable[[], None]] = [before_first_request] if before_first_request else []
+        hook: list[Callable[[], Awaitable[None]]] = (
+            [before_first_request] if before_first_request else []
+        )
         policy = self.settings.retry
         attempts = 0
         retrying = AsyncRetrying(
@@ -374,7 +377,9 @@ class Gateway:
         exc = state.outcome.exception() if state.outcome is not None else None
         log.debug("retrying a batch after: %s", redact(str(exc)))
 
-    async def _attempt(self, batch: Batch, hook: list[Callable[[], None]]) -> BatchOutcome:
+    async def _attempt(
+        self, batch: Batch, hook: list[Callable[[], Awaitable[None]]]
+    ) -> BatchOutcome:
         assert self._session is not None
         flow = self.flow
         wire = self.wire
@@ -397,7 +402,7 @@ class Gateway:
             try:
                 request = wire.build(batch)
                 if hook:
-                    hook.pop()()
+                    await hook.pop()()
                 answer = await self._request(request, batch, ticket)
             except _MaybeProcessed:
                 flow.failed(ticket)

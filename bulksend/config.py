@@ -41,6 +41,7 @@ from typing import Any, Literal
 
 from bulksend.clock import SYSTEM_CLOCK, Clock
 from bulksend.errors import ConfigError, InputError, register_secret
+from bulksend.registry import default_state_dir
 
 __all__ = [
     "DEFAULT_ENDPOINT",
@@ -99,6 +100,7 @@ _KEYS: dict[str, type | tuple[type, ...]] = {
     "wait": bool,
     "receipts_auth_user": str,
     "opt_out_keywords": list,
+    "state_dir": str,
 }
 
 _ENV = {
@@ -111,6 +113,7 @@ _ENV = {
     "BULKSEND_RATE": "rate",
     "BULKSEND_AUTH": "auth",
     "BULKSEND_RECEIPTS_TOKEN": "receipts_token",
+    "BULKSEND_STATE_DIR": "state_dir",
 }
 
 
@@ -195,8 +198,18 @@ class CampaignSettings:
     clock: Clock = field(default=SYSTEM_CLOCK, repr=False, compare=False)
     """Now and waiting, for the send window (:mod:`bulksend.clock`; tests drive it)."""
 
+    # The campaign registry (bulksend.registry): same list and message under another results file.
+    state_dir: Path | None = field(default_factory=default_state_dir)
+    """Where the registry lives (``$BULKSEND_STATE_DIR``, ``$XDG_STATE_HOME/bulksend``,
+    ``~/.local/state/bulksend``); ``None``: no registry (the caller keeps its own books)."""
+    again: bool = False
+    """Send although the registry knows the same campaign under another results file (CLI only:
+    a config file that said so would switch the check off for good)."""
+
     def __post_init__(self) -> None:
         object.__setattr__(self, "input_path", Path(self.input_path))
+        if self.state_dir is not None:
+            object.__setattr__(self, "state_dir", Path(self.state_dir).expanduser())
         self._check_window()
         self._check_receiver()
         object.__setattr__(self, "exclude", tuple(Path(p) for p in self.exclude))
@@ -538,6 +551,7 @@ def load_settings(
     unknown = set(merged) - known
     if unknown:
         raise ConfigError(f"unknown settings: {', '.join(sorted(unknown))}")
+    merged.setdefault("state_dir", default_state_dir(os.environ if env is None else env))
     settings = CampaignSettings(password=password, api_key=api_key, **merged)
     if settings.insecure:
         warnings.warn("TLS certificate verification is OFF (--insecure)", stacklevel=2)

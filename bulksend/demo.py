@@ -131,6 +131,9 @@ async def _demo(
             **credentials,
             concurrency=concurrency,
             restart=True,
+            # The demo's own campaign registry: a showcase against a local simulator is not a
+            # campaign the user's registry should remember.
+            state_dir=directory / "state",
             progress=progress,  # type: ignore[arg-type]
             # Final statuses only (delivered / failed): one callback per message keeps the
             # demo short; `--callback 7` adds the intermediate 003 too. (The One API's

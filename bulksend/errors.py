@@ -16,6 +16,7 @@ from threading import Lock
 __all__ = [
     "BulkSendError",
     "CampaignLocked",
+    "CampaignRepeated",
     "ConfigError",
     "ErrorClass",
     "GatewayError",
@@ -89,6 +90,16 @@ class CampaignLocked(BulkSendError):
     def __init__(self, message: str, holder: dict[str, object] | None = None) -> None:
         super().__init__(redact(message))
         self.holder = holder or {}
+
+
+class CampaignRepeated(BulkSendError):
+    """The same list and message already went out from this account under another results file
+    (see :mod:`bulksend.registry`), or the registry that would tell cannot be read. Nothing was
+    sent. ``results`` names the earlier results file (empty when the registry was unreadable)."""
+
+    def __init__(self, message: str, *, results: str) -> None:
+        super().__init__(redact(message))
+        self.results = results
 
 
 class StorageError(BulkSendError):

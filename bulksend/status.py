@@ -13,6 +13,8 @@ results line being written as it reads (a torn last line is not counted). What i
 * when the campaign last wrote;
 * with a send window (``--send-window``): the rows the last run deferred, by the time their window
   opens, and the next opening (from ``<results>.window.json``, :mod:`bulksend.deferral`).
+* the runs of the same campaign the registry knows (:mod:`bulksend.registry`), under this results
+  file or another; without a results file, every run it knows (:func:`known_runs`).
 """
 
 from __future__ import annotations
@@ -31,10 +33,18 @@ from bulksend.errors import ConfigError, InputError
 from bulksend.journal import RESULTS_HEADER, InputIdentity, RowBitmap, expand_rows, input_identity
 from bulksend.lock import format_holder, probe
 from bulksend.numbers import NumberPolicy
+from bulksend.registry import Registry, RegistryUnavailable, RunEntry
 from bulksend.source import RecipientSource
 from bulksend.template import Template
 
-__all__ = ["CampaignStatus", "campaign_status", "print_status"]
+__all__ = [
+    "CampaignStatus",
+    "KnownRuns",
+    "campaign_status",
+    "known_runs",
+    "print_runs",
+    "print_status",
+]
 
 
 @dataclass
@@ -57,6 +67,7 @@ class CampaignStatus:
     removed_rows: int = 0
     window: dict[str, Any] = field(default_factory=dict)
     """The last run's send window and what it deferred (empty without a window)."""
+    earlier_runs: list[dict[str, object]] = field(default_factory=list)
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2, sort_keys=True)
@@ -100,7 +111,7 @@ def campaign_status(
                 if kind == "I":
                     seq, _, spec = rest.partition(" ")
                     open_intents[seq] = spec.partition(" ")[0]
-                elif kind == "D":
+                elif kind in ("D", "A"):
                     open_intents.pop(rest, None)
     except FileNotFoundError:
         pass
@@ -172,6 +183,48 @@ def campaign_status(
     return status
 
 
+@dataclass(frozen=True)
+class KnownRuns:
+    """Runs the registry knows (newest first), or why it could not say."""
+
+    registry: str
+    runs: list[RunEntry]
+    problem: str = ""
+
+    def as_json(self) -> list[dict[str, object]]:
+        return [asdict(r) for r in self.runs]
+
+
+def known_runs(state_dir: Path, *, results: str | os.PathLike[str] | None = None) -> KnownRuns:
+    """Every run the registry in ``state_dir`` knows; with ``results``, the runs of the
+    campaign(s) that file belongs to (under it or under another name)."""
+    registry = Registry(state_dir)
+    try:
+        runs = registry.runs()
+    except RegistryUnavailable as exc:
+        return KnownRuns(str(registry.path), [], str(exc))
+    if results is not None:
+        real = os.path.realpath(results)
+        mine = {r.identity for r in runs if r.results == real}
+        runs = [r for r in runs if r.identity in mine]
+    return KnownRuns(str(registry.path), runs)
+
+
+def print_runs(known: KnownRuns) -> None:
+    if known.problem:
+        print(f"registry: {known.problem}")
+        return
+    if not known.runs:
+        print(f"no campaigns recorded in {known.registry}")
+        return
+    print(f"campaigns recorded in {known.registry}, newest first:")
+    for run in known.runs:
+        print(f"- {run.results}")
+        print(f"    input {run.input}; {run.account}; sender {run.sender or '-'}")
+        again = "; sent with --again" if run.again else ""
+        print(f"    first run {run.started}; {run.holds()}{again}")
+
+
 def _rendering(reading: dict[str, object]) -> dict[str, Any]:
     """The template a personalised campaign recorded, so that the rows its rendering refuses are
     not counted as pending."""
@@ -223,6 +276,10 @@ def print_status(status: CampaignStatus) -> None:
                     f"{window['default_timezone_rows']:,}",
                 )
             )
+    for run in status.earlier_runs:
+        entry = RunEntry.from_json(run)
+        if entry is not None and entry.results != os.path.realpath(status.results_path):
+            out.append(("same campaign also sent as", f"{entry.results} ({entry.holds()})"))
     input_line = status.input_path or "-"
     state = {
         "matches": "unchanged",

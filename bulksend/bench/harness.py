@@ -218,6 +218,8 @@ class _Bench:
             "BULKSEND_USER": DEFAULT_USER,
             "BULKSEND_PASSWORD": DEFAULT_PASSWORD,
             "BULKSEND_API_ID": DEFAULT_API_ID,
+            # The runs' campaign registry is the sweep's own, never the user's.
+            "BULKSEND_STATE_DIR": str(scratch / "state"),
         }
         self.env.pop("BULKSEND_ENDPOINT", None)
         if sweep.send_pythonpath:

@@ -176,6 +176,7 @@ def _measure(
         "BULKSEND_PASSWORD": DEFAULT_PASSWORD,
         "BULKSEND_API_ID": DEFAULT_API_ID,
         "BULKSEND_API_KEY": DEFAULT_API_KEY,
+        "BULKSEND_STATE_DIR": str(scratch / "state"),  # the runs' registry, not the user's
     }
     env.pop("BULKSEND_ENDPOINT", None)
     python = [sys.executable]

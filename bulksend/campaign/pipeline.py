@@ -5,10 +5,13 @@ One owner per stage, bounded queues between them:
 * the **producer** streams the recipient file (:class:`~bulksend.source.RecipientSource`), writes
   rejects, skips rows the journal already holds and cuts batches; it runs at most
   ``concurrency * 2`` batches ahead of the senders, so memory stays flat;
-* ``concurrency`` **senders** each take a batch, record its intent in the journal, send it
-  (:class:`~bulksend.client.Gateway`, which owns retries) and hand the outcome to the
+* ``concurrency`` **senders** each take a batch, record its intent in the journal and wait until
+  it is on stable storage (group commit: the senders waiting at the same moment share one
+  ``fdatasync``), send it (:class:`~bulksend.client.Gateway`, which owns retries) and hand the
+  outcome to the
   **recorder** (:class:`Recorder`), which writes every number's outcome in one write per batch;
-* a **ticker** pushes progress snapshots and fsyncs the journal on a timer.
+* a **ticker** pushes progress snapshots and fsyncs the results file on a timer (the journal
+  then notes the size now durable).
 
 :meth:`Pipeline.run` opens the gateway's connection pool around these stages. The login and the
 credit pre-flight (:mod:`bulksend.campaign.preflight`) run in it because they share its connections;
@@ -317,8 +320,10 @@ class Pipeline:
                 continue
             seqs: list[int] = []
 
-            def intend(batch: Batch = batch, seqs: list[int] = seqs) -> None:
+            async def intend(batch: Batch = batch, seqs: list[int] = seqs) -> None:
+                # Write-ahead: the request leaves only once its intent is on stable storage.
                 seqs.append(journal.intend(batch.rows, batch.msisdns))
+                await journal.durable()
 
             tally.in_flight += 1
             try:
@@ -368,6 +373,7 @@ class Pipeline:
             self._emit()
             if journal.fsync_due():
                 await fsync(journal.fds())
+                journal.results_durable()
 
     def _emit(self, done: bool = False) -> None:
         if self.on_progress is None:

@@ -1,10 +1,14 @@
-"""Taking up where earlier runs stopped: the journal opened, a changed input followed.
+"""Taking up where earlier runs stopped: the registry asked, the journal opened, a changed input
+followed.
 
 :func:`resumed` is the journal's life in one run. Before anything is sent it
 
 1. hashes the input (:func:`~bulksend.journal.input_identity`, with what decides which rows it
-   holds) and opens the journal under the campaign's fingerprint: an empty one, or the state of
-   earlier runs (rows done, batches that were in flight and are now recorded ``unknown``);
+   holds) and asks the campaign registry (:mod:`bulksend.registry`) whether the same list and
+   message already went out under another results file (refused, exit 3, unless ``--again``),
+   recording this run there; then opens the journal under the campaign's fingerprint: an empty
+   one, or the state of earlier runs (rows done, batches that were in flight and are now recorded
+   ``unknown``);
 2. when the journal was made from another input, finds the rows already handled in the file as it
    is now (:func:`follow_changed_input`, see the README, "Editing the input"): with dedupe by
    number, re-keying results to the row their number stands on now and moving away those of
@@ -13,7 +17,8 @@
 3. takes the earlier runs' counts into the tally and the summary.
 
 After the pipeline it closes the journal; an input edited while the run read it is forgotten, so
-the next run checks it row by row whatever its digest says then.
+the next run checks it row by row whatever its digest says then. The registry records what the
+run left (or, when it never got to send, is put back as it was).
 """
 
 from __future__ import annotations
@@ -23,13 +28,16 @@ import contextlib
 import logging
 import os
 from collections.abc import AsyncIterator
+from pathlib import Path
 
-from bulksend.campaign.control import RunControl
+from bulksend.campaign.control import EXIT_OK, RunControl
 from bulksend.campaign.plan import Plan
 from bulksend.campaign.summary import CampaignSummary, Tally
 from bulksend.errors import InputError
 from bulksend.journal import InputIdentity, Journal, ResumeState, input_identity
+from bulksend.journal.checks import holds_results
 from bulksend.receipts import receipts_path_for
+from bulksend.registry import Admission, Registry, RegistryUnavailable, campaign_identity
 
 __all__ = ["follow_changed_input", "resumed"]
 
@@ -43,8 +51,10 @@ async def resumed(
     """The campaign's journal, open and matched to the input, with what earlier runs did."""
     s = plan.settings
     identity = await asyncio.to_thread(input_identity, s.input_path, plan.reading())
+    admission = _admit(plan, identity)
     journal = Journal(s.results_path, fsync_interval=s.fsync_interval)
     control.journal = journal
+    sending = False
     try:
         state = journal.open(
             plan.fingerprint(),
@@ -69,13 +79,77 @@ async def resumed(
         if state.input_changes:
             await follow_changed_input(plan, journal, identity, state.input_changes, summary)
         _take_over(state, summary, tally)
+        sending = True
         yield journal, state
     finally:
+        if admission is not None:
+            _settle_admission(plan, admission, control, tally, sending)
         if _changed_since(identity):
             # Edited while this run read it: the rows sent may come from either version, so
             # the next run must check them whatever the digest says then.
             journal.forget_input("the input file changed while a run was reading it")
         journal.close()
+
+
+def _admit(plan: Plan, identity: InputIdentity) -> Admission | None:
+    """Ask the campaign registry (the same list and message under another results file is
+    refused) and record this run; ``None`` without a registry."""
+    s = plan.settings
+    if s.state_dir is None:
+        return None
+    who = campaign_identity(
+        input_sha256=identity.sha256,
+        column=s.column,
+        message=plan.fingerprint(),
+        sender=s.sender,
+        api=s.api,
+        endpoint=s.endpoint,
+        user=s.user,
+        api_id=s.api_id,
+        api_key=s.api_key,
+    )
+    results = Path(s.results_path)
+    admission = Registry(s.state_dir).admit(
+        who,
+        results=str(results),
+        input_path=str(s.input_path),
+        sender=s.sender or "",
+        again=s.again,
+        # The results file already holds this campaign: a resume, whatever the registry knows.
+        resuming=not s.restart
+        and holds_results(results)
+        and results.with_name(results.name + ".journal").exists(),
+    )
+    if admission.warning:
+        log.warning("%s", admission.warning)
+    for earlier in admission.repeats:
+        log.warning(
+            "--again: this list and message already went out with results in %s (%s); "
+            "sending it again as asked",
+            earlier.results,
+            earlier.holds(),
+        )
+    return admission
+
+
+def _settle_admission(
+    plan: Plan, admission: Admission, control: RunControl, tally: Tally, sending: bool
+) -> None:
+    """After the run: what it left, for later runs; or, when it never got to send, the
+    registry as it was."""
+    state_dir = plan.settings.state_dir
+    if state_dir is None or not admission.recorded:
+        return
+    registry = Registry(state_dir)
+    try:
+        if not sending:
+            registry.withdraw(admission)
+            return
+        counts = {k: tally.counts[k] for k in ("accepted", "rejected", "unknown")}
+        finished = control.exit_code == EXIT_OK and not control.reason
+        registry.finish(admission.entry, state="finished" if finished else "stopped", counts=counts)
+    except RegistryUnavailable as exc:
+        log.warning("%s; this run's outcome is not recorded there", exc)
 
 
 def _take_over(state: ResumeState, summary: CampaignSummary, tally: Tally) -> None:

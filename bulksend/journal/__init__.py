@@ -8,7 +8,10 @@ Two rooms, and the small shared floor under them:
   (:class:`InputIdentity`) and following it when it changes: re-keying the results by number
   (:class:`NumberRemap`) or checking the rows (:class:`RowCheck`), crash-safe.
 * :mod:`~bulksend.journal.state` (the resume state and the results file's header, no I/O) and
-  :mod:`~bulksend.journal.files` (writes, fsyncs, torn tails): the floor both rooms stand on.
+  :mod:`~bulksend.journal.files` (writes, fsyncs, torn tails): the floor both rooms stand on;
+  :mod:`~bulksend.journal.checks` (a results file that does not go with its journal: missing, or
+  an older copy) and :mod:`~bulksend.journal.sync` (the timer fsync and its ``W`` watermark)
+  beside the log.
 
 The names below are the package's public surface; import them from ``bulksend.journal``.
 """

@@ -2,18 +2,19 @@
 
 Each one does a single thing to a file and says plainly how far it goes:
 
+* :func:`append_durably` appends a line and fsyncs;
 * :func:`open_append` opens for appending (created mode 0600); :func:`write_all` writes every byte
   of ``data`` with unbuffered ``os.write`` calls (whatever returned is in the kernel);
 * :func:`write_file` creates or replaces a file with ``data`` and fsyncs it, *not* atomically:
   callers write a ``.tmp`` or ``.remap`` name first and rename it;
 * :func:`rewrite_without` rewrites a results file without some rows: a fsynced ``.tmp`` copy, then
-  an atomic ``os.replace``;
-* :func:`fsync_dir` makes a create or rename in a directory durable (best effort: some file
-  systems refuse to fsync a directory);
+  an atomic ``os.replace``, then the directory fsynced;
+* :func:`fsync_dir` makes a create or rename in a directory durable (a file system that refuses to
+  fsync a directory, EINVAL, is let be; an I/O error is a :class:`StorageError`);
 * :func:`cut_torn_tail` drops a last line that has no newline (a write cut short by a kill);
 * :func:`move_aside` renames files to ``<name>.<n>``, the first ``n`` free for all of them.
 
-Every failure but :func:`fsync_dir`'s raises :class:`~bulksend.errors.StorageError` naming the
+Every failure raises :class:`~bulksend.errors.StorageError` naming the
 file (``write_all`` and ``cut_torn_tail`` raise ``OSError``: their callers know which file it is
 and what it means). No file of ours is imported here.
 """
@@ -21,14 +22,16 @@ and what it means). No file of ours is imported here.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from bulksend.errors import StorageError
 
 __all__ = [
     "FILE_MODE",
+    "append_durably",
     "cut_torn_tail",
     "fsync_dir",
     "move_aside",
@@ -65,12 +68,30 @@ def write_file(path: Path, data: bytes) -> None:
 
 
 def fsync_dir(path: Path) -> None:
-    with contextlib.suppress(OSError):
+    """Make the directory's entries (a create, a rename) durable. A file system that cannot
+    fsync a directory (EINVAL: some network and FUSE ones) is let be; an I/O error is not."""
+    try:
         fd = os.open(path, os.O_RDONLY)
         try:
             os.fsync(fd)
         finally:
             os.close(fd)
+    except OSError as exc:
+        if exc.errno not in (errno.EINVAL, errno.ENOTSUP, errno.EBADF, errno.EACCES):
+            raise StorageError(str(path), exc, "fsync the directory") from None
+
+
+def append_durably(path: Path, line: str) -> None:
+    """Append ``line`` to an existing file and fsync it."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND)
+        try:
+            write_all(fd, line.encode())
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    except OSError as exc:
+        raise StorageError(str(path), exc) from None
 
 
 def write_all(fd: int, data: bytes) -> None:
@@ -117,8 +138,12 @@ def move_aside(paths: Sequence[Path]) -> None:
                 raise StorageError(str(path), exc, "move aside") from None
 
 
-def rewrite_without(path: Path, rows: set[int]) -> None:
-    """Rewrite the results file ``path`` without the lines of ``rows`` (header kept; atomic)."""
+def rewrite_without(
+    path: Path, rows: set[int], *, before_replace: Callable[[int], None] | None = None
+) -> None:
+    """Rewrite the results file ``path`` without the lines of ``rows`` (header kept; atomic:
+    a fsynced copy renamed over it, then the directory fsynced). ``before_replace`` is told the
+    new size once the copy is on disk, before the rename."""
     tmp = path.with_name(path.name + ".tmp")
     try:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, FILE_MODE)
@@ -134,8 +159,11 @@ def rewrite_without(path: Path, rows: set[int]) -> None:
                 out.write(line)
             out.flush()
             os.fsync(out.fileno())
+        if before_replace is not None:
+            before_replace(tmp.stat().st_size)
         os.replace(tmp, path)
     except OSError as exc:
         with contextlib.suppress(OSError):
             tmp.unlink()
         raise StorageError(str(tmp), exc) from None
+    fsync_dir(path.parent)

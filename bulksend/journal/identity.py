@@ -37,7 +37,7 @@ from pathlib import Path
 
 from bulksend.dedupe import FirstRowTable
 from bulksend.errors import InputError, StorageError
-from bulksend.journal.files import FILE_MODE, fsync_dir, open_append, write_file
+from bulksend.journal.files import FILE_MODE, fsync_dir, write_file
 from bulksend.journal.state import (
     HEADER_FIELDS,
     RESULTS_HEADER,
@@ -219,7 +219,7 @@ class Rekeying:
     """The journal's methods for a changed input (see the module docstring).
 
     A base of :class:`~bulksend.journal.Journal`, which sets the attributes below and provides the
-    three methods that follow them (its own file handling).
+    four methods that follow them (its own file handling).
     """
 
     results_path: Path
@@ -232,7 +232,10 @@ class Rekeying:
     _results_fd: int
     _intent_fd: int
 
-    def _write_intent_log(self, path: Path) -> None:
+    def _write_intent_log(self, path: Path, watermark: int) -> None:
+        raise NotImplementedError
+
+    def _opened(self) -> None:
         raise NotImplementedError
 
     def _close_fds(self) -> None:
@@ -313,15 +316,14 @@ class Rekeying:
                     "removed": len(removed),
                 }
             )
-        self._write_intent_log(self._remap_path(self.intent_path))
+        self._write_intent_log(self._remap_path(self.intent_path), results_tmp.stat().st_size)
         write_file(self._commit_marker, b"commit\n")
         fsync_dir(self.results_path.parent)
         self._close_fds()
         self._recover_remap()
         self.recorded_input = identity
         self._reload_state()
-        self._results_fd = open_append(self.results_path)
-        self._intent_fd = open_append(self.intent_path)
+        self._opened()
         return RemapResult(kept, moved, len(removed), str(self.removed_path))
 
     def accept_input(self, identity: InputIdentity) -> None:

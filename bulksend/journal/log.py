@@ -6,19 +6,48 @@ Two files make the journal:
   ``row,to,status,api_msg_id,error_code,error,attempts,sent_at`` and one line per input row that
   reached the sender, ``status`` being ``accepted``, ``rejected`` or ``unknown``;
 * the **intent log** (``<out>.journal``, private): a JSON header naming the campaign (a fingerprint of
-  the text, sender and message options), then one ``I <seq> <rows>`` line per batch, written *before*
-  the batch's request leaves, and ``D <seq>`` once its outcomes are in the results file.
+  the text, sender and message options), then one ``I <seq> <rows> <numbers>`` line per batch,
+  written and made durable *before* the batch's request leaves; ``D <seq>`` once its outcomes are
+  in the results file, ``A <seq>`` when it was abandoned (certainly not processed); ``W <bytes>``
+  when that much of the results file is known to be on stable storage; ``S <seq>`` after a
+  compaction.
 
-What it promises, after a ``kill -9`` at any moment (every write is a single unbuffered ``os.write``,
-so whatever returned from ``write`` is in the kernel; an ``fsync`` runs on a timer and at close for
-power loss):
+What survives a **process kill** (``kill -9``, OOM, a second Ctrl-C): everything written. Every
+write is a single unbuffered ``os.write``, in the kernel once it returns.
+
+What survives a **machine crash** (power loss, kernel panic): only what reached stable storage, and
+the writes are ordered so that this is always enough (write-ahead, as databases do it):
+
+* an intent is durable (``fdatasync``, :meth:`Journal.durable`) before its request may leave. The
+  senders waiting at the same moment share one ``fdatasync`` (group commit,
+  :class:`~bulksend.groupcommit.GroupCommit`, off the event loop): one flush per round, not per
+  batch;
+* a ``D`` line is never trusted alone: the rows of every intent still in the log that have no line
+  in the results file become ``unknown`` (a crash can keep the ``D`` line and lose the results line
+  it followed); only ``A`` returns rows to pending;
+* the results file is fsynced on a timer (``fsync_interval``) and before every compaction, which is
+  what lets a compaction drop settled intents; after a timer fsync a ``W`` line records the size
+  now durable, so a later run can tell an older copy of the results file put back (or one cut
+  short) from a crash, and refuses it;
+* creating the journal (the journal, then the directory, then the results file, then the
+  directory), compaction, re-keying and ``--resend-unknown``'s rewrite all write a new file, fsync
+  it, rename it, and fsync the directory: after a crash the old file or the new one, each complete.
+
+So, after either:
 
 * rows present in the results file are done and are never sent again;
-* rows of a batch whose intent was written but whose outcome is not in the results file may have
+* rows of a batch whose intent is in the log but whose outcome is not in the results file may have
   been accepted by the gateway: :meth:`Journal.open` records them ``unknown`` (reason given) and
   they are only re-sent with ``resend_unknown``;
 * everything else is pending and will be sent;
-* a torn last line (a write cut by the kill) is cut off before appending.
+* a torn last line (a write cut by the kill or the crash) is cut off before appending;
+* a results file missing while its journal logged batches, or shorter than the journal's ``W``, is
+  refused (:class:`~bulksend.errors.ConfigError`: put the file back, or ``restart``): the rows it
+  no longer holds are never sent as pending. A results file the crash left empty or holding part
+  of its header is made again (nothing was sent before it was on disk).
+
+The cost: one ``fdatasync`` per round of senders (see the README's numbers), and the outcomes of
+the last ``fsync_interval`` may come back ``unknown`` after a machine crash (never sent twice).
 
 Resume memory is a bitmap of done rows (one bit per row number) plus the counters; the results file
 is read once, streaming. Journal files are created with mode 0600.
@@ -45,13 +74,20 @@ import csv
 import hashlib
 import json
 import os
-import time
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from bulksend.errors import ConfigError, InputError, StorageError
+from bulksend.groupcommit import GroupCommit, datasync
+from bulksend.journal.checks import (
+    check_watermark,
+    holds_results,
+    refuse_without_results,
+    unsettled_intents,
+)
 from bulksend.journal.files import (
+    append_durably,
     cut_torn_tail,
     fsync_dir,
     move_aside,
@@ -62,6 +98,7 @@ from bulksend.journal.files import (
 )
 from bulksend.journal.identity import InputIdentity, Rekeying
 from bulksend.journal.state import HEADER_FIELDS, RESULTS_HEADER, ResumeState, utc_now
+from bulksend.journal.sync import TimedSync
 from bulksend.reconcile import reconcile_unknown
 
 __all__ = [
@@ -139,7 +176,7 @@ def expand_rows(spec: str) -> Iterator[int]:
             yield int(part)
 
 
-class Journal(Rekeying):
+class Journal(TimedSync, Rekeying):
     """The results file plus its intent log. One owner (the campaign); not thread-safe.
 
     Every failure to create, write or fsync one of its files raises
@@ -168,8 +205,10 @@ class Journal(Rekeying):
         self._reconciled: list[ResultLine] = []
         self._since_compact = 0
         self.compact_every = compact_every
-        self._last_fsync = time.monotonic()
-        self._dirty = False
+        self._init_sync()
+        self._ticket = 0  # the group-commit ticket of the last intent
+        self.commit = GroupCommit(lambda: self._intent_fd, str(self.intent_path))
+        """Group commit of the intent log: :meth:`durable` waits on it."""
 
     # -- opening and resuming ----------------------------------------------------------------------
 
@@ -197,9 +236,12 @@ class Journal(Rekeying):
         if self.results_path.is_dir():
             raise InputError(f"the output path {self.results_path} is a directory")
         self._recover_remap()
-        exists = self.results_path.exists() and self.results_path.stat().st_size > 0
-        if exists and restart:
+        exists = holds_results(self.results_path)
+        if not exists and self.intent_path.exists() and not restart:
+            refuse_without_results(self.results_path, self.intent_path)
+        if restart and (exists or self.intent_path.exists()):
             move_aside((self.results_path, self.intent_path, self.removed_path))
+            fsync_dir(self.results_path.parent)
             exists = False
         if exists:
             self._check_same_campaign(fingerprint)
@@ -208,8 +250,7 @@ class Journal(Rekeying):
                 self.state.input_changes = input_identity.changes_since(self.recorded_input)
         else:
             self._create(fingerprint, describe, input_identity)
-        self._results_fd = open_append(self.results_path)
-        self._intent_fd = open_append(self.intent_path)
+        self._opened()
         if self.state.resumed:
             if self._reconciled:
                 self.write_results(self._reconciled)
@@ -234,10 +275,19 @@ class Journal(Rekeying):
         if identity is not None:
             self.header["input_identity"] = identity.as_json()
             self.recorded_input = identity
-        # The journal first: a results file without its journal cannot be resumed.
+        # The journal first, durable with its name: after a crash, a results file never stands
+        # without its journal (which the next run would refuse to resume).
         write_file(self.intent_path, (json.dumps(self.header, sort_keys=True) + "\n").encode())
+        fsync_dir(self.results_path.parent)
         write_file(self.results_path, (RESULTS_HEADER + "\n").encode())
         fsync_dir(self.results_path.parent)
+
+    def _opened(self) -> None:
+        """Open both files for appending (after creating, resuming or re-keying them)."""
+        self._results_fd = open_append(self.results_path)
+        self._intent_fd = open_append(self.intent_path)
+        self._results_bytes = self._durable_bytes = self.results_path.stat().st_size
+        self.commit.covered()
 
     def _check_same_campaign(self, fingerprint: str) -> None:
         try:
@@ -263,6 +313,7 @@ class Journal(Rekeying):
     def _resume(self, *, resend_unknown: bool, receipts_path: Path | None) -> None:
         state = self.state
         state.resumed = True
+        check_watermark(self.results_path, self.intent_path)
         try:
             cut_torn_tail(self.results_path)
             cut_torn_tail(self.intent_path)
@@ -289,22 +340,17 @@ class Journal(Rekeying):
             self._reconciled = self._reconcile(unknown_rows, receipts_path)
             state.reconciled = len(self._reconciled)
             state.resent_unknown = len(unknown_rows) - state.reconciled
-            rewrite_without(self.results_path, set(unknown_rows))
+            # The watermark comes down before the file shrinks (a crash between the two leaves
+            # a file longer than its mark, which is fine).
+            rewrite_without(
+                self.results_path,
+                set(unknown_rows),
+                before_replace=lambda size: append_durably(self.intent_path, f"W {size}\n"),
+            )
 
-        # Intents without a matching result: those batches may have been processed.
-        pending: dict[int, str] = {}
-        with self.intent_path.open("r", encoding="utf-8") as f:
-            f.readline()
-            for line in f:
-                kind, _, rest = line.rstrip("\n").partition(" ")
-                if kind == "I":
-                    seq_text, _, spec = rest.partition(" ")
-                    pending[int(seq_text)] = spec
-                elif kind == "D":
-                    pending.pop(int(rest), None)
-                    self._seq = max(self._seq, int(rest))
-                elif kind == "S":
-                    self._seq = max(self._seq, int(rest))
+        # Rows of an intent without their result line may have been processed (see
+        # unsettled_intents: a D line is never trusted alone).
+        pending, self._seq = unsettled_intents(self.intent_path)
         now = utc_now()
         for seq, spec in pending.items():
             self._seq = max(self._seq, seq)
@@ -350,18 +396,32 @@ class Journal(Rekeying):
         self._recovered = []
         self.compact()
 
-    def _write_intent_log(self, path: Path) -> None:
+    def _write_intent_log(self, path: Path, watermark: int) -> None:
         body = [
             json.dumps(self.header, sort_keys=True) + "\n",
             f"S {self._seq}\n",
+            f"W {watermark}\n",
             *self._open_intents.values(),
         ]
         write_file(path, "".join(body).encode())
 
     def compact(self) -> None:
-        """Rewrite the intent log as its header plus the intents still open (atomic replace)."""
+        """Rewrite the intent log as its header plus the intents still open.
+
+        The intents it drops are those whose results are written: the results file is fsynced
+        first, so none of them can be lost by a crash afterwards. Then the new log is written
+        and fsynced, renamed over the old one, and the directory fsynced (after a crash: the
+        old log or the new one, each complete)."""
+        if self._results_fd >= 0:
+            try:
+                datasync(self._results_fd)
+            except OSError as exc:
+                raise self._failed(self.results_path, exc, "fsync") from None
+        else:
+            self._results_bytes = self.results_path.stat().st_size
+        self._durable_bytes = self._results_bytes
         tmp = self.intent_path.with_name(self.intent_path.name + ".tmp")
-        self._write_intent_log(tmp)
+        self._write_intent_log(tmp, self._durable_bytes)
         if self._intent_fd >= 0:
             os.close(self._intent_fd)
             self._intent_fd = -1
@@ -369,7 +429,9 @@ class Journal(Rekeying):
             os.replace(tmp, self.intent_path)
         except OSError as exc:
             raise StorageError(str(self.intent_path), exc, "replace") from None
+        fsync_dir(self.intent_path.parent)
         self._intent_fd = open_append(self.intent_path)
+        self.commit.covered()
         self._since_compact = 0
 
     # -- the hot path ------------------------------------------------------------------------------
@@ -397,12 +459,24 @@ class Journal(Rekeying):
             raise self._failed(self.intent_path, exc) from None
         self._open_intents[self._seq] = line
         self._dirty = True
+        self._ticket = self.commit.wrote()
         return self._seq
 
-    def _settle(self, seq: int) -> None:
+    async def durable(self) -> None:
+        """Wait until the last :meth:`intend` is on stable storage (group commit: the senders
+        waiting at the same moment share one ``fdatasync``). The request may leave once this
+        returns; a machine crash after that finds the intent, and the next run records its
+        rows ``unknown`` instead of sending them again."""
+        try:
+            await self.commit.durable(self._ticket)
+        except StorageError as exc:
+            self.failed = self.failed or exc
+            raise
+
+    def _settle(self, seq: int, mark: str = "D") -> None:
         self._open_intents.pop(seq, None)
         try:
-            write_all(self._intent_fd, f"D {seq}\n".encode())
+            write_all(self._intent_fd, f"{mark} {seq}\n".encode())
         except OSError as exc:
             raise self._failed(self.intent_path, exc) from None
         self._since_compact += 1
@@ -415,8 +489,8 @@ class Journal(Rekeying):
 
     def abandon(self, seq: int) -> None:
         """The batch was certainly not processed (e.g. a fatal whole-request error): its rows stay
-        pending for a later run."""
-        self._settle(seq)
+        pending for a later run (an ``A`` line: the only mark that returns rows to pending)."""
+        self._settle(seq, "A")
 
     def complete(self, seq: int, lines: Iterable[ResultLine]) -> None:
         """Record a batch's outcomes (one write) and settle its intent."""
@@ -441,38 +515,8 @@ class Journal(Rekeying):
             write_all(self._results_fd, data)
         except OSError as exc:
             raise self._failed(self.results_path, exc) from None
+        self._results_bytes += len(data)
         self._dirty = True
-
-    def fsync_due(self) -> bool:
-        return self._dirty and time.monotonic() - self._last_fsync >= self.fsync_interval
-
-    def fds(self) -> tuple[tuple[int, str], ...]:
-        """The open file descriptors with their paths, for an fsync off the event loop; marks
-        them synced."""
-        self._last_fsync = time.monotonic()
-        self._dirty = False
-        return tuple(
-            (fd, str(path))
-            for fd, path in (
-                (self._results_fd, self.results_path),
-                (self._intent_fd, self.intent_path),
-            )
-            if fd >= 0
-        )
-
-    def fsync(self) -> None:
-        """Push both files to stable storage (the campaign calls this on a timer, off the loop)."""
-        self._last_fsync = time.monotonic()
-        self._dirty = False
-        for fd, path in (
-            (self._results_fd, self.results_path),
-            (self._intent_fd, self.intent_path),
-        ):
-            if fd >= 0:
-                try:
-                    os.fsync(fd)
-                except OSError as exc:
-                    raise self._failed(path, exc, "fsync") from None
 
     @property
     def in_flight(self) -> int:
@@ -494,8 +538,9 @@ class Journal(Rekeying):
         try:
             if self.failed is None:
                 if self._intent_fd >= 0:
-                    self.compact()
-                self.fsync()
+                    self.compact()  # fsyncs the results, writes and fsyncs the new log
+                else:
+                    self.fsync()
         finally:
             self._close_fds()
 
