@@ -44,7 +44,7 @@ from typing import Any
 from bulksend.errors import InputError
 from bulksend.inbox import replies_path_for
 from bulksend.journal import FILE_MODE, RESULTS_HEADER
-from bulksend.receipts import FINAL_STATUSES, RECEIPTS_HEADER, STATUS_TEXT
+from bulksend.receipts import FINAL_STATUSES, RECEIPTS_HEADER, STATUS_TEXT, message_key
 from bulksend.replies import REPLIES_HEADER, split_reply_line
 
 __all__ = ["FAILED_HEADER", "Report", "ReportError", "build_report", "print_report"]
@@ -101,15 +101,6 @@ class Report:
         return json.dumps(self.as_dict(), indent=2, sort_keys=True)
 
 
-def _key(api_msg_id: str) -> int | str:
-    if len(api_msg_id) == 32:
-        try:
-            return int(api_msg_id, 16)
-        except ValueError:
-            pass
-    return api_msg_id
-
-
 def _open_csv(path: Path, header: str, what: str) -> tuple[Any, Any]:
     """Open ``path`` and check its header; (file, csv reader) positioned after it."""
     try:
@@ -154,7 +145,7 @@ def read_final_receipts(path: Path) -> tuple[dict[int | str, int], int, int]:
                     malformed += 1
                     continue
                 value = (charge << _STATUS_BITS) | int(status)
-                finals[_key(row[1])] = shared.setdefault(value, value)
+                finals[message_key(row[1])] = shared.setdefault(value, value)
         except (csv.Error, UnicodeDecodeError) as exc:
             raise ReportError(f"{path}: unreadable at line {lines + 1}: {exc}") from None
     return finals, lines, malformed
@@ -235,7 +226,7 @@ def build_report(
                     recipients_replied.add(row[1])
                 if status == "accepted":
                     accepted += 1
-                    value = finals.get(_key(row[3])) if finals else None
+                    value = finals.get(message_key(row[3])) if finals else None
                     if value is None:
                         continue
                     matched += 1

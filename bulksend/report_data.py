@@ -38,7 +38,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bulksend.receipts import FINAL_STATUSES, RECEIPTS_HEADER, STATUS_TEXT
+from bulksend.receipts import FINAL_STATUSES, RECEIPTS_HEADER, STATUS_TEXT, message_key
 from bulksend.report import Report, ReportError, build_report
 
 __all__ = ["LATENCY_BUCKETS", "MAX_BUCKETS", "ReportData", "TimeSeries", "gather"]
@@ -133,15 +133,6 @@ class ReportData:
     settings: dict[str, Any] = field(default_factory=dict)
 
 
-def _key(api_msg_id: str) -> int | str:
-    if len(api_msg_id) == 32:
-        try:
-            return int(api_msg_id, 16)
-        except ValueError:
-            pass
-    return api_msg_id
-
-
 def _final_times(path: Path) -> dict[int | str, int]:
     """Message -> ``timestamp << 10 | status`` of its last final receipt (0 when no time), or 1
     (``001``) for a message the gateway said it does not know and has no final status."""
@@ -158,7 +149,7 @@ def _final_times(path: Path) -> dict[int | str, int]:
             if len(fields) != 8:
                 continue
             if fields[4] == _GONE:  # the gateway no longer knows it, unless a final status came
-                finals.setdefault(_key(fields[1]), 1)
+                finals.setdefault(message_key(fields[1]), 1)
                 continue
             if fields[4] not in FINAL_STATUSES:
                 continue
@@ -166,7 +157,7 @@ def _final_times(path: Path) -> dict[int | str, int]:
                 stamp = max(0, int(fields[7])) if fields[7] else 0
             except ValueError:
                 stamp = 0
-            finals[_key(fields[1])] = (stamp << _STATUS_BITS) | int(fields[4])
+            finals[message_key(fields[1])] = (stamp << _STATUS_BITS) | int(fields[4])
     return finals
 
 

@@ -81,6 +81,7 @@ from bulksend.receipts import (
     FINAL_STATUSES,
     Receipt,
     ReceiptsFile,
+    message_key,
     receipt_key,
     receipts_path_for,
 )
@@ -221,15 +222,6 @@ class _Plan:
     to_ask: int = 0
 
 
-def _id_key(api_msg_id: str) -> int | str:
-    if len(api_msg_id) == 32:
-        try:
-            return int(api_msg_id, 16)
-        except ValueError:
-            pass
-    return api_msg_id
-
-
 def _settled_ids(receipts: Path) -> set[int | str]:
     """Messages with a final status, or unknown to the gateway, in the receipts file."""
     settled: set[int | str] = set()
@@ -242,7 +234,7 @@ def _settled_ids(receipts: Path) -> set[int | str]:
         for line in handle:
             fields = line.split(",")
             if len(fields) == 8 and fields[4] in _SETTLED:
-                settled.add(_id_key(fields[1]))
+                settled.add(message_key(fields[1]))
     return settled
 
 
@@ -285,7 +277,7 @@ def _messages(
             if len(row) != 8 or row[2] != "accepted" or not row[3]:
                 continue
             plan.accepted += 1
-            if _id_key(row[3]) in settled:
+            if message_key(row[3]) in settled:
                 plan.settled += 1
                 continue
             sent = sent_at(row[7])
