@@ -235,8 +235,9 @@ def test_sigint_and_sigterm_drain_cleanly_with_zero_unknown(
         if proc.poll() is None:
             proc.send_signal(signum)
             out, err = proc.communicate(timeout=60)
-            if proc.returncode == -signum and not err and "pending (not sent yet)" in out:
+            if proc.returncode in (0, -signum) and not err and "pending (not sent yet)" in out:
                 # The run had finished and printed its summary: the signal reached the process
+                # after its last batch was recorded (the loop's handler already gone, exit 0) or
                 # after the interpreter reset its handlers on the way out. Nothing to drain.
                 continue
             assert proc.returncode == code, err
