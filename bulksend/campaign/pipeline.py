@@ -312,24 +312,39 @@ class Pipeline:
         tally = self.tally
         summary = self.summary
         record = recorder.record
+        ahead: tuple[Batch, int] | None = None  # the next batch and its intent, written early
+        ended = False  # looking ahead took the queue's end
         while True:
-            batch = await self._next_batch(queue, gateway, parts)
-            if batch is None:
+            if ahead is not None:
+                (batch, seq), ahead = ahead, None
+            elif ended:
                 return
+            else:
+                next_batch = await self._next_batch(queue, gateway, parts)
+                if next_batch is None:
+                    return
+                batch, seq = next_batch, 0
             if stopping.is_set():
+                if seq:
+                    journal.abandon(seq)  # its intent was written; its request never left
                 continue
-            seqs: list[int] = []
+            seqs: list[int] = [seq] if seq else []
+            left: list[bool] = []
 
-            async def intend(batch: Batch = batch, seqs: list[int] = seqs) -> None:
+            async def intend(
+                batch: Batch = batch, seqs: list[int] = seqs, left: list[bool] = left
+            ) -> None:
                 # Write-ahead: the request leaves only once its intent is on stable storage.
-                seqs.append(journal.intend(batch.rows, batch.msisdns))
-                await journal.durable()
+                left.append(True)
+                if not seqs:
+                    seqs.append(journal.intend(batch.rows, batch.msisdns))
+                await journal.durable(seqs[0])
 
             tally.in_flight += 1
             try:
                 outcome = await gateway.send(batch, before_first_request=intend)
             except StorageError as exc:
-                if seqs:
+                if left and seqs:
                     raise
                 control.fail_storage(exc)  # the intent was refused: the batch never left
                 continue
@@ -341,12 +356,64 @@ class Pipeline:
                     journal.abandon(seqs[0])
                 parts.append(batch)
                 continue
-            if not seqs:  # never left: nothing to record, the rows stay pending
+            if not left:  # never left: nothing to record, the rows stay pending
+                if seqs:
+                    journal.abandon(seqs[0])
                 if outcome.status is BatchStatus.FATAL:
                     control.stop(redact(outcome.reason), EXIT_FATAL)
                 continue
             summary.batches += 1
+            if not stopping.is_set():
+                ahead, ended = self._look_ahead(queue, gateway, journal, parts)
+            if ahead is not None:
+                # The senders answered at this same moment write their next intents too, then
+                # one round of the group commit makes them all durable while each records its
+                # outcome: the next request rarely waits for the disk at all.
+                try:
+                    await asyncio.sleep(0)
+                except asyncio.CancelledError:
+                    record(seqs[0], batch, outcome)  # the answer in hand still reaches the file
+                    raise
+                journal.flush_soon()
             record(seqs[0], batch, outcome)
+
+    def _look_ahead(
+        self,
+        queue: asyncio.Queue[Batch | None],
+        gateway: Gateway,
+        journal: Journal,
+        parts: list[Batch],
+    ) -> tuple[tuple[Batch, int] | None, bool]:
+        """The next batch with its intent written, when one is at hand and its request would
+        leave at once (else ``None``, the batch kept in ``parts``); and whether the queue's end
+        was taken."""
+        if parts:
+            batch: Batch | None = parts.pop()
+        elif queue.empty():
+            return None, False
+        else:
+            batch = queue.get_nowait()
+            if batch is None:
+                return None, True
+        assert batch is not None
+        size = gateway.batch_limit(len(batch.rows))
+        if size < len(batch.rows):
+            parts.extend(
+                batch.slice(i, i + size) for i in reversed(range(0, len(batch.rows), size))
+            )
+            batch = parts.pop()
+        # Throttled, pacing or logging in, it waits for its turn; its intent waits too, so that a
+        # batch waiting for its turn is not "maybe sent" after a crash.
+        if not gateway.ready_for(batch):
+            parts.append(batch)
+            return None, False
+        try:
+            seq = journal.intend(batch.rows, batch.msisdns)
+        except StorageError as exc:
+            self.control.fail_storage(exc)  # refused: nothing was written, nothing leaves
+            parts.append(batch)
+            return None, False
+        return (batch, seq), False
 
     @staticmethod
     async def _next_batch(

@@ -207,6 +207,7 @@ class Journal(TimedSync, Rekeying):
         self.compact_every = compact_every
         self._init_sync()
         self._ticket = 0  # the group-commit ticket of the last intent
+        self._tickets: dict[int, int] = {}  # open intent -> its ticket
         self.commit = GroupCommit(lambda: self._intent_fd, str(self.intent_path))
         """Group commit of the intent log: :meth:`durable` waits on it."""
 
@@ -459,22 +460,32 @@ class Journal(TimedSync, Rekeying):
             raise self._failed(self.intent_path, exc) from None
         self._open_intents[self._seq] = line
         self._dirty = True
-        self._ticket = self.commit.wrote()
+        self._ticket = self._tickets[self._seq] = self.commit.wrote()
         return self._seq
 
-    async def durable(self) -> None:
-        """Wait until the last :meth:`intend` is on stable storage (group commit: the senders
-        waiting at the same moment share one ``fdatasync``). The request may leave once this
-        returns; a machine crash after that finds the intent, and the next run records its
+    async def durable(self, seq: int = 0) -> None:
+        """Wait until the intent ``seq`` (default: the last) is on stable storage (group commit:
+        the senders waiting at the same moment share one ``fdatasync``). The request may leave once
+        this returns; a machine crash after that finds the intent, and the next run records its
         rows ``unknown`` instead of sending them again."""
         try:
-            await self.commit.durable(self._ticket)
+            await self.commit.durable(self._tickets.get(seq, self._ticket))
+        except StorageError as exc:
+            self.failed = self.failed or exc
+            raise
+
+    def flush_soon(self) -> None:
+        """Start making the intents so far durable, without waiting (:meth:`durable` then finds
+        the work done or under way)."""
+        try:
+            self.commit.flush()
         except StorageError as exc:
             self.failed = self.failed or exc
             raise
 
     def _settle(self, seq: int, mark: str = "D") -> None:
         self._open_intents.pop(seq, None)
+        self._tickets.pop(seq, None)
         try:
             write_all(self._intent_fd, f"{mark} {seq}\n".encode())
         except OSError as exc:
@@ -542,6 +553,7 @@ class Journal(TimedSync, Rekeying):
                 else:
                     self.fsync()
         finally:
+            self.commit.close()
             self._close_fds()
 
 
