@@ -128,6 +128,11 @@ class GroupCommit:
         if self._error is not None:
             raise self._storage_error()
         self.flush()
+        # The writers of this same moment write theirs meanwhile, and share the next round.
+        await asyncio.sleep(0)
+        if self.synced >= ticket:
+            return
+        self.flush()
         if self.typical <= self.SPIN / 2:
             with self._changed:
                 self._changed.wait_for(lambda: self.synced >= ticket or self._settled(), self.SPIN)

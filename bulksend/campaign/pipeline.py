@@ -30,6 +30,7 @@ Each stage binds its switches and counters to locals once: the loops look nothin
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import logging
 import os
@@ -372,10 +373,20 @@ class Pipeline:
                 try:
                     await asyncio.sleep(0)
                 except asyncio.CancelledError:
-                    record(seqs[0], batch, outcome)  # the answer in hand still reaches the file
+                    # Everything stops: the answer in hand still reaches the file, and the next
+                    # batch, whose request will not leave, is not left "maybe sent".
+                    with contextlib.suppress(StorageError, OSError):
+                        journal.abandon(ahead[1])
+                    record(seqs[0], batch, outcome)
                     raise
                 journal.flush_soon()
-            record(seqs[0], batch, outcome)
+            try:
+                record(seqs[0], batch, outcome)
+            except StorageError:
+                if ahead is not None:  # its request will not leave: not "maybe sent"
+                    with contextlib.suppress(StorageError, OSError):
+                        journal.abandon(ahead[1])
+                raise
 
     def _look_ahead(
         self,

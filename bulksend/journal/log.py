@@ -87,7 +87,9 @@ from bulksend.journal.checks import (
     unsettled_intents,
 )
 from bulksend.journal.files import (
+    ReservedLog,
     append_durably,
+    cut_log_tail,
     cut_torn_tail,
     fsync_dir,
     move_aside,
@@ -199,6 +201,7 @@ class Journal(TimedSync, Rekeying):
         self.refuse_intents: StorageError | None = None  # another file of the campaign failed
         self._results_fd = -1
         self._intent_fd = -1
+        self._intent_log: ReservedLog | None = None
         self._seq = 0
         self._open_intents: dict[int, str] = {}
         self._recovered: list[ResultLine] = []
@@ -286,7 +289,8 @@ class Journal(TimedSync, Rekeying):
     def _opened(self) -> None:
         """Open both files for appending (after creating, resuming or re-keying them)."""
         self._results_fd = open_append(self.results_path)
-        self._intent_fd = open_append(self.intent_path)
+        self._intent_log = ReservedLog(self.intent_path)
+        self._intent_fd = self._intent_log.fd
         self._results_bytes = self._durable_bytes = self.results_path.stat().st_size
         self.commit.covered()
 
@@ -317,7 +321,7 @@ class Journal(TimedSync, Rekeying):
         check_watermark(self.results_path, self.intent_path)
         try:
             cut_torn_tail(self.results_path)
-            cut_torn_tail(self.intent_path)
+            cut_log_tail(self.intent_path)
         except OSError as exc:
             raise StorageError(str(self.results_path), exc, "repair") from None
         unknown_rows: dict[int, str] = {}
@@ -426,12 +430,14 @@ class Journal(TimedSync, Rekeying):
         if self._intent_fd >= 0:
             os.close(self._intent_fd)
             self._intent_fd = -1
+            self._intent_log = None
         try:
             os.replace(tmp, self.intent_path)
         except OSError as exc:
             raise StorageError(str(self.intent_path), exc, "replace") from None
         fsync_dir(self.intent_path.parent)
-        self._intent_fd = open_append(self.intent_path)
+        self._intent_log = ReservedLog(self.intent_path)
+        self._intent_fd = self._intent_log.fd
         self.commit.covered()
         self._since_compact = 0
 
@@ -455,7 +461,7 @@ class Journal(TimedSync, Rekeying):
         self._seq += 1
         line = f"I {self._seq} {_compress(rows)} {','.join(msisdns)}\n"
         try:
-            write_all(self._intent_fd, line.encode())
+            self._append_intent_log(line.encode())
         except OSError as exc:
             raise self._failed(self.intent_path, exc) from None
         self._open_intents[self._seq] = line
@@ -487,7 +493,7 @@ class Journal(TimedSync, Rekeying):
         self._open_intents.pop(seq, None)
         self._tickets.pop(seq, None)
         try:
-            write_all(self._intent_fd, f"{mark} {seq}\n".encode())
+            self._append_intent_log(f"{mark} {seq}\n".encode())
         except OSError as exc:
             raise self._failed(self.intent_path, exc) from None
         self._since_compact += 1
@@ -539,6 +545,7 @@ class Journal(TimedSync, Rekeying):
                 with contextlib.suppress(OSError):
                     os.close(fd)
         self._results_fd = self._intent_fd = -1
+        self._intent_log = None
 
     def close(self) -> None:
         """fsync and close. Open intents stay in the log: a later run records them ``unknown``.
