@@ -70,9 +70,7 @@ async def test_writers_at_the_same_moment_share_one_fdatasync(tmp_path: Path, di
     assert len(disk.flushes) == commit.rounds
 
 
-async def test_a_write_made_during_a_round_waits_for_the_next(
-    tmp_path: Path, disk: Disk
-) -> None:
+async def test_a_write_made_during_a_round_waits_for_the_next(tmp_path: Path, disk: Disk) -> None:
     fd, commit = _log(tmp_path)
     os.write(fd, b"first\n")
     first = asyncio.create_task(commit.durable(commit.wrote()))
