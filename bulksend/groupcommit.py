@@ -70,6 +70,9 @@ class GroupCommit:
         self.synced = 0  # writes known durable (set under the mutex)
         self.rounds = 0  # fdatasync calls made
         self.typical = 0.0  # a round's duration, smoothed (seconds)
+        self.waits = {"none": 0, "yield": 0, "in place": 0, "on the loop": 0}
+        """How :meth:`durable` calls ended: durable already, after one yield to the loop, after
+        waiting in place, after awaiting the round on the loop."""
         self._mutex = threading.Lock()
         self._changed = threading.Condition(self._mutex)
         self._requested = 0  # the write the next round covers
@@ -124,24 +127,29 @@ class GroupCommit:
     async def durable(self, ticket: int) -> None:
         """Return once the write ``ticket`` is on stable storage."""
         if self.synced >= ticket:
+            self.waits["none"] += 1
             return
         if self._error is not None:
             raise self._storage_error()
-        self.flush()
-        # The writers of this same moment write theirs meanwhile, and share the next round.
-        await asyncio.sleep(0)
-        if self.synced >= ticket:
-            return
-        self.flush()
+        if self._requested < ticket:
+            # Nobody has asked for a round that covers it yet: the writers of this same moment
+            # write theirs first, and they all share the round.
+            await asyncio.sleep(0)
+            if self.synced >= ticket:
+                self.waits["yield"] += 1
+                return
+            self.flush()
         if self.typical <= self.SPIN / 2:
             with self._changed:
                 self._changed.wait_for(lambda: self.synced >= ticket or self._settled(), self.SPIN)
             if self.synced >= ticket:
+                self.waits["in place"] += 1
                 return
             if self._error is not None:
                 raise self._storage_error()
         loop = asyncio.get_running_loop()
         waiter: asyncio.Future[None] = loop.create_future()
+        self.waits["on the loop"] += 1
         with self._mutex:
             if self.synced >= ticket:
                 return
