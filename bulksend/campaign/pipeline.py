@@ -8,8 +8,12 @@ One owner per stage, bounded queues between them:
 * ``concurrency`` **senders** each take a batch, record its intent in the journal and wait until
   it is on stable storage (group commit: the senders waiting at the same moment share one
   ``fdatasync``), send it (:class:`~bulksend.client.Gateway`, which owns retries) and hand the
-  outcome to the
-  **recorder** (:class:`Recorder`), which writes every number's outcome in one write per batch;
+  outcome to the **recorder** (:class:`Recorder`), which writes every number's outcome in one
+  write per batch. When an answer comes back and the next batch is at hand and would leave at
+  once (no throttle, pacing or login ahead of it), the sender writes the next intent *first*,
+  lets the senders answered at the same moment write theirs, starts one flush for them all and
+  records its answer while the disk works: the next request rarely waits for the disk. That
+  early intent is abandoned (``A``: its rows stay pending) when the run stops before it leaves;
 * a **ticker** pushes progress snapshots and fsyncs the results file on a timer (the journal
   then notes the size now durable).
 

@@ -19,9 +19,15 @@ What survives a **machine crash** (power loss, kernel panic): only what reached 
 the writes are ordered so that this is always enough (write-ahead, as databases do it):
 
 * an intent is durable (``fdatasync``, :meth:`Journal.durable`) before its request may leave. The
-  senders waiting at the same moment share one ``fdatasync`` (group commit,
-  :class:`~bulksend.groupcommit.GroupCommit`, off the event loop): one flush per round, not per
-  batch;
+  flushes run on a thread of their own and the writers of the same moment share one (group
+  commit, :class:`~bulksend.groupcommit.GroupCommit`): one flush per round, not per batch. A sender
+  writes its next batch's intent as its answer comes back and starts the flush
+  (:meth:`Journal.flush_soon`) before recording the answer, so the flush overlaps that work;
+* the intent log ends in reserved space (NUL bytes, :class:`~bulksend.journal.files.ReservedLog`)
+  that appends overwrite in place: its size changes once a megabyte, so flushing an intent writes
+  data only, without the file system's journal commit. Its readers keep complete lines without NUL
+  bytes: a crash may keep a later overwrite and lose an earlier one, and what it lost was never
+  relied on (a request leaves only after a flush, which covers every earlier write);
 * a ``D`` line is never trusted alone: the rows of every intent still in the log that have no line
   in the results file become ``unknown`` (a crash can keep the ``D`` line and lose the results line
   it followed); only ``A`` returns rows to pending;
@@ -40,7 +46,8 @@ So, after either:
   been accepted by the gateway: :meth:`Journal.open` records them ``unknown`` (reason given) and
   they are only re-sent with ``resend_unknown``;
 * everything else is pending and will be sent;
-* a torn last line (a write cut by the kill or the crash) is cut off before appending;
+* a torn last line (a write cut by the kill or the crash) is cut off before appending, and so is
+  the intent log's reserve;
 * a results file missing while its journal logged batches, or shorter than the journal's ``W``, is
   refused (:class:`~bulksend.errors.ConfigError`: put the file back, or ``restart``): the rows it
   no longer holds are never sent as pending. A results file the crash left empty or holding part
