@@ -55,7 +55,7 @@ class GroupCommit:
 
     Call it from one event loop thread; :meth:`close` it when the file is done with."""
 
-    SPIN = 0.002
+    SPIN = 0.005
     """Rounds that typically take at most half of this (seconds) are waited for in place; a wait
     in place gives up after this long and awaits the round instead."""
 
@@ -70,6 +70,7 @@ class GroupCommit:
         self.synced = 0  # writes known durable (set under the mutex)
         self.rounds = 0  # fdatasync calls made
         self.typical = 0.0  # a round's duration, smoothed (seconds)
+        self.held = 0.0  # seconds the loop thread spent waiting in place (and handing over)
         self.waits = {"none": 0, "yield": 0, "in place": 0, "on the loop": 0}
         """How :meth:`durable` calls ended: durable already, after one yield to the loop, after
         waiting in place, after awaiting the round on the loop."""
@@ -97,9 +98,10 @@ class GroupCommit:
             self._changed.notify_all()
         self._resolve()
 
-    def flush(self) -> None:
+    def flush(self, *, handover: bool = True) -> None:
         """Start a round covering every write so far, unless one already does; returns at once
-        (after handing the round to the flusher thread, so that it runs meanwhile)."""
+        (after handing the round to the flusher thread, so that it runs meanwhile, unless not
+        ``handover``)."""
         if self.synced >= self.written or self._error is not None:
             return
         with self._changed:
@@ -119,13 +121,16 @@ class GroupCommit:
                     target=self._run, name="bulksend-group-commit", daemon=True
                 )
                 self._thread.start()
-            if idle:
+            if idle and handover:
                 # Until the thread is inside its fdatasync it needs the GIL this thread holds:
                 # without the handover the flush would start only at our next blocking call.
+                held = time.monotonic()
                 self._changed.wait_for(self._taken_up, self.HANDOVER)
+                self.held += time.monotonic() - held
 
-    async def durable(self, ticket: int) -> None:
-        """Return once the write ``ticket`` is on stable storage."""
+    async def durable(self, ticket: int, *, in_place: bool = True) -> None:
+        """Return once the write ``ticket`` is on stable storage. ``in_place``: the caller has
+        nothing better for the loop to do (see the module docstring); else it awaits the round."""
         if self.synced >= ticket:
             self.waits["none"] += 1
             return
@@ -138,10 +143,12 @@ class GroupCommit:
             if self.synced >= ticket:
                 self.waits["yield"] += 1
                 return
-            self.flush()
-        if self.typical <= self.SPIN / 2:
+            self.flush(handover=in_place)
+        if in_place and self.quick():
+            held = time.monotonic()
             with self._changed:
                 self._changed.wait_for(lambda: self.synced >= ticket or self._settled(), self.SPIN)
+            self.held += time.monotonic() - held
             if self.synced >= ticket:
                 self.waits["in place"] += 1
                 return
@@ -215,6 +222,10 @@ class GroupCommit:
                     return
 
     # -- helpers -------------------------------------------------------------------------------
+
+    def quick(self) -> bool:
+        """Whether rounds are quick (under half of :attr:`SPIN`): worth waiting for in place."""
+        return self.typical <= self.SPIN / 2
 
     def _taken_up(self) -> bool:
         """The requested round has started, or is over (called under the mutex)."""

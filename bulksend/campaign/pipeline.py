@@ -38,6 +38,7 @@ import contextlib
 import errno
 import logging
 import os
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -58,9 +59,14 @@ from bulksend.rowkey import key_rows
 from bulksend.rows import Reject
 from bulksend.wire import Batch, Verdict, WireProtocol
 
-__all__ = ["OPTED_OUT", "Pipeline", "Recorder"]
+__all__ = ["LOOP_BUSY", "OPTED_OUT", "Pipeline", "Recorder"]
 
 log = logging.getLogger("bulksend.campaign")
+
+LOOP_BUSY = 0.9
+"""A sender whose last request saw the loop thread computing more than this share of the time
+awaits its flushes on the loop and writes no intent early (the loop, not the gateway, is then the
+limit); below it, it writes its next intent early and waits for a flush in place."""
 
 OPTED_OUT = 122
 """The gateway's "Destination mobile opted out" (``--record-opt-outs`` keeps these numbers)."""
@@ -83,6 +89,11 @@ class Pipeline:
         self.plan = plan
         self.settings = plan.settings
         self.control = control
+        self.busy = 0.0
+        """The loop thread's share of computing (waiting in place included) while the last
+        request answered was out: near 1 when answers come back at once (the loop is the limit),
+        low when the gateway's latency dominates; 0 until an answer came back (the first requests
+        leave as soon as each is durable, so the first wave starts staggered, as it will go on)."""
         self.tally = tally
         self.summary = summary
         self.on_progress = on_progress
@@ -337,15 +348,21 @@ class Pipeline:
             left: list[bool] = []
 
             async def intend(
-                batch: Batch = batch, seqs: list[int] = seqs, left: list[bool] = left
+                batch: Batch = batch,
+                seqs: list[int] = seqs,
+                left: list[bool] = left,
             ) -> None:
                 # Write-ahead: the request leaves only once its intent is on stable storage.
                 left.append(True)
                 if not seqs:
                     seqs.append(journal.intend(batch.rows, batch.msisdns))
-                await journal.durable(seqs[0])
+                # Waiting in place (the loop held) pays when the loop has time; a busy loop
+                # serves the other answers meanwhile instead.
+                await journal.durable(seqs[0], in_place=self.busy < LOOP_BUSY)
 
             tally.in_flight += 1
+            started = time.monotonic()
+            computed = time.thread_time() + journal.commit.held
             try:
                 outcome = await gateway.send(batch, before_first_request=intend)
             except StorageError as exc:
@@ -356,6 +373,10 @@ class Pipeline:
             finally:
                 tally.in_flight -= 1
             summary.requests += outcome.attempts
+            took = time.monotonic() - started
+            if took > 0:
+                # Waiting in place holds the loop too: it counts as busy.
+                self.busy = (time.thread_time() + journal.commit.held - computed) / took
             if outcome.status is BatchStatus.RESIZE:  # throttled only: nothing was processed
                 if seqs:
                     journal.abandon(seqs[0])
@@ -368,7 +389,9 @@ class Pipeline:
                     control.stop(redact(outcome.reason), EXIT_FATAL)
                 continue
             summary.batches += 1
-            if not stopping.is_set():
+            if not stopping.is_set() and self.busy < LOOP_BUSY and journal.commit.quick():
+                # Worth it when the next request would wait in place for its flush; a busy loop
+                # (a gateway answering at once) has other answers to serve meanwhile instead.
                 ahead, ended = self._look_ahead(queue, gateway, journal, parts)
             if ahead is not None:
                 # The senders answered at this same moment write their next intents too, then

@@ -476,13 +476,14 @@ class Journal(TimedSync, Rekeying):
         self._ticket = self._tickets[self._seq] = self.commit.wrote()
         return self._seq
 
-    async def durable(self, seq: int = 0) -> None:
+    async def durable(self, seq: int = 0, *, in_place: bool = True) -> None:
         """Wait until the intent ``seq`` (default: the last) is on stable storage (group commit:
         the senders waiting at the same moment share one ``fdatasync``). The request may leave once
         this returns; a machine crash after that finds the intent, and the next run records its
-        rows ``unknown`` instead of sending them again."""
+        rows ``unknown`` instead of sending them again. ``in_place``: see
+        :meth:`~bulksend.groupcommit.GroupCommit.durable`."""
         try:
-            await self.commit.durable(self._tickets.get(seq, self._ticket))
+            await self.commit.durable(self._tickets.get(seq, self._ticket), in_place=in_place)
         except StorageError as exc:
             self.failed = self.failed or exc
             raise
