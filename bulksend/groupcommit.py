@@ -9,14 +9,19 @@ cost is one ``fdatasync`` per round of senders, not per batch.
 The flush runs on a thread of its own, so it overlaps the loop's work. A sender that writes its
 next intent first and then records its previous batch (:meth:`GroupCommit.flush` between the two)
 usually finds the flush over when its request is due, and goes on without waiting at all. When it
-must wait:
+must wait, the caller says which way (``in_place``):
 
-* if rounds have been quick (under :attr:`GroupCommit.SPIN`, as on a local disk), it waits in
-  place, the event loop held for the rest of the round (a fraction of a millisecond): yielding to
-  the loop instead would let every other ready sender run first, and a wave of answers then costs
-  a wave's worth of delay before any request leaves;
-* otherwise (a slow or remote disk), or if the round outlasts the spin, it awaits the round
-  without holding the loop.
+* in place, the event loop held for the rest of the round (a fraction of a millisecond), when the
+  loop has time and rounds have been quick (under half of :attr:`GroupCommit.SPIN`, as on a local
+  disk): yielding instead would let every other ready sender run first, and a wave of answers then
+  costs a wave's worth of delay before any request leaves. A wait in place gives up after
+  :attr:`GroupCommit.SPIN` and awaits the round;
+* on the loop, the loop serving the others meanwhile, when the loop is busy (answers come back at
+  once: the loop, not the gateway, is then the limit) or the disk is slow.
+
+A write that no round covers yet first yields once, so that the writers of the same moment write
+theirs and share the round. :attr:`GroupCommit.waits` counts how the waits ended,
+:attr:`GroupCommit.held` the time the loop was held.
 
 What :class:`GroupCommit` promises:
 

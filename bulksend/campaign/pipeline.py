@@ -9,11 +9,14 @@ One owner per stage, bounded queues between them:
   it is on stable storage (group commit: the senders waiting at the same moment share one
   ``fdatasync``), send it (:class:`~bulksend.client.Gateway`, which owns retries) and hand the
   outcome to the **recorder** (:class:`Recorder`), which writes every number's outcome in one
-  write per batch. When an answer comes back and the next batch is at hand and would leave at
-  once (no throttle, pacing or login ahead of it), the sender writes the next intent *first*,
-  lets the senders answered at the same moment write theirs, starts one flush for them all and
-  records its answer while the disk works: the next request rarely waits for the disk. That
-  early intent is abandoned (``A``: its rows stay pending) when the run stops before it leaves;
+  write per batch. When an answer comes back, the next batch is at hand and would leave at once
+  (no throttle, pacing or login ahead of it) and the loop has time (:data:`LOOP_BUSY`: the
+  gateway's latency, not the loop, is the limit), the sender writes the next intent *first*, lets
+  the senders answered at the same moment write theirs, starts one flush for them all and
+  records its answer while the disk works; the next request rarely waits for the disk, and when
+  it does, it waits in place (see :mod:`bulksend.groupcommit`). That early intent is abandoned
+  (``A``: its rows stay pending) when the run stops before it leaves. With a busy loop, senders
+  await their flushes on the loop and the loop serves the other answers meanwhile;
 * a **ticker** pushes progress snapshots and fsyncs the results file on a timer (the journal
   then notes the size now durable).
 
@@ -141,6 +144,9 @@ class Pipeline:
             except StorageError as exc:
                 control.fail_storage(exc)
         finally:
+            commit = journal.commit
+            self.summary.journal_flushes = commit.rounds
+            self.summary.flush_waits = {k: v for k, v in commit.waits.items() if v}
             await self.credit.close()
             rejects.close()
             self.tally.reader.close()
