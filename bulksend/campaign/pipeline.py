@@ -62,7 +62,7 @@ from bulksend.rowkey import key_rows
 from bulksend.rows import Reject
 from bulksend.wire import Batch, Verdict, WireProtocol
 
-__all__ = ["LOOP_BUSY", "OPTED_OUT", "Pipeline", "Recorder"]
+__all__ = ["LOOP_BUSY", "OPTED_OUT", "Pipeline", "Recorder", "Sender"]
 
 log = logging.getLogger("bulksend.campaign")
 
@@ -171,7 +171,7 @@ class Pipeline:
         )
         senders = [
             asyncio.create_task(
-                guard(self._sender(gateway, journal, queue, recorder)), name=f"sender-{i}"
+                guard(Sender(self, gateway, journal, queue, recorder).run()), name=f"sender-{i}"
             )
             for i in range(s.concurrency)
         ]
@@ -321,19 +321,49 @@ class Pipeline:
         if rows and not stopping.is_set():
             await queue.put(cut(len(rows)))
 
-    async def _sender(
+    async def _tick(self, journal: Journal) -> None:
+        fsync = aiofiles.os.wrap(_fsync_checked)
+        while True:
+            await asyncio.sleep(self.progress_interval)
+            self._emit()
+            if journal.fsync_due():
+                await fsync(journal.fds())
+                journal.results_durable()
+
+    def _emit(self, done: bool = False) -> None:
+        if self.on_progress is None:
+            return
+        self.on_progress(self.tally.snapshot(done=done))
+
+
+class Sender:
+    """One of the pipeline's senders (see the module docstring): takes a batch, makes its intent
+    durable, sends it, hands the outcome to the recorder; writes the next intent early when that
+    pays."""
+
+    def __init__(
         self,
+        pipeline: Pipeline,
         gateway: Gateway,
         journal: Journal,
         queue: asyncio.Queue[Batch | None],
         recorder: Recorder,
     ) -> None:
-        parts: list[Batch] = []  # this sender's batch, split for a rate learned meanwhile
-        control = self.control
+        self.pipeline = pipeline
+        self.gateway = gateway
+        self.journal = journal
+        self.queue = queue
+        self.recorder = recorder
+        self.parts: list[Batch] = []  # this sender's batch, split for a rate learned meanwhile
+
+    async def run(self) -> None:
+        pipeline = self.pipeline
+        gateway, journal, parts = self.gateway, self.journal, self.parts
+        control = pipeline.control
         stopping = control.stopping
-        tally = self.tally
-        summary = self.summary
-        record = recorder.record
+        tally = pipeline.tally
+        summary = pipeline.summary
+        record = self.recorder.record
         ahead: tuple[Batch, int] | None = None  # the next batch and its intent, written early
         ended = False  # looking ahead took the queue's end
         while True:
@@ -342,7 +372,7 @@ class Pipeline:
             elif ended:
                 return
             else:
-                next_batch = await self._next_batch(queue, gateway, parts)
+                next_batch = await self._next_batch()
                 if next_batch is None:
                     return
                 batch, seq = next_batch, 0
@@ -364,7 +394,7 @@ class Pipeline:
                     seqs.append(journal.intend(batch.rows, batch.msisdns))
                 # Waiting in place (the loop held) pays when the loop has time; a busy loop
                 # serves the other answers meanwhile instead.
-                await journal.durable(seqs[0], in_place=self.busy < LOOP_BUSY)
+                await journal.durable(seqs[0], in_place=pipeline.busy < LOOP_BUSY)
 
             tally.in_flight += 1
             started = time.monotonic()
@@ -382,7 +412,7 @@ class Pipeline:
             took = time.monotonic() - started
             if took > 0:
                 # Waiting in place holds the loop too: it counts as busy.
-                self.busy = (time.thread_time() + journal.commit.held - computed) / took
+                pipeline.busy = (time.thread_time() + journal.commit.held - computed) / took
             if outcome.status is BatchStatus.RESIZE:  # throttled only: nothing was processed
                 if seqs:
                     journal.abandon(seqs[0])
@@ -395,10 +425,10 @@ class Pipeline:
                     control.stop(redact(outcome.reason), EXIT_FATAL)
                 continue
             summary.batches += 1
-            if not stopping.is_set() and self.busy < LOOP_BUSY and journal.commit.quick():
+            if not stopping.is_set() and pipeline.busy < LOOP_BUSY and journal.commit.quick():
                 # Worth it when the next request would wait in place for its flush; a busy loop
                 # (a gateway answering at once) has other answers to serve meanwhile instead.
-                ahead, ended = self._look_ahead(queue, gateway, journal, parts)
+                ahead, ended = self._look_ahead()
             if ahead is not None:
                 # The senders answered at this same moment write their next intents too, then
                 # one round of the group commit makes them all durable while each records its
@@ -421,75 +451,51 @@ class Pipeline:
                         journal.abandon(ahead[1])
                 raise
 
-    def _look_ahead(
-        self,
-        queue: asyncio.Queue[Batch | None],
-        gateway: Gateway,
-        journal: Journal,
-        parts: list[Batch],
-    ) -> tuple[tuple[Batch, int] | None, bool]:
+    def _look_ahead(self) -> tuple[tuple[Batch, int] | None, bool]:
         """The next batch with its intent written, when one is at hand and its request would
         leave at once (else ``None``, the batch kept in ``parts``); and whether the queue's end
         was taken."""
+        parts, queue = self.parts, self.queue
         if parts:
-            batch: Batch | None = parts.pop()
+            taken: Batch | None = parts.pop()
         elif queue.empty():
             return None, False
         else:
-            batch = queue.get_nowait()
-            if batch is None:
+            taken = queue.get_nowait()
+            if taken is None:
                 return None, True
-        assert batch is not None
-        size = gateway.batch_limit(len(batch.rows))
-        if size < len(batch.rows):
-            parts.extend(
-                batch.slice(i, i + size) for i in reversed(range(0, len(batch.rows), size))
-            )
-            batch = parts.pop()
+        assert taken is not None
+        batch = self._split(taken)
         # Throttled, pacing or logging in, it waits for its turn; its intent waits too, so that a
         # batch waiting for its turn is not "maybe sent" after a crash.
-        if not gateway.ready_for(batch):
+        if not self.gateway.ready_for(batch):
             parts.append(batch)
             return None, False
         try:
-            seq = journal.intend(batch.rows, batch.msisdns)
+            seq = self.journal.intend(batch.rows, batch.msisdns)
         except StorageError as exc:
-            self.control.fail_storage(exc)  # refused: nothing was written, nothing leaves
+            self.pipeline.control.fail_storage(exc)  # refused: nothing written, nothing leaves
             parts.append(batch)
             return None, False
         return (batch, seq), False
 
-    @staticmethod
-    async def _next_batch(
-        queue: asyncio.Queue[Batch | None], gateway: Gateway, parts: list[Batch]
-    ) -> Batch | None:
-        """The next batch to send: the rest of a split one first, else the queue's; split when
-        it is larger than the gateway's flow control now allows (a rate learned since it was
-        cut, while it waited, or when the gateway throttled it)."""
-        batch = parts.pop() if parts else await queue.get()
-        if batch is None:
-            return None
-        size = gateway.batch_limit(len(batch.rows))
-        if size < len(batch.rows):
-            parts.extend(
-                batch.slice(i, i + size) for i in reversed(range(0, len(batch.rows), size))
-            )
-            batch = parts.pop()
-        return batch
+    async def _next_batch(self) -> Batch | None:
+        """The next batch to send: the rest of a split one first, else the queue's (split, see
+        :meth:`_split`)."""
+        batch = self.parts.pop() if self.parts else await self.queue.get()
+        return None if batch is None else self._split(batch)
 
-    async def _tick(self, journal: Journal) -> None:
-        fsync = aiofiles.os.wrap(_fsync_checked)
-        while True:
-            await asyncio.sleep(self.progress_interval)
-            self._emit()
-            if journal.fsync_due():
-                await fsync(journal.fds())
-                journal.results_durable()
-
-    def _emit(self, done: bool = False) -> None:
-        if self.on_progress is None:
-            return
-        self.on_progress(self.tally.snapshot(done=done))
+    def _split(self, batch: Batch) -> Batch:
+        """``batch``, or its first part when it is larger than the gateway's flow control now
+        allows (a rate learned since it was cut, while it waited, or when the gateway throttled
+        it); the other parts go to ``parts``, sent next."""
+        size = self.gateway.batch_limit(len(batch.rows))
+        if size >= len(batch.rows):
+            return batch
+        self.parts.extend(
+            batch.slice(i, i + size) for i in reversed(range(0, len(batch.rows), size))
+        )
+        return self.parts.pop()
 
 
 class Recorder:
