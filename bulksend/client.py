@@ -206,6 +206,11 @@ class Gateway:
         self._generation = 0
         self._base = settings.endpoint.rstrip("/")
 
+    def ready_for(self, batch: Batch) -> bool:
+        """Whether ``batch``'s request would leave at once if sent now: no preparation step
+        due (log in, a batch template) and flow control admitting it without a wait. A hint."""
+        return self.wire.prepare(batch) is None and self.flow.admits_now()
+
     def batch_limit(self, requested: int) -> int:
         """The largest batch to send now (smaller than ``requested`` on a slow account)."""
         return self.flow.batch_limit(min(requested, self.wire.max_batch))

@@ -159,6 +159,18 @@ class FlowControl:
 
     # -- admission -----------------------------------------------------------------------------
 
+    def admits_now(self) -> bool:
+        """Whether a request asking now would be admitted without waiting (no pause, a free
+        place in the window, no pacing due, nobody ahead in line). A hint: it may change before
+        the request asks."""
+        now = self.clock()
+        return (
+            self.paused_until <= now
+            and self.in_flight < max(1, int(self.window))
+            and (self.rate is None or self._next_free <= now)
+            and not self._turn.locked()
+        )
+
     async def acquire(self, messages: int) -> Ticket:
         """Wait for the turn of a request of ``messages``; the caller must :meth:`release` it.
 

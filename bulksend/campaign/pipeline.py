@@ -8,8 +8,15 @@ One owner per stage, bounded queues between them:
 * ``concurrency`` **senders** each take a batch, record its intent in the journal and wait until
   it is on stable storage (group commit: the senders waiting at the same moment share one
   ``fdatasync``), send it (:class:`~bulksend.client.Gateway`, which owns retries) and hand the
-  outcome to the
-  **recorder** (:class:`Recorder`), which writes every number's outcome in one write per batch;
+  outcome to the **recorder** (:class:`Recorder`), which writes every number's outcome in one
+  write per batch. When an answer comes back, the next batch is at hand and would leave at once
+  (no throttle, pacing or login ahead of it) and the loop has time (:data:`LOOP_BUSY`: the
+  gateway's latency, not the loop, is the limit), the sender writes the next intent *first*, lets
+  the senders answered at the same moment write theirs, starts one flush for them all and
+  records its answer while the disk works; the next request rarely waits for the disk, and when
+  it does, it waits in place (see :mod:`bulksend.groupcommit`). That early intent is abandoned
+  (``A``: its rows stay pending) when the run stops before it leaves. With a busy loop, senders
+  await their flushes on the loop and the loop serves the other answers meanwhile;
 * a **ticker** pushes progress snapshots and fsyncs the results file on a timer (the journal
   then notes the size now durable).
 
@@ -30,9 +37,11 @@ Each stage binds its switches and counters to locals once: the loops look nothin
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import logging
 import os
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -53,9 +62,14 @@ from bulksend.rowkey import key_rows
 from bulksend.rows import Reject
 from bulksend.wire import Batch, Verdict, WireProtocol
 
-__all__ = ["OPTED_OUT", "Pipeline", "Recorder"]
+__all__ = ["LOOP_BUSY", "OPTED_OUT", "Pipeline", "Recorder", "Sender"]
 
 log = logging.getLogger("bulksend.campaign")
+
+LOOP_BUSY = 0.9
+"""A sender whose last request saw the loop thread computing more than this share of the time
+awaits its flushes on the loop and writes no intent early (the loop, not the gateway, is then the
+limit); below it, it writes its next intent early and waits for a flush in place."""
 
 OPTED_OUT = 122
 """The gateway's "Destination mobile opted out" (``--record-opt-outs`` keeps these numbers)."""
@@ -78,6 +92,11 @@ class Pipeline:
         self.plan = plan
         self.settings = plan.settings
         self.control = control
+        self.busy = 0.0
+        """The loop thread's share of computing (waiting in place included) while the last
+        request answered was out: near 1 when answers come back at once (the loop is the limit),
+        low when the gateway's latency dominates; 0 until an answer came back (the first requests
+        leave as soon as each is durable, so the first wave starts staggered, as it will go on)."""
         self.tally = tally
         self.summary = summary
         self.on_progress = on_progress
@@ -125,6 +144,9 @@ class Pipeline:
             except StorageError as exc:
                 control.fail_storage(exc)
         finally:
+            commit = journal.commit
+            self.summary.journal_flushes = commit.rounds
+            self.summary.flush_waits = {k: v for k, v in commit.waits.items() if v}
             await self.credit.close()
             rejects.close()
             self.tally.reader.close()
@@ -149,7 +171,7 @@ class Pipeline:
         )
         senders = [
             asyncio.create_task(
-                guard(self._sender(gateway, journal, queue, recorder)), name=f"sender-{i}"
+                guard(Sender(self, gateway, journal, queue, recorder).run()), name=f"sender-{i}"
             )
             for i in range(s.concurrency)
         ]
@@ -299,73 +321,6 @@ class Pipeline:
         if rows and not stopping.is_set():
             await queue.put(cut(len(rows)))
 
-    async def _sender(
-        self,
-        gateway: Gateway,
-        journal: Journal,
-        queue: asyncio.Queue[Batch | None],
-        recorder: Recorder,
-    ) -> None:
-        parts: list[Batch] = []  # this sender's batch, split for a rate learned meanwhile
-        control = self.control
-        stopping = control.stopping
-        tally = self.tally
-        summary = self.summary
-        record = recorder.record
-        while True:
-            batch = await self._next_batch(queue, gateway, parts)
-            if batch is None:
-                return
-            if stopping.is_set():
-                continue
-            seqs: list[int] = []
-
-            async def intend(batch: Batch = batch, seqs: list[int] = seqs) -> None:
-                # Write-ahead: the request leaves only once its intent is on stable storage.
-                seqs.append(journal.intend(batch.rows, batch.msisdns))
-                await journal.durable()
-
-            tally.in_flight += 1
-            try:
-                outcome = await gateway.send(batch, before_first_request=intend)
-            except StorageError as exc:
-                if seqs:
-                    raise
-                control.fail_storage(exc)  # the intent was refused: the batch never left
-                continue
-            finally:
-                tally.in_flight -= 1
-            summary.requests += outcome.attempts
-            if outcome.status is BatchStatus.RESIZE:  # throttled only: nothing was processed
-                if seqs:
-                    journal.abandon(seqs[0])
-                parts.append(batch)
-                continue
-            if not seqs:  # never left: nothing to record, the rows stay pending
-                if outcome.status is BatchStatus.FATAL:
-                    control.stop(redact(outcome.reason), EXIT_FATAL)
-                continue
-            summary.batches += 1
-            record(seqs[0], batch, outcome)
-
-    @staticmethod
-    async def _next_batch(
-        queue: asyncio.Queue[Batch | None], gateway: Gateway, parts: list[Batch]
-    ) -> Batch | None:
-        """The next batch to send: the rest of a split one first, else the queue's; split when
-        it is larger than the gateway's flow control now allows (a rate learned since it was
-        cut, while it waited, or when the gateway throttled it)."""
-        batch = parts.pop() if parts else await queue.get()
-        if batch is None:
-            return None
-        size = gateway.batch_limit(len(batch.rows))
-        if size < len(batch.rows):
-            parts.extend(
-                batch.slice(i, i + size) for i in reversed(range(0, len(batch.rows), size))
-            )
-            batch = parts.pop()
-        return batch
-
     async def _tick(self, journal: Journal) -> None:
         fsync = aiofiles.os.wrap(_fsync_checked)
         while True:
@@ -379,6 +334,168 @@ class Pipeline:
         if self.on_progress is None:
             return
         self.on_progress(self.tally.snapshot(done=done))
+
+
+class Sender:
+    """One of the pipeline's senders (see the module docstring): takes a batch, makes its intent
+    durable, sends it, hands the outcome to the recorder; writes the next intent early when that
+    pays."""
+
+    def __init__(
+        self,
+        pipeline: Pipeline,
+        gateway: Gateway,
+        journal: Journal,
+        queue: asyncio.Queue[Batch | None],
+        recorder: Recorder,
+    ) -> None:
+        self.pipeline = pipeline
+        self.gateway = gateway
+        self.journal = journal
+        self.queue = queue
+        self.recorder = recorder
+        self.parts: list[Batch] = []  # this sender's batch, split for a rate learned meanwhile
+
+    async def run(self) -> None:
+        pipeline = self.pipeline
+        gateway, journal, parts = self.gateway, self.journal, self.parts
+        control = pipeline.control
+        stopping = control.stopping
+        tally = pipeline.tally
+        summary = pipeline.summary
+        record = self.recorder.record
+        ahead: tuple[Batch, int] | None = None  # the next batch and its intent, written early
+        ended = False  # looking ahead took the queue's end
+        while True:
+            if ahead is not None:
+                (batch, seq), ahead = ahead, None
+            elif ended:
+                return
+            else:
+                next_batch = await self._next_batch()
+                if next_batch is None:
+                    return
+                batch, seq = next_batch, 0
+            if stopping.is_set():
+                if seq:
+                    journal.abandon(seq)  # its intent was written; its request never left
+                continue
+            seqs: list[int] = [seq] if seq else []
+            left: list[bool] = []
+
+            async def intend(
+                batch: Batch = batch,
+                seqs: list[int] = seqs,
+                left: list[bool] = left,
+            ) -> None:
+                # Write-ahead: the request leaves only once its intent is on stable storage.
+                left.append(True)
+                if not seqs:
+                    seqs.append(journal.intend(batch.rows, batch.msisdns))
+                # Waiting in place (the loop held) pays when the loop has time; a busy loop
+                # serves the other answers meanwhile instead.
+                await journal.durable(seqs[0], in_place=pipeline.busy < LOOP_BUSY)
+
+            tally.in_flight += 1
+            started = time.monotonic()
+            computed = time.thread_time() + journal.commit.held
+            try:
+                outcome = await gateway.send(batch, before_first_request=intend)
+            except StorageError as exc:
+                if left and seqs:
+                    raise
+                control.fail_storage(exc)  # the intent was refused: the batch never left
+                continue
+            finally:
+                tally.in_flight -= 1
+            summary.requests += outcome.attempts
+            took = time.monotonic() - started
+            if took > 0:
+                # Waiting in place holds the loop too: it counts as busy.
+                pipeline.busy = (time.thread_time() + journal.commit.held - computed) / took
+            if outcome.status is BatchStatus.RESIZE:  # throttled only: nothing was processed
+                if seqs:
+                    journal.abandon(seqs[0])
+                parts.append(batch)
+                continue
+            if not left:  # never left: nothing to record, the rows stay pending
+                if seqs:
+                    journal.abandon(seqs[0])
+                if outcome.status is BatchStatus.FATAL:
+                    control.stop(redact(outcome.reason), EXIT_FATAL)
+                continue
+            summary.batches += 1
+            if not stopping.is_set() and pipeline.busy < LOOP_BUSY and journal.commit.quick():
+                # Worth it when the next request would wait in place for its flush; a busy loop
+                # (a gateway answering at once) has other answers to serve meanwhile instead.
+                ahead, ended = self._look_ahead()
+            if ahead is not None:
+                # The senders answered at this same moment write their next intents too, then
+                # one round of the group commit makes them all durable while each records its
+                # outcome: the next request rarely waits for the disk at all.
+                try:
+                    await asyncio.sleep(0)
+                except asyncio.CancelledError:
+                    # Everything stops: the answer in hand still reaches the file, and the next
+                    # batch, whose request will not leave, is not left "maybe sent".
+                    with contextlib.suppress(StorageError, OSError):
+                        journal.abandon(ahead[1])
+                    record(seqs[0], batch, outcome)
+                    raise
+                journal.flush_soon()
+            try:
+                record(seqs[0], batch, outcome)
+            except StorageError:
+                if ahead is not None:  # its request will not leave: not "maybe sent"
+                    with contextlib.suppress(StorageError, OSError):
+                        journal.abandon(ahead[1])
+                raise
+
+    def _look_ahead(self) -> tuple[tuple[Batch, int] | None, bool]:
+        """The next batch with its intent written, when one is at hand and its request would
+        leave at once (else ``None``, the batch kept in ``parts``); and whether the queue's end
+        was taken."""
+        parts, queue = self.parts, self.queue
+        if parts:
+            taken: Batch | None = parts.pop()
+        elif queue.empty():
+            return None, False
+        else:
+            taken = queue.get_nowait()
+            if taken is None:
+                return None, True
+        assert taken is not None
+        batch = self._split(taken)
+        # Throttled, pacing or logging in, it waits for its turn; its intent waits too, so that a
+        # batch waiting for its turn is not "maybe sent" after a crash.
+        if not self.gateway.ready_for(batch):
+            parts.append(batch)
+            return None, False
+        try:
+            seq = self.journal.intend(batch.rows, batch.msisdns)
+        except StorageError as exc:
+            self.pipeline.control.fail_storage(exc)  # refused: nothing written, nothing leaves
+            parts.append(batch)
+            return None, False
+        return (batch, seq), False
+
+    async def _next_batch(self) -> Batch | None:
+        """The next batch to send: the rest of a split one first, else the queue's (split, see
+        :meth:`_split`)."""
+        batch = self.parts.pop() if self.parts else await self.queue.get()
+        return None if batch is None else self._split(batch)
+
+    def _split(self, batch: Batch) -> Batch:
+        """``batch``, or its first part when it is larger than the gateway's flow control now
+        allows (a rate learned since it was cut, while it waited, or when the gateway throttled
+        it); the other parts go to ``parts``, sent next."""
+        size = self.gateway.batch_limit(len(batch.rows))
+        if size >= len(batch.rows):
+            return batch
+        self.parts.extend(
+            batch.slice(i, i + size) for i in reversed(range(0, len(batch.rows), size))
+        )
+        return self.parts.pop()
 
 
 class Recorder:

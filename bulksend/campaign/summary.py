@@ -105,6 +105,10 @@ class CampaignSummary:
     protocol: str = ""  # the wire protocol that sent it: sendmsg, batch, one
     elapsed_seconds: float = 0.0
     messages_per_second: float = 0.0
+    # The journal's group commit (write-ahead): fdatasync rounds this run, and how the senders'
+    # waits for them ended ("none": already durable; "yield", "in place", "on the loop").
+    journal_flushes: int = 0
+    flush_waits: dict[str, int] = field(default_factory=dict)
     # The send window (--send-window): rows outside it are deferred, not sent and not recorded.
     window: str = ""  # e.g. "08:00-21:00 Mon,Tue,Wed,Thu,Fri"; empty without one
     deferred: int = 0  # valid rows outside their window (pending for a later run or --wait)

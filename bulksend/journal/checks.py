@@ -24,6 +24,7 @@ import contextlib
 from pathlib import Path
 
 from bulksend.errors import ConfigError, StorageError
+from bulksend.journal.files import log_lines
 from bulksend.journal.state import RESULTS_HEADER
 
 __all__ = [
@@ -63,7 +64,7 @@ def refuse_without_results(results: Path, intents: Path) -> None:
     try:
         with intents.open("r", encoding="utf-8", errors="replace") as f:
             f.readline()
-            for line in f:
+            for line in log_lines(f):
                 kind, _, rest = line.partition(" ")
                 if kind == "I":
                     batches += 1
@@ -95,7 +96,7 @@ def unsettled_intents(intents: Path) -> tuple[dict[int, str], int]:
     seq = 0
     with intents.open("r", encoding="utf-8") as f:
         f.readline()
-        for line in f:
+        for line in log_lines(f):
             kind, _, rest = line.rstrip("\n").partition(" ")
             if kind == "I":
                 seq_text, _, spec = rest.partition(" ")
@@ -115,8 +116,8 @@ def watermark(intents: Path) -> int:
     mark = 0
     with intents.open("r", encoding="utf-8", errors="replace") as f:
         f.readline()
-        for line in f:
-            if line.startswith("W ") and line.endswith("\n"):
+        for line in log_lines(f):
+            if line.startswith("W "):
                 with contextlib.suppress(ValueError):
                     mark = int(line[2:])
     return mark

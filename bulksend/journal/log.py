@@ -19,9 +19,15 @@ What survives a **machine crash** (power loss, kernel panic): only what reached 
 the writes are ordered so that this is always enough (write-ahead, as databases do it):
 
 * an intent is durable (``fdatasync``, :meth:`Journal.durable`) before its request may leave. The
-  senders waiting at the same moment share one ``fdatasync`` (group commit,
-  :class:`~bulksend.groupcommit.GroupCommit`, off the event loop): one flush per round, not per
-  batch;
+  flushes run on a thread of their own and the writers of the same moment share one (group
+  commit, :class:`~bulksend.groupcommit.GroupCommit`): one flush per round, not per batch. A sender
+  writes its next batch's intent as its answer comes back and starts the flush
+  (:meth:`Journal.flush_soon`) before recording the answer, so the flush overlaps that work;
+* the intent log ends in reserved space (NUL bytes, :class:`~bulksend.journal.files.ReservedLog`)
+  that appends overwrite in place: its size changes once a megabyte, so flushing an intent writes
+  data only, without the file system's journal commit. Its readers keep complete lines without NUL
+  bytes: a crash may keep a later overwrite and lose an earlier one, and what it lost was never
+  relied on (a request leaves only after a flush, which covers every earlier write);
 * a ``D`` line is never trusted alone: the rows of every intent still in the log that have no line
   in the results file become ``unknown`` (a crash can keep the ``D`` line and lose the results line
   it followed); only ``A`` returns rows to pending;
@@ -40,7 +46,8 @@ So, after either:
   been accepted by the gateway: :meth:`Journal.open` records them ``unknown`` (reason given) and
   they are only re-sent with ``resend_unknown``;
 * everything else is pending and will be sent;
-* a torn last line (a write cut by the kill or the crash) is cut off before appending;
+* a torn last line (a write cut by the kill or the crash) is cut off before appending, and so is
+  the intent log's reserve;
 * a results file missing while its journal logged batches, or shorter than the journal's ``W``, is
   refused (:class:`~bulksend.errors.ConfigError`: put the file back, or ``restart``): the rows it
   no longer holds are never sent as pending. A results file the crash left empty or holding part
@@ -87,7 +94,9 @@ from bulksend.journal.checks import (
     unsettled_intents,
 )
 from bulksend.journal.files import (
+    ReservedLog,
     append_durably,
+    cut_log_tail,
     cut_torn_tail,
     fsync_dir,
     move_aside,
@@ -199,6 +208,7 @@ class Journal(TimedSync, Rekeying):
         self.refuse_intents: StorageError | None = None  # another file of the campaign failed
         self._results_fd = -1
         self._intent_fd = -1
+        self._intent_log: ReservedLog | None = None
         self._seq = 0
         self._open_intents: dict[int, str] = {}
         self._recovered: list[ResultLine] = []
@@ -207,6 +217,7 @@ class Journal(TimedSync, Rekeying):
         self.compact_every = compact_every
         self._init_sync()
         self._ticket = 0  # the group-commit ticket of the last intent
+        self._tickets: dict[int, int] = {}  # open intent -> its ticket
         self.commit = GroupCommit(lambda: self._intent_fd, str(self.intent_path))
         """Group commit of the intent log: :meth:`durable` waits on it."""
 
@@ -285,7 +296,8 @@ class Journal(TimedSync, Rekeying):
     def _opened(self) -> None:
         """Open both files for appending (after creating, resuming or re-keying them)."""
         self._results_fd = open_append(self.results_path)
-        self._intent_fd = open_append(self.intent_path)
+        self._intent_log = ReservedLog(self.intent_path)
+        self._intent_fd = self._intent_log.fd
         self._results_bytes = self._durable_bytes = self.results_path.stat().st_size
         self.commit.covered()
 
@@ -316,7 +328,7 @@ class Journal(TimedSync, Rekeying):
         check_watermark(self.results_path, self.intent_path)
         try:
             cut_torn_tail(self.results_path)
-            cut_torn_tail(self.intent_path)
+            cut_log_tail(self.intent_path)
         except OSError as exc:
             raise StorageError(str(self.results_path), exc, "repair") from None
         unknown_rows: dict[int, str] = {}
@@ -425,12 +437,14 @@ class Journal(TimedSync, Rekeying):
         if self._intent_fd >= 0:
             os.close(self._intent_fd)
             self._intent_fd = -1
+            self._intent_log = None
         try:
             os.replace(tmp, self.intent_path)
         except OSError as exc:
             raise StorageError(str(self.intent_path), exc, "replace") from None
         fsync_dir(self.intent_path.parent)
-        self._intent_fd = open_append(self.intent_path)
+        self._intent_log = ReservedLog(self.intent_path)
+        self._intent_fd = self._intent_log.fd
         self.commit.covered()
         self._since_compact = 0
 
@@ -454,29 +468,40 @@ class Journal(TimedSync, Rekeying):
         self._seq += 1
         line = f"I {self._seq} {_compress(rows)} {','.join(msisdns)}\n"
         try:
-            write_all(self._intent_fd, line.encode())
+            self._append_intent_log(line.encode())
         except OSError as exc:
             raise self._failed(self.intent_path, exc) from None
         self._open_intents[self._seq] = line
         self._dirty = True
-        self._ticket = self.commit.wrote()
+        self._ticket = self._tickets[self._seq] = self.commit.wrote()
         return self._seq
 
-    async def durable(self) -> None:
-        """Wait until the last :meth:`intend` is on stable storage (group commit: the senders
-        waiting at the same moment share one ``fdatasync``). The request may leave once this
-        returns; a machine crash after that finds the intent, and the next run records its
-        rows ``unknown`` instead of sending them again."""
+    async def durable(self, seq: int = 0, *, in_place: bool = True) -> None:
+        """Wait until the intent ``seq`` (default: the last) is on stable storage (group commit:
+        the senders waiting at the same moment share one ``fdatasync``). The request may leave once
+        this returns; a machine crash after that finds the intent, and the next run records its
+        rows ``unknown`` instead of sending them again. ``in_place``: see
+        :meth:`~bulksend.groupcommit.GroupCommit.durable`."""
         try:
-            await self.commit.durable(self._ticket)
+            await self.commit.durable(self._tickets.get(seq, self._ticket), in_place=in_place)
+        except StorageError as exc:
+            self.failed = self.failed or exc
+            raise
+
+    def flush_soon(self) -> None:
+        """Start making the intents so far durable, without waiting (:meth:`durable` then finds
+        the work done or under way)."""
+        try:
+            self.commit.flush()
         except StorageError as exc:
             self.failed = self.failed or exc
             raise
 
     def _settle(self, seq: int, mark: str = "D") -> None:
         self._open_intents.pop(seq, None)
+        self._tickets.pop(seq, None)
         try:
-            write_all(self._intent_fd, f"{mark} {seq}\n".encode())
+            self._append_intent_log(f"{mark} {seq}\n".encode())
         except OSError as exc:
             raise self._failed(self.intent_path, exc) from None
         self._since_compact += 1
@@ -528,6 +553,7 @@ class Journal(TimedSync, Rekeying):
                 with contextlib.suppress(OSError):
                     os.close(fd)
         self._results_fd = self._intent_fd = -1
+        self._intent_log = None
 
     def close(self) -> None:
         """fsync and close. Open intents stay in the log: a later run records them ``unknown``.
@@ -542,6 +568,7 @@ class Journal(TimedSync, Rekeying):
                 else:
                     self.fsync()
         finally:
+            self.commit.close()
             self._close_fds()
 
 

@@ -12,12 +12,13 @@ file cut short), not a crash, and refuses it (:func:`~bulksend.journal.checks.ch
 
 from __future__ import annotations
 
+import errno
 import os
 import time
 from pathlib import Path
 
 from bulksend.errors import StorageError
-from bulksend.journal.files import write_all
+from bulksend.journal.files import ReservedLog
 
 __all__ = ["TimedSync"]
 
@@ -32,6 +33,7 @@ class TimedSync:
     failed: StorageError | None
     _results_fd: int
     _intent_fd: int
+    _intent_log: ReservedLog | None
 
     def _init_sync(self) -> None:
         self._last_fsync = time.monotonic()
@@ -42,6 +44,13 @@ class TimedSync:
 
     def _failed(self, path: Path, exc: OSError, action: str = "write") -> StorageError:
         raise NotImplementedError
+
+    def _append_intent_log(self, data: bytes) -> None:
+        """Append to the intent log (``OSError`` when it fails, or is not open)."""
+        log = self._intent_log
+        if log is None:
+            raise OSError(errno.EBADF, "the journal is closed")
+        log.append(data)
 
     def fsync_due(self) -> bool:
         return self._dirty and time.monotonic() - self._last_fsync >= self.fsync_interval
@@ -65,7 +74,7 @@ class TimedSync:
             return
         self._durable_bytes = size
         try:
-            write_all(self._intent_fd, f"W {size}\n".encode())
+            self._append_intent_log(f"W {size}\n".encode())
         except OSError as exc:
             raise self._failed(self.intent_path, exc) from None
         self._dirty = True

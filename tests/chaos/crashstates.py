@@ -3,16 +3,20 @@ system may hold after the machine dies at any point, and resume from each state.
 
 **Recording** (:class:`Recorder`): while a campaign runs in this process, the few ``os`` calls the
 journal, the results and rejects files go through (``open`` with ``O_CREAT``/``O_TRUNC``,
-``write``, ``fsync``/``fdatasync``, ``rename``/``replace``, ``unlink``, ``ftruncate``, ``dup``,
-``close``) are wrapped; every call on a file of the campaign's directory becomes an :class:`Op`,
-in the order the calls returned, together with the number of messages the simulator had
-accepted at that moment (``len(ledger)``).
+``write``, ``pwrite``, ``fsync``/``fdatasync``, ``rename``/``replace``, ``unlink``, ``ftruncate``,
+``dup``, ``close``) are wrapped, whichever thread makes them (the group commit flushes on a thread
+of its own); every call on a file of the campaign's directory becomes an :class:`Op`, in the order
+the calls returned, together with the number of messages the simulator had accepted at that moment
+(``len(ledger)``). An ``fsync`` is recorded twice: when it starts (what it covers is what was
+written by then) and when it returns (only then is that durable).
 
 **Crash states** (:func:`crash_states`), for a crash just before op ``k``:
 
-* each file keeps what was on stable storage at its last ``fsync``/``fdatasync`` before ``k``,
-  plus any prefix of the bytes written after it: nothing, each whole write, the whole lot, and one
-  write torn in the middle;
+* each file keeps what was on stable storage at its last ``fsync``/``fdatasync`` before ``k``
+  (the bytes written before that call *started*), plus any prefix of the writes after it, each
+  at its offset: nothing, each whole write, the whole lot, and one write torn in the middle; a file
+  written in place (``pwrite``: the intent log's reserve) may also have reached the disk out of
+  order: every later write but one (a hole of what was there before) is a state too;
 * the directory keeps the names it had at its last ``fsync``; each create, rename or unlink made
   since either happened or did not (every subset when there are at most four of them, else every
   ordered prefix), applied in order.
@@ -45,7 +49,8 @@ from bulksend.journal import read_results
 
 @dataclass(frozen=True, slots=True)
 class Op:
-    """One recorded file operation. ``kind``: create, write, sync, dirsync, rename, unlink, trunc."""
+    """One recorded file operation. ``kind``: create, write, pwrite (``size``: the offset),
+    syncstart, sync (``size``: its syncstart's index), dirsync, rename, unlink, trunc."""
 
     kind: str
     inode: int = -1
@@ -59,8 +64,8 @@ class Op:
 class Recorder:
     """Wraps ``os`` calls on files of ``directory`` (see the module docstring)."""
 
-    NAMES = ("open", "write", "fsync", "fdatasync", "replace", "rename", "unlink", "ftruncate",
-             "dup", "close")  # fmt: skip
+    NAMES = ("open", "write", "pwrite", "fsync", "fdatasync", "replace", "rename", "unlink",
+             "ftruncate", "dup", "close")  # fmt: skip
 
     def __init__(self, directory: Path, accepted: Callable[[], int]) -> None:
         self.directory = os.path.realpath(directory)
@@ -125,13 +130,29 @@ class Recorder:
                     me._add(Op("write", inode, data=bytes(memoryview(data)[:n])))
             return n
 
+        def pwrite(fd: int, data: Any, offset: int) -> int:
+            n: int = real["pwrite"](fd, data, offset)
+            inode = me._fds.get(fd)
+            if inode is not None and inode >= 0:
+                with me._lock:
+                    me._add(Op("pwrite", inode, data=bytes(memoryview(data)[:n]), size=offset))
+            return n
+
         def sync(which: str) -> Callable[[int], None]:
             def call(fd: int) -> None:
                 inode = me._fds.get(fd)
+                if inode is None or inode == -2:
+                    real[which](fd)
+                    if inode is not None:
+                        with me._lock:
+                            me._add(Op("dirsync", inode))
+                    return
+                with me._lock:
+                    mark = len(me.ops)
+                    me._add(Op("syncstart", inode))
                 real[which](fd)
-                if inode is not None:
-                    with me._lock:
-                        me._add(Op("dirsync" if inode == -2 else "sync", inode))
+                with me._lock:
+                    me._add(Op("sync", inode, size=mark))
 
             return call
 
@@ -174,6 +195,7 @@ class Recorder:
         wrappers = {
             "open": open_,
             "write": write,
+            "pwrite": pwrite,
             "fsync": sync("fsync"),
             "fdatasync": sync("fdatasync"),
             "replace": rename("replace"),
@@ -203,7 +225,20 @@ class Recorder:
 class _File:
     data: bytearray = field(default_factory=bytearray)
     durable: bytes = b""
-    writes: list[int] = field(default_factory=list)  # end offsets of the writes since the sync
+    # The writes not known durable, in order: (op index, offset, bytes).
+    writes: list[tuple[int, int, bytes]] = field(default_factory=list)
+    in_place: bool = False  # written with pwrite: later writes may land before earlier ones
+    syncing: dict[int, bytes] = field(default_factory=dict)  # syncstart index -> what it covers
+    synced_at: int = -1  # the syncstart index of the newest fsync that returned
+
+    def image(self, writes: list[tuple[int, int, bytes]]) -> bytes:
+        """The durable bytes with ``writes`` applied at their offsets (a gap reads as zeros)."""
+        out = bytearray(self.durable)
+        for _, offset, data in writes:
+            if offset > len(out):
+                out.extend(bytes(offset - len(out)))
+            out[offset : offset + len(data)] = data
+        return bytes(out)
 
 
 @dataclass(frozen=True)
@@ -237,24 +272,38 @@ def crash_states(ops: list[Op], point: int) -> Iterator[CrashState]:
     durable_names: dict[str, int] = {}
     names: dict[str, int] = {}
     pending: list[Op] = []  # namespace changes since the last directory fsync
-    for op in ops[:point]:
+    for index, op in enumerate(ops[:point]):
         if op.kind == "create":
             files[op.inode] = _File(bytearray(op.data), op.data)
             names[op.name] = op.inode
             pending.append(op)
-        elif op.kind == "write":
+        elif op.kind in ("write", "pwrite"):
             f = files[op.inode]
-            f.data += op.data
-            f.writes.append(len(f.data))
+            offset = len(f.data) if op.kind == "write" else op.size
+            if offset > len(f.data):
+                f.data.extend(bytes(offset - len(f.data)))
+            f.data[offset : offset + len(op.data)] = op.data
+            f.writes.append((index, offset, op.data))
+            f.in_place = f.in_place or op.kind == "pwrite"
         elif op.kind == "trunc":
             f = files[op.inode]
             del f.data[op.size :]
             f.durable = f.durable[: op.size]  # pessimistic: the cut may be durable already
-            f.writes = [w for w in f.writes if w <= op.size]
+            f.writes = [
+                (i, offset, data[: op.size - offset])
+                for i, offset, data in f.writes
+                if offset < op.size
+            ]
+            f.syncing = {mark: image[: op.size] for mark, image in f.syncing.items()}
+        elif op.kind == "syncstart":
+            f = files[op.inode]
+            f.syncing[index] = bytes(f.data)
         elif op.kind == "sync":
             f = files[op.inode]
-            f.durable = bytes(f.data)
-            f.writes = []
+            covered = f.syncing.pop(op.size, None)
+            if covered is not None and op.size > f.synced_at:  # an older fsync covers less
+                f.durable, f.synced_at = covered, op.size
+                f.writes = [w for w in f.writes if w[0] > op.size]
         elif op.kind in ("rename", "unlink"):
             if op.kind == "rename":
                 names[op.dst] = names.pop(op.name, op.inode)
@@ -265,18 +314,21 @@ def crash_states(ops: list[Op], point: int) -> Iterator[CrashState]:
             durable_names = dict(names)
             pending = []
     accepted = ops[point - 1].accepted if point else 0
-    # Each file: its durable bytes plus a prefix of the later writes.
+    # Each file: its durable bytes plus a prefix of the later writes (or all but one of them).
     choices: dict[int, list[tuple[bytes, str]]] = {}
     for inode, f in files.items():
         options = [(f.durable, "durable")]
-        start = len(f.durable)
-        for end in f.writes:
-            options.append((bytes(f.data[:end]), f"{end - start} bytes more"))
+        for k in range(1, len(f.writes) + 1):
+            options.append((f.image(f.writes[:k]), f"{k} writes more"))
         if f.writes:
-            last_start = f.writes[-2] if len(f.writes) > 1 else start
-            torn = (last_start + f.writes[-1]) // 2
-            if last_start < torn < f.writes[-1]:
-                options.append((bytes(f.data[:torn]), "last write torn"))
+            _, offset, data = f.writes[-1]
+            if len(data) > 1:
+                torn = [*f.writes[:-1], (0, offset, data[: len(data) // 2])]
+                options.append((f.image(torn), "last write torn"))
+        if f.in_place and len(f.writes) > 1:
+            for j in sorted({0, len(f.writes) // 2, len(f.writes) - 2}):
+                hole = f.writes[:j] + f.writes[j + 1 :]
+                options.append((f.image(hole), f"every write but #{j + 1} (a hole)"))
         choices[inode] = options
     for taken in _subsets(len(pending)):
         namespace = dict(durable_names)
@@ -301,6 +353,24 @@ def crash_states(ops: list[Op], point: int) -> Iterator[CrashState]:
                     f"{name}: {content[inode][1]}" for name, inode in sorted(namespace.items())
                 ),
             )
+
+
+def process_view(ops: list[Op], point: int, name: str) -> bytes:
+    """What the process saw in ``name`` just before ``ops[point]``: every byte written to the
+    file that bore that name last (no crash)."""
+    inode = max(op.inode for op in ops[:point] if op.kind == "create" and op.name == name)
+    data = bytearray(next(op.data for op in ops if op.kind == "create" and op.inode == inode))
+    for op in ops[:point]:
+        if op.inode != inode:
+            continue
+        if op.kind in ("write", "pwrite"):
+            offset = len(data) if op.kind == "write" else op.size
+            if offset > len(data):
+                data.extend(bytes(offset - len(data)))
+            data[offset : offset + len(op.data)] = op.data
+        elif op.kind == "trunc":
+            del data[op.size :]
+    return bytes(data)
 
 
 def sample_states(ops: list[Op], limit: int, *, seed: int = 17) -> list[CrashState]:

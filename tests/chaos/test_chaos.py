@@ -175,9 +175,10 @@ def test_sigkill_at_random_moments_then_resume(
         proc.communicate(timeout=60)
         results = read_results(results_path) if results_path.exists() else []
         unknown_now = sum(1 for r in results if r["status"] == "unknown")
-        # The next run turns the requests in flight at this kill into unknown rows: at most
-        # concurrency x recipients per request of them per kill.
-        assert unknown_now - unknown_before <= per_kill
+        # The next run turns the batches whose intents were open at this kill into unknown
+        # rows: per sender, its request in flight, and for the instant between an answer and its
+        # record, the next batch whose intent it wrote first (see the pipeline's docstring).
+        assert unknown_now - unknown_before <= 2 * per_kill
         unknown_before = unknown_now
     for _ in range(10):
         proc = _send(wire, url, path)
@@ -191,7 +192,7 @@ def test_sigkill_at_random_moments_then_resume(
     _check_texts(ledger_path, texts)
     print(f"kills={kills} unknown={len(unknown)} ledger={len(seen)}")
 
-    assert len(unknown) <= kills * per_kill
+    assert len(unknown) <= kills * 2 * per_kill
 
     # --resend-unknown is the user's explicit opt-in: every unknown row the gateway never saw is
     # now sent exactly once; those it did see are sent a second time, and are listed here as the

@@ -25,6 +25,7 @@ from tests.chaos.crashstates import (
     crash_states,
     judge,
     materialise,
+    process_view,
 )
 from tests.chaos.crashstates import sample_states as sample
 from tests.e2e.protocols import WIRES, Wire, wire_ids
@@ -150,5 +151,4 @@ async def test_a_torn_results_line_with_its_done_line_on_disk_is_not_sent_again(
 
 def _full(ops: list[Any], point: int, name: str) -> bytes:
     """Every byte written to ``name`` before ``point`` (as the process saw it)."""
-    inode = max(op.inode for op in ops[:point] if op.kind == "create" and op.name == name)
-    return b"".join(op.data for op in ops[:point] if op.kind == "write" and op.inode == inode)
+    return process_view(ops, point, name)
