@@ -124,3 +124,30 @@ async def test_a_rate_cap_is_never_exceeded_by_learning() -> None:
     flow.throttled_by_gateway(ticket, None)  # no Retry-After: a short pause of our own
     assert flow.rate is not None and flow.rate <= 500.0
     assert 0.0 < flow.paused_until - clock.now <= 1.0
+
+
+async def test_admits_now_says_whether_a_request_would_leave_without_waiting() -> None:
+    """The sender writes a batch's intent early only when its request would leave at once: no
+    full window, no pacing due, no pause, nobody waiting ahead of it."""
+    clock = Clock()
+    unpaced = FlowControl(32, clock=clock)
+    assert unpaced.admits_now()
+    tickets = [await unpaced.acquire(600) for _ in range(INITIAL_WINDOW)]
+    assert not unpaced.admits_now()  # the window is full
+    waiting = asyncio.create_task(unpaced.acquire(600))
+    await asyncio.sleep(0)
+    assert unpaced._turn.locked() and not unpaced.admits_now()  # one waits ahead
+    unpaced.succeeded(tickets[0])
+    await unpaced.release(tickets[0])
+    await waiting
+
+    paced = FlowControl(8, rate=100.0, clock=clock)
+    ticket = await paced.acquire(50)  # the next slot is 0.5 s later
+    assert not paced.admits_now()
+    clock.now += 0.5
+    assert paced.admits_now()
+    paced.throttled_by_gateway(ticket, 2.0)
+    await paced.release(ticket)
+    assert not paced.admits_now()  # paused
+    clock.now += 2.0
+    assert paced.admits_now()
