@@ -155,16 +155,7 @@ class RowRules:
         index = st.column_index
         block_rows = self.block_rows
         dedupe = self.dedupe
-        seen: dict[int, int] | FirstRowTable
-        if self.compact_dedupe:
-            try:
-                expected = os.stat(self.path).st_size // 12  # ~12 bytes a row
-            except OSError:
-                expected = 0
-            seen = FirstRowTable(expected if dedupe else 0)
-        else:
-            seen = {}
-        first_row_of = seen.setdefault
+        first_row_of = self._first_rows(12).setdefault  # ~12 bytes a row
         opt_outs = self.opt_outs
         listed = opt_outs.lookup if opt_outs is not None else None
         opted_out = opt_outs.reasons() if opt_outs is not None else []
@@ -224,16 +215,7 @@ class RowRules:
         index = st.column_index
         block_rows = self.block_rows
         dedupe = self.dedupe
-        seen: dict[int, int] | FirstRowTable
-        if self.compact_dedupe:
-            try:
-                expected = os.stat(self.path).st_size // 40  # ~40 bytes a row with a name or two
-            except OSError:
-                expected = 0
-            seen = FirstRowTable(expected if dedupe else 0)
-        else:
-            seen = {}
-        first_row_of = seen.setdefault
+        first_row_of = self._first_rows(40).setdefault  # ~40 bytes a row with a name or two
         opt_outs = self.opt_outs
         listed = opt_outs.lookup if opt_outs is not None else None
         opted_out = opt_outs.reasons() if opt_outs is not None else []
@@ -290,6 +272,17 @@ class RowRules:
             st.valid += len(rows)
             st.parts.add_all(shapes)
             yield Block(rows, msisdns, rejects, row, contents, fields)
+
+    def _first_rows(self, bytes_per_row: int) -> dict[int, int] | FirstRowTable:
+        """Number -> the first row that held it, for dedupe: a compact table sized from the
+        input's size (``bytes_per_row`` a row) when asked for, else a dict."""
+        if not self.compact_dedupe:
+            return {}
+        try:
+            expected = os.stat(self.path).st_size // bytes_per_row
+        except OSError:
+            expected = 0
+        return FirstRowTable(expected if self.dedupe else 0)
 
     def _refused(self, row: int, value: str, reason: Reason) -> Reject:
         if type(value) is Unreadable:

@@ -47,6 +47,24 @@ def disk(monkeypatch: pytest.MonkeyPatch) -> Disk:
     return disk
 
 
+class Other:
+    """Another task on the loop, counting the steps it gets to run."""
+
+    def __init__(self, pause: float) -> None:
+        self.steps = 0
+        self.running = True
+        self.task = asyncio.create_task(self._run(pause))
+
+    async def _run(self, pause: float) -> None:
+        while self.running:
+            self.steps += 1
+            await asyncio.sleep(pause)
+
+    async def stop(self) -> None:
+        self.running = False
+        await self.task
+
+
 def _log(tmp_path: Path) -> tuple[int, GroupCommit]:
     fd = os.open(tmp_path / "log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
     return fd, GroupCommit(lambda: fd, str(tmp_path / "log"))
@@ -130,24 +148,14 @@ async def test_a_quick_round_is_waited_for_in_place(
     # However slow a loaded machine makes a round, the wait stays in place in this test.
     monkeypatch.setattr(GroupCommit, "SPIN", 10.0)
     fd, commit = _log(tmp_path)
-    steps = 0
-    running = True
-
-    async def other() -> None:
-        nonlocal steps
-        while running:
-            steps += 1
-            await asyncio.sleep(0)
-
-    busy = asyncio.create_task(other())
+    other = Other(0)
     await asyncio.sleep(0)
     for i in range(20):
         os.write(fd, f"line {i}\n".encode())
-        before = steps
+        before = other.steps
         await commit.durable(commit.wrote())
-        assert steps - before <= 2  # one trip round the loop, not one per poll
-    running = False
-    await busy
+        assert other.steps - before <= 2  # one trip round the loop, not one per poll
+    await other.stop()
     commit.close()
     os.close(fd)
     assert commit.rounds == 20 and commit.waits["on the loop"] == 0
@@ -158,23 +166,13 @@ async def test_a_slow_disk_does_not_hold_the_loop(tmp_path: Path, disk: Disk) ->
     fd, commit = _log(tmp_path)
     os.write(fd, b"warm up\n")
     await commit.durable(commit.wrote())  # learns that rounds are slow
-    steps = 0
-    running = True
-
-    async def other() -> None:
-        nonlocal steps
-        while running:
-            steps += 1
-            await asyncio.sleep(0.001)
-
-    busy = asyncio.create_task(other())
+    other = Other(0.001)
     os.write(fd, b"line\n")
     await commit.durable(commit.wrote())
-    running = False
-    await busy
+    await other.stop()
     commit.close()
     os.close(fd)
-    assert steps >= 5
+    assert other.steps >= 5
 
 
 async def test_flush_starts_the_round_at_once(tmp_path: Path, disk: Disk) -> None:

@@ -11,19 +11,8 @@ from pathlib import Path
 import pytest
 
 from bulksend.errors import ConfigError
-from bulksend.journal import RESULTS_HEADER, Journal, ResultLine, read_results
-
-FP = "f" * 64
-
-
-def _open(path: Path, **kw: bool) -> Journal:
-    journal = Journal(path)
-    journal.open(FP, describe={}, **kw)
-    return journal
-
-
-def _accepted(rows: list[int]) -> list[ResultLine]:
-    return [ResultLine(r, f"2782{r:07d}", "accepted", f"{r:032x}") for r in rows]
+from bulksend.journal import RESULTS_HEADER, ResultLine, read_results
+from tests.test_journal import _accepted, _open
 
 
 def _numbers(rows: list[int]) -> list[str]:

@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 
 from bulksend.journal import Journal
-from bulksend.journal.files import ReservedLog, cut_log_tail, log_lines
+from bulksend.journal.files import ReservedLog, cut_torn_tail, log_lines
 
 
 def _lines(path: Path) -> list[str]:
@@ -59,13 +59,13 @@ def test_reopening_appends_after_the_last_line_not_after_the_reserve(tmp_path: P
 def test_cut_drops_the_reserve_and_a_torn_last_line(tmp_path: Path) -> None:
     path = tmp_path / "log"
     path.write_bytes(b"h\nI 1 0-1 a,b\nI 2 2-3 c" + bytes(5000))  # the crash tore I 2
-    cut_log_tail(path)
+    cut_torn_tail(path)
     assert path.read_bytes() == b"h\nI 1 0-1 a,b\n"
     path.write_bytes(b"h\nD 1\n" + bytes(70_000))  # a reserve longer than one read block
-    cut_log_tail(path)
+    cut_torn_tail(path)
     assert path.read_bytes() == b"h\nD 1\n"
     path.write_bytes(b"h\nno newline at all" + b"y" * 70_000)
-    cut_log_tail(path)
+    cut_torn_tail(path)
     assert path.read_bytes() == b"h\n"
 
 
@@ -76,7 +76,7 @@ def test_a_write_the_disk_never_got_is_no_line(tmp_path: Path) -> None:
     hole = bytes(len("I 2 2-3 c,d\n"))
     path.write_bytes(b"h\nI 1 0-1 a,b\n" + hole + b"D 1\nW 120\nI 3 4" + bytes(100))
     assert _lines(path) == ["h\n", "I 1 0-1 a,b\n", "W 120\n"]
-    cut_log_tail(path)
+    cut_torn_tail(path)
     assert path.read_bytes().endswith(b"W 120\n")
 
 

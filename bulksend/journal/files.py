@@ -11,10 +11,10 @@ Each one does a single thing to a file and says plainly how far it goes:
   an atomic ``os.replace``, then the directory fsynced;
 * :func:`fsync_dir` makes a create or rename in a directory durable (a file system that refuses to
   fsync a directory, EINVAL, is let be; an I/O error is a :class:`StorageError`);
-* :func:`cut_torn_tail` drops a last line that has no newline (a write cut short by a kill);
+* :func:`cut_torn_tail` drops a last line that has no newline (a write cut short by a kill) and
+  NUL bytes at the end (a log's reserve);
 * :class:`ReservedLog` appends to a log whose file ends in reserved space (the intent log), so that
-  flushing an append writes data only; :func:`log_lines` reads such a log's complete lines and
-  :func:`cut_log_tail` cuts its reserve and a torn last line;
+  flushing an append writes data only; :func:`log_lines` reads such a log's complete lines;
 * :func:`move_aside` renames files to ``<name>.<n>``, the first ``n`` free for all of them.
 
 Every failure raises :class:`~bulksend.errors.StorageError` naming the
@@ -36,7 +36,6 @@ __all__ = [
     "FILE_MODE",
     "ReservedLog",
     "append_durably",
-    "cut_log_tail",
     "cut_torn_tail",
     "fsync_dir",
     "log_lines",
@@ -108,26 +107,17 @@ def write_all(fd: int, data: bytes) -> None:
 
 
 def cut_torn_tail(path: Path) -> None:
-    """Drop a last line that has no newline (a write cut short by a kill)."""
-    size = path.stat().st_size
-    if size == 0:
-        return
-    with path.open("rb+") as f:
-        f.seek(size - 1)
-        if f.read(1) == b"\n":
-            return
-        block = 1 << 16
-        pos = size
-        while pos > 0:
-            start = max(0, pos - block)
-            f.seek(start)
-            chunk = f.read(pos - start)
-            nl = chunk.rfind(b"\n")
-            if nl >= 0:
-                f.truncate(start + nl + 1)
-                return
-            pos = start
-        f.truncate(0)
+    """Cut ``path`` after its last complete line: a last line without its newline (a write cut
+    short by a kill or a crash) goes, and so do the NUL bytes after it (a :class:`ReservedLog`'s
+    reserve, or the zeros a crash can leave at the end of a file). ``OSError`` as it comes."""
+    fd = os.open(path, os.O_RDWR)
+    try:
+        size = os.fstat(fd).st_size
+        end = _log_end(fd, size)
+        if end < size:
+            os.ftruncate(fd, end)
+    finally:
+        os.close(fd)
 
 
 def move_aside(paths: Sequence[Path]) -> None:
@@ -187,7 +177,7 @@ class ReservedLog:
     the reserve at the end, and after a machine crash, a write that never reached the disk while
     later ones did (an overwrite in place may reach the disk out of order). Nothing is lost that
     was relied on: a request leaves only after a flush, and a flush covers every earlier write.
-    :func:`cut_log_tail` drops the reserve and a torn last line before a resume appends again.
+    :func:`cut_torn_tail` drops the reserve and a torn last line before a resume appends again.
     """
 
     RESERVE = 1 << 20
@@ -224,39 +214,21 @@ def _pwrite_all(fd: int, data: bytes, offset: int) -> None:
 
 
 def _log_end(fd: int, size: int) -> int:
-    """Where the log's content ends: after its last newline that only NUL bytes follow."""
+    """Where the file's complete lines end: after its last newline, the NUL bytes at its end not
+    counted as content."""
     block = 1 << 16
-    pos = size
+    pos, content = size, False
     while pos > 0:
         start = max(0, pos - block)
-        chunk = os.pread(fd, pos - start, start).rstrip(b"\0")
-        if chunk:
-            nl = chunk.rfind(b"\n")
-            if nl >= 0:
-                return start + nl + 1
-            # A torn line before the reserve: its start is further back.
-            while start > 0:
-                back = max(0, start - block)
-                nl = os.pread(fd, start - back, back).rfind(b"\n")
-                if nl >= 0:
-                    return back + nl + 1
-                start = back
-            return 0
+        chunk = os.pread(fd, pos - start, start)
+        if not content:
+            chunk = chunk.rstrip(b"\0")
+            content = bool(chunk)
+        nl = chunk.rfind(b"\n")
+        if nl >= 0:
+            return start + nl + 1
         pos = start
     return 0
-
-
-def cut_log_tail(path: Path) -> None:
-    """Cut a :class:`ReservedLog`'s file after its last complete line: the reserve and a torn
-    last line go (``OSError`` as it comes)."""
-    fd = os.open(path, os.O_RDWR)
-    try:
-        size = os.fstat(fd).st_size
-        end = _log_end(fd, size)
-        if end < size:
-            os.ftruncate(fd, end)
-    finally:
-        os.close(fd)
 
 
 def log_lines(lines: Iterable[str]) -> Iterator[str]:

@@ -96,7 +96,6 @@ from bulksend.journal.checks import (
 from bulksend.journal.files import (
     ReservedLog,
     append_durably,
-    cut_log_tail,
     cut_torn_tail,
     fsync_dir,
     move_aside,
@@ -328,7 +327,7 @@ class Journal(TimedSync, Rekeying):
         check_watermark(self.results_path, self.intent_path)
         try:
             cut_torn_tail(self.results_path)
-            cut_log_tail(self.intent_path)
+            cut_torn_tail(self.intent_path)
         except OSError as exc:
             raise StorageError(str(self.results_path), exc, "repair") from None
         unknown_rows: dict[int, str] = {}

@@ -39,6 +39,18 @@ class BatchCalls(SendmsgCalls):
 
     # -- the commands ------------------------------------------------------------------------------
 
+    def _authorised_batch(self, params: Params) -> BatchTemplate | Answer:
+        """The batch ``params`` name, once the request authenticates; else the refusal (counted:
+        an unknown or expired batch is ERR 201)."""
+        refusal = self._authenticate(params)
+        if refusal is None:
+            batch = self._batch(params)
+            if batch is not None:
+                return batch
+            refusal = err(201)
+        self.stats.refused += 1
+        return refusal
+
     def _batch(self, params: Params) -> BatchTemplate | None:
         faults = self.faults
         return self.batches.get(params.get("batch_id"), faults.batch_ttl, faults.batch_expire_every)
@@ -55,14 +67,9 @@ class BatchCalls(SendmsgCalls):
 
     def _senditem(self, params: Params, is_post: bool) -> Answer:
         stats = self.stats
-        refusal = self._authenticate(params)
-        if refusal is not None:
-            stats.refused += 1
-            return refusal
-        batch = self._batch(params)
-        if batch is None:
-            stats.refused += 1
-            return err(201)
+        batch = self._authorised_batch(params)
+        if not isinstance(batch, BatchTemplate):
+            return batch
         to = params.get("to", "").strip()
         if not to or "," in to:
             stats.refused += 1
@@ -105,14 +112,9 @@ class BatchCalls(SendmsgCalls):
 
     def _quicksend(self, params: Params, is_post: bool) -> Answer:
         stats = self.stats
-        refusal = self._authenticate(params)
-        if refusal is not None:
-            stats.refused += 1
-            return refusal
-        batch = self._batch(params)
-        if batch is None:
-            stats.refused += 1
-            return err(201)
+        batch = self._authorised_batch(params)
+        if not isinstance(batch, BatchTemplate):
+            return batch
         if len(batch.pieces) > 1:
             stats.refused += 1
             return err(202)  # placeholders: this batch has no template that can go out as is
