@@ -124,9 +124,10 @@ def test_second_runner_refuses_through_other_names_then_takes_over_after_kill_9(
     final = read_results(results)
     assert {r["to"] for r in final} == set(numbers)
     # Rows in flight at the kill that had not reached the gateway (more of them on a busy
-    # machine) are recorded unknown and not resent; at most concurrency x batch size of them.
+    # machine) are recorded unknown and not resent; at most concurrency x batch size of them,
+    # twice that with each sender's next batch, whose intent it may have written early.
     unknown = {r["to"] for r in final if r["status"] == "unknown"}
-    assert set(numbers) - set(per_number) <= unknown and len(unknown) <= 2 * 100
+    assert set(numbers) - set(per_number) <= unknown and len(unknown) <= 2 * 2 * 100
     # The in-flight warning of the takeover run is said once.
     assert takeover.stderr.count("were in flight when a previous run stopped") == 1
 

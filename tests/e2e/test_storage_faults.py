@@ -186,7 +186,9 @@ def _resume_and_check(url: str, ledger: Path, input_path: Path, results: Path, *
     ledger_pairs = {(e.to, e.api_msg_id) for e in entries}
     assert accepted <= ledger_pairs
     assert all(to in unknown for to, _ in ledger_pairs - accepted), "an accepted ID was lost"
-    assert len(unknown) <= CONCURRENCY * BATCH, "more than one window became unknown"
+    # The batches in flight when the disk filled, and at worst each sender's next batch whose
+    # intent it wrote early and could not mark abandoned on the full disk.
+    assert len(unknown) <= 2 * CONCURRENCY * BATCH, "more than the open intents became unknown"
     assert Counter(r["row"] for r in lines).most_common(1)[0][1] == 1
 
 
